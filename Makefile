@@ -1,0 +1,43 @@
+# authserver: `make run` serves on http://127.0.0.1:8000 (SQLite); `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+ARGS   ?=
+
+.PHONY: run test lint format bench clean
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "authserver needs Python 3.11 or newer")'
+	@$(PYTHON) -m venv $(VENV) || { echo "make: cannot create $(VENV): install python3-venv (apt-get install python3-venv)"; exit 1; }
+
+$(VENV)/.prod-installed: requirements/base.txt requirements/prod.txt | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements/prod.txt
+	@touch $@
+
+$(VENV)/.test-installed: requirements/base.txt requirements/prod.txt requirements/test.txt | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements/test.txt
+	@touch $@
+
+run: $(VENV)/.prod-installed
+	$(PY) manage.py migrate --noinput
+	@echo
+	@echo "  authserver is starting on http://127.0.0.1:8000  (admin: http://127.0.0.1:8000/admin/)"
+	@echo "  Create an admin account in another terminal (the password is read from stdin):"
+	@echo "    $(PY) manage.py create_user admin --email admin@example.com --superuser"
+	@echo
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+test: $(VENV)/.test-installed
+	$(PY) scripts/runtests.py $(ARGS)
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

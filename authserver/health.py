@@ -1,0 +1,61 @@
+"""Liveness and readiness probes.
+
+/healthz answers as long as the process can serve a request: no database, no cache.
+/readyz answers 200 only when the database is reachable and every migration is applied,
+otherwise 503 with a JSON reason a load balancer or an operator can read.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
+
+# Once every migration was seen applied, this process does not load the migration graph again.
+_migrations_applied = False
+
+
+def _pending_migrations() -> list[str]:
+    connection = connections[DEFAULT_DB_ALIAS]
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return [f"{migration.app_label}.{migration.name}" for migration, _backwards in plan]
+
+
+def database_state() -> tuple[bool, str]:
+    """(ready, reason) for the default database."""
+    global _migrations_applied  # noqa: PLW0603 - process-wide memo of a one-way fact
+    try:
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        if not _migrations_applied:
+            pending = _pending_migrations()
+            if pending:
+                return False, f"{len(pending)} migration(s) not applied, first: {pending[0]}"
+            _migrations_applied = True
+    except (DatabaseError, OSError) as exc:  # "not ready"; details go to the log only
+        logger.warning("readiness: database check failed: %s", exc.__class__.__name__)
+        return False, "database unreachable"
+    return True, "ok"
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    ready, reason = database_state()
+    body = {"status": "ready" if ready else "unavailable", "checks": {"database": reason}}
+    if not ready:
+        body["reason"] = f"database: {reason}"
+    return JsonResponse(body, status=200 if ready else 503)

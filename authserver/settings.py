@@ -1,0 +1,314 @@
+"""authserver settings: the one module that reads the environment.
+
+Every variable is documented in README.md ("Configuration") and deploy/env.example. Values are read
+through django-environ and checked here; a bad value stops the process with one line naming the
+variable (authserver.startup.config_fail). There is no production-only settings module: the
+environment (AUTHSERVER_MODE=production) switches the security settings on.
+"""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from authserver.startup import config_fail
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Local state of the development server (SQLite file, generated secrets). Ignored by git.
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+if env.str("AUTHSERVER_READ_DOT_ENV", default="0") in {"1", "true", "yes", "on"}:
+    # The OS environment wins over .env (overwrite=False is django-environ's default).
+    env.read_env(BASE_DIR / ".env")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = env.str(name, default=None)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    config_fail(name, f"must be a boolean (true/false), got {raw!r}")
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = env.str(name, default=None)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        config_fail(name, f"must be an integer, got {raw!r}")
+    if value < minimum:
+        config_fail(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _str(name: str, default: str | None = None) -> str | None:
+    value = env.str(name, default=None)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _list(name: str, default: list[str]) -> list[str]:
+    raw = _str(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _dev_secret(filename: str, make: callable) -> str:
+    """A development-only secret, generated once into var/ so every process shares it."""
+    path = VAR_DIR / filename
+    if not path.exists():
+        VAR_DIR.mkdir(exist_ok=True)
+        with open(path, "x", encoding="ascii") as fh:  # "x": never overwrite a racing writer
+            fh.write(make())
+        path.chmod(0o600)
+    return path.read_text(encoding="ascii").strip()
+
+
+def _weak_secret_key(key: str) -> str | None:
+    # The same bar as Django's deploy check (security.W009), so `check --deploy` agrees with us.
+    if key.startswith("django-insecure"):
+        return "starts with 'django-insecure'"
+    if len(key) < 50:
+        return "is shorter than 50 characters"
+    if len(set(key)) < 5:
+        return "has fewer than 5 distinct characters"
+    return None
+
+
+# --- Mode -----------------------------------------------------------------------------------
+AUTHSERVER_MODE = (_str("AUTHSERVER_MODE", "development") or "").lower()
+if AUTHSERVER_MODE not in {"development", "production"}:
+    config_fail(
+        "AUTHSERVER_MODE", f"must be 'development' or 'production', got {AUTHSERVER_MODE!r}"
+    )
+PRODUCTION = AUTHSERVER_MODE == "production"
+
+# --- Core Django ----------------------------------------------------------------------------
+DEBUG = _bool("DEBUG", default=False)
+if PRODUCTION and DEBUG:
+    config_fail("DEBUG", "must be off when AUTHSERVER_MODE=production")
+
+SECRET_KEY = _str("SECRET_KEY")
+if SECRET_KEY is None:
+    if PRODUCTION:
+        config_fail("SECRET_KEY", "is required when AUTHSERVER_MODE=production")
+    SECRET_KEY = _dev_secret("secret_key", lambda: secrets.token_urlsafe(64))
+elif PRODUCTION and (weakness := _weak_secret_key(SECRET_KEY)):
+    config_fail("SECRET_KEY", f"is too weak: it {weakness}; use 50+ random characters")
+SECRET_KEY_FALLBACKS = _list("SECRET_KEY_FALLBACKS", [])
+
+ALLOWED_HOSTS = _list(
+    "ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"]
+)
+if PRODUCTION and not ALLOWED_HOSTS:
+    config_fail(
+        "ALLOWED_HOSTS", "must list this server's host names when AUTHSERVER_MODE=production"
+    )
+
+# --- Issuer ---------------------------------------------------------------------------------
+_issuer = _str("AUTHSERVER_ISSUER", None if PRODUCTION else "http://127.0.0.1:8000")
+if _issuer is None:
+    config_fail("AUTHSERVER_ISSUER", "is required when AUTHSERVER_MODE=production")
+_issuer_parts = urlsplit(_issuer)
+if _issuer_parts.scheme not in {"http", "https"} or not _issuer_parts.netloc:
+    config_fail("AUTHSERVER_ISSUER", f"must be an absolute URL, got {_issuer!r}")
+if _issuer_parts.query or _issuer_parts.fragment:
+    config_fail(
+        "AUTHSERVER_ISSUER", "must not have a query or fragment (OpenID Connect Discovery §2)"
+    )
+if PRODUCTION and _issuer_parts.scheme != "https":
+    config_fail("AUTHSERVER_ISSUER", "must be an https:// URL when AUTHSERVER_MODE=production")
+AUTHSERVER_ISSUER = _issuer.rstrip("/")
+
+# --- Database -------------------------------------------------------------------------------
+_default_db = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # django-environ warns about unknown schemes; we report
+        _db = env.db_url("DATABASE_URL", default=_default_db)
+except (ImproperlyConfigured, ValueError, KeyError) as exc:
+    config_fail("DATABASE_URL", f"is malformed ({exc.__class__.__name__}: {exc})")
+_engine = _db.get("ENGINE", "")
+if _engine == "django.db.backends.sqlite3":
+    if _db.get("NAME") in (None, ""):
+        config_fail("DATABASE_URL", "names no SQLite file (use sqlite:////absolute/path.sqlite3)")
+    if _db["NAME"] != ":memory:":
+        Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    _db.setdefault("OPTIONS", {})["timeout"] = 20
+elif _engine == "django.db.backends.postgresql":
+    # Persistent connections with health checks: the connection survives across requests and a
+    # broken one is replaced before use (Django "Persistent connections").
+    _db["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 600)
+    _db["CONN_HEALTH_CHECKS"] = True
+    _db.setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", _int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+    )
+else:
+    config_fail("DATABASE_URL", f"must be a sqlite:// or postgres:// URL, got engine {_engine!r}")
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache: shared by every worker and instance (rate limits and lockouts live here) ---------
+REDIS_URL = _str("REDIS_URL")
+if REDIS_URL:
+    if urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
+        config_fail("REDIS_URL", f"must be a redis://, rediss:// or unix:// URL, got {REDIS_URL!r}")
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "authserver",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    # The database cache table is shared across gunicorn workers; it is created by a migration.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "authserver_cache",
+            "KEY_PREFIX": "authserver",
+        }
+    }
+
+# --- Applications ---------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "authserver.apps.AuthserverConfig",
+    "accounts.apps.AccountsConfig",
+    "tokens.apps.TokensConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "authserver.urls"
+WSGI_APPLICATION = "authserver.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Users and passwords --------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+# Argon2id first; PBKDF2 second so hashes made by it still verify and are upgraded on login.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": _int("AUTHSERVER_PASSWORD_MIN_LENGTH", 10, minimum=8)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- HTTPS and cookies: on in production, from the environment -------------------------------
+SECURE_SSL_REDIRECT = _bool("AUTHSERVER_SSL_REDIRECT", default=PRODUCTION)
+SECURE_HSTS_SECONDS = _int("AUTHSERVER_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("AUTHSERVER_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = _bool("AUTHSERVER_HSTS_PRELOAD", default=PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+# __Host- cookies are bound to this exact origin over HTTPS: no Domain attribute, Path=/.
+SESSION_COOKIE_NAME = "__Host-authserver-session" if PRODUCTION else "authserver-session"
+CSRF_COOKIE_NAME = "__Host-authserver-csrf" if PRODUCTION else "authserver-csrf"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = _int("AUTHSERVER_BROWSER_SESSION_SECONDS", 8 * 3600, minimum=60)
+CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
+# Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs). Used by the rate
+# limiter and by deploy/gunicorn.conf.py (forwarded_allow_ips). Empty: trust no forwarding header.
+AUTHSERVER_TRUSTED_PROXIES = _list("AUTHSERVER_TRUSTED_PROXIES", [])
+
+# --- Internationalisation -------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files (served by WhiteNoise from the app process) -------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Development serves straight from the app folders, so `make run` needs no collectstatic.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+# --- REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Logging: one line per record on stderr; never request bodies --------------------------
+LOG_LEVEL = (_str("AUTHSERVER_LOG_LEVEL", "INFO") or "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    config_fail("AUTHSERVER_LOG_LEVEL", f"must be a logging level name, got {LOG_LEVEL!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

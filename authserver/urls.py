@@ -1,0 +1,16 @@
+"""Root URLconf: mounts every app and the well-known endpoints in one place."""
+
+from django.contrib import admin
+from django.urls import path
+
+from authserver import health
+
+admin.site.site_header = "authserver administration"
+admin.site.site_title = "authserver admin"
+admin.site.index_title = "Users, clients, keys and sessions"
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from accounts.models import User
+from tests.live import base_env
+
+PASSWORD = "correct horse battery staple"  # test-only credential
+
+
+@pytest.fixture
+def make_user(db):
+    counter = iter(range(1, 10_000))
+
+    def make(
+        username: str | None = None, email: str | None = None, password: str = PASSWORD, **extra
+    ) -> User:
+        n = next(counter)
+        username = username or f"user{n}"
+        user = User(username=username, email=email or f"{username}@example.com", **extra)
+        user.set_password(password)
+        user.save()
+        return user
+
+    return make
+
+
+def _test_database_url() -> str:
+    """The URL of pytest-django's test database, for child processes to share it."""
+    params = connection.settings_dict
+    auth = quote(params["USER"] or "")
+    if params.get("PASSWORD"):
+        auth += ":" + quote(params["PASSWORD"])
+    host = params.get("HOST") or "127.0.0.1"
+    port = params.get("PORT") or 5432
+    return f"postgres://{auth}@{host}:{port}/{quote(params['NAME'])}"
+
+
+@pytest.fixture
+def child_env(transactional_db):
+    """Environment for an authserver child process sharing this test's PostgreSQL database.
+
+    Tests using it run with transaction=True semantics, so rows they create are committed and
+    visible to the child process.
+    """
+    return base_env(
+        DATABASE_URL=_test_database_url(),
+        SECRET_KEY=settings.SECRET_KEY,
+        AUTHSERVER_ISSUER=settings.AUTHSERVER_ISSUER,
+    )
