@@ -69,5 +69,5 @@ class UserAdmin(DjangoUserAdmin):
         if obj.pk is None:
             return "-"
         state = "set" if obj.has_usable_password() else "not set (cannot sign in with a password)"
-        url = reverse("admin:accounts_user_password_change", args=[obj.pk])
+        url = reverse("admin:auth_user_password_change", args=[obj.pk])
         return format_html('{} &middot; <a href="{}">Change password</a>', state, url)

@@ -279,7 +279,8 @@ USE_TZ = True
 
 # --- Static files (served by WhiteNoise from the app process) -------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `collectstatic` target in production; development serves from the app folders instead.
+STATIC_ROOT = BASE_DIR / "staticfiles" if PRODUCTION else None
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
