@@ -1,8 +1,9 @@
 """Liveness and readiness probes.
 
 /healthz answers as long as the process can serve a request: no database, no cache.
-/readyz answers 200 only when the database is reachable and every migration is applied,
-otherwise 503 with a JSON reason a load balancer or an operator can read.
+/readyz answers 200 only when the database is reachable, every migration is applied and an
+active signing key can be used, otherwise 503 with a JSON reason a load balancer or an operator
+can read.
 """
 
 from __future__ import annotations
@@ -55,7 +56,17 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     ready, reason = database_state()
-    body = {"status": "ready" if ready else "unavailable", "checks": {"database": reason}}
-    if not ready:
-        body["reason"] = f"database: {reason}"
-    return JsonResponse(body, status=200 if ready else 503)
+    checks = {"database": reason}
+    failure = None if ready else f"database: {reason}"
+    if ready:
+        # Signing keys: an active key this process can decrypt, sound public keys. The first
+        # call on an empty store creates the first key.
+        from tokens.keys import keystore_state
+
+        keys_ready, checks["signing_keys"] = keystore_state()
+        if not keys_ready:
+            failure = f"signing_keys: {checks['signing_keys']}"
+    body = {"status": "unavailable" if failure else "ready", "checks": checks}
+    if failure:
+        body["reason"] = failure
+    return JsonResponse(body, status=503 if failure else 200)

@@ -8,6 +8,8 @@ environment (AUTHSERVER_MODE=production) switches the security settings on.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import warnings
 from pathlib import Path
@@ -291,6 +293,113 @@ STORAGES = {
 }
 # Development serves straight from the app folders, so `make run` needs no collectstatic.
 WHITENOISE_USE_FINDERS = not PRODUCTION
+
+
+# --- Signing keys and access tokens ---------------------------------------------------------
+# Private signing keys live in the database, encrypted with AES-256-GCM under this key-encryption
+# key (KEK): 32 random bytes in base64, from the variable or from a mounted secret file.
+def _kek(name: str, text: str) -> bytes:
+    cleaned = text.strip().replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        config_fail(
+            name,
+            "must be 32 random bytes in base64, e.g. "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+    return raw
+
+
+_kek_text = _str("AUTHSERVER_KEY_ENCRYPTION_KEY")
+_kek_file = _str("AUTHSERVER_KEY_ENCRYPTION_KEY_FILE")
+_kek_name = "AUTHSERVER_KEY_ENCRYPTION_KEY"
+if _kek_text is not None and _kek_file is not None:
+    config_fail(
+        "AUTHSERVER_KEY_ENCRYPTION_KEY_FILE",
+        "must not be set together with AUTHSERVER_KEY_ENCRYPTION_KEY (set one of them)",
+    )
+if _kek_file is not None:
+    _kek_name = "AUTHSERVER_KEY_ENCRYPTION_KEY_FILE"
+    try:
+        _kek_text = Path(_kek_file).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        config_fail(_kek_name, f"cannot be read: {exc.__class__.__name__} on {_kek_file}")
+elif _kek_text is None:
+    if PRODUCTION:
+        config_fail(
+            "AUTHSERVER_KEY_ENCRYPTION_KEY",
+            "is required when AUTHSERVER_MODE=production (or AUTHSERVER_KEY_ENCRYPTION_KEY_FILE); "
+            "generate one with python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+    _kek_text = _dev_secret("key_encryption_key", lambda: secrets.token_urlsafe(32))
+AUTHSERVER_KEY_ENCRYPTION_KEY = _kek(_kek_name, _kek_text)
+# Older KEKs still accepted for decryption while re-encrypting (rotate_signing_keys --reencrypt).
+AUTHSERVER_KEY_ENCRYPTION_KEY_FALLBACKS = [
+    _kek("AUTHSERVER_KEY_ENCRYPTION_KEY_FALLBACKS", text)
+    for text in _list("AUTHSERVER_KEY_ENCRYPTION_KEY_FALLBACKS", [])
+]
+del _kek_text, _kek_file, _kek_name
+
+AUTHSERVER_SIGNING_ALG = (_str("AUTHSERVER_SIGNING_ALG", "RS256") or "").upper()
+if AUTHSERVER_SIGNING_ALG not in {"RS256", "ES256"}:
+    config_fail("AUTHSERVER_SIGNING_ALG", f"must be RS256 or ES256, got {AUTHSERVER_SIGNING_ALG!r}")
+AUTHSERVER_RSA_KEY_SIZE = _int("AUTHSERVER_RSA_KEY_SIZE", 2048)
+if AUTHSERVER_RSA_KEY_SIZE not in {2048, 3072, 4096}:
+    config_fail(
+        "AUTHSERVER_RSA_KEY_SIZE", f"must be 2048, 3072 or 4096, got {AUTHSERVER_RSA_KEY_SIZE}"
+    )
+
+
+def _at_most(name: str, value: int, maximum: int) -> int:
+    if value > maximum:
+        config_fail(name, f"must be at most {maximum}, got {value}")
+    return value
+
+
+AUTHSERVER_ACCESS_TOKEN_TTL = _at_most(
+    "AUTHSERVER_ACCESS_TOKEN_TTL", _int("AUTHSERVER_ACCESS_TOKEN_TTL", 600, minimum=30), 86_400
+)
+# The longest lifetime of any token signed with a signing key (access or ID token). A retired key
+# stays in the JWKS for this long (plus leeway and the key-cache bound) after it stops signing.
+AUTHSERVER_SIGNED_TOKEN_MAX_LIFETIME = _at_most(
+    "AUTHSERVER_SIGNED_TOKEN_MAX_LIFETIME",
+    _int(
+        "AUTHSERVER_SIGNED_TOKEN_MAX_LIFETIME",
+        max(3600, AUTHSERVER_ACCESS_TOKEN_TTL),
+        minimum=AUTHSERVER_ACCESS_TOKEN_TTL,
+    ),
+    7 * 86_400,
+)
+AUTHSERVER_TOKEN_LEEWAY = _at_most(
+    "AUTHSERVER_TOKEN_LEEWAY", _int("AUTHSERVER_TOKEN_LEEWAY", 30), 300
+)
+AUTHSERVER_DEFAULT_AUDIENCE = _str("AUTHSERVER_DEFAULT_AUDIENCE", AUTHSERVER_ISSUER + "/api")
+AUTHSERVER_JWKS_MAX_AGE = _at_most(
+    "AUTHSERVER_JWKS_MAX_AGE", _int("AUTHSERVER_JWKS_MAX_AGE", 300), 86_400
+)
+# Every worker re-reads the key rows at least this often even when the shared cache is lost; with
+# the cache up, a rotation or revocation reaches every worker within about a second.
+AUTHSERVER_KEY_CACHE_SECONDS = 60
+AUTHSERVER_KEY_ROTATION_DAYS = _at_most(
+    "AUTHSERVER_KEY_ROTATION_DAYS", _int("AUTHSERVER_KEY_ROTATION_DAYS", 90), 3650
+)
+# A new key is published (JWKS) this long before it signs, so every verifier's cached JWKS has it.
+_min_delay = AUTHSERVER_JWKS_MAX_AGE + AUTHSERVER_KEY_CACHE_SECONDS
+AUTHSERVER_KEY_ACTIVATION_DELAY = _at_most(
+    "AUTHSERVER_KEY_ACTIVATION_DELAY",
+    _int("AUTHSERVER_KEY_ACTIVATION_DELAY", max(3600, _min_delay), minimum=_min_delay),
+    30 * 86_400,
+)
+if AUTHSERVER_KEY_ROTATION_DAYS and AUTHSERVER_KEY_ROTATION_DAYS * 86_400 <= (
+    AUTHSERVER_KEY_ACTIVATION_DELAY
+):
+    config_fail(
+        "AUTHSERVER_KEY_ROTATION_DAYS", "must be longer than AUTHSERVER_KEY_ACTIVATION_DELAY"
+    )
+del _min_delay
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import path
 
 from authserver import health
+from tokens import views as token_views
 
 admin.site.site_header = "authserver administration"
 admin.site.site_title = "authserver admin"
@@ -11,6 +12,7 @@ admin.site.index_title = "Users, clients, keys and sessions"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path(".well-known/jwks.json", token_views.jwks, name="jwks"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
 ]

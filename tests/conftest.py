@@ -12,6 +12,16 @@ from tests.live import base_env
 PASSWORD = "correct horse battery staple"  # test-only credential
 
 
+@pytest.fixture(autouse=True)
+def _fresh_signing_key_cache():
+    """Each test sees the signing keys of its own database, not a snapshot from an earlier test."""
+    from tokens.keys import keyring_reset
+
+    keyring_reset()
+    yield
+    keyring_reset()
+
+
 @pytest.fixture
 def make_user(db):
     counter = iter(range(1, 10_000))

@@ -21,6 +21,8 @@ if not os.environ.get("REDIS_URL"):
 os.environ.setdefault("AUTHSERVER_MODE", "development")
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 os.environ.setdefault("AUTHSERVER_ISSUER", "http://testserver")
+# Key-encryption key for signing keys: generated per test session, inherited by child processes.
+os.environ.setdefault("AUTHSERVER_KEY_ENCRYPTION_KEY", secrets.token_urlsafe(32))
 
 from authserver.settings import *  # noqa: F403
 from authserver.settings import CACHES

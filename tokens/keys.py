@@ -1,0 +1,430 @@
+"""The signing-key store as each process sees it: an in-process key ring, kept in step with the
+database (the source of truth) through a generation token in the shared cache.
+
+Hot path: `active_signing_key()`, `published_key()` and `jwks_document()` read an immutable
+snapshot held in process memory; they query neither the database nor (more than once a second)
+the cache. Freshness, per process:
+
+- at most once a second the snapshot compares its generation token with the shared cache; every
+  change of key state (tokens/rotation.py) writes a new token after its transaction commits, so
+  a rotation or revocation on any instance reaches every worker within about a second;
+- whatever the cache says, a snapshot older than AUTHSERVER_KEY_CACHE_SECONDS (60 s) is reloaded,
+  so a lost or unreachable cache delays propagation by at most that;
+- timed transitions (a next key's `activate_at`, a retired key's `remove_after`, a rotation made
+  due by AUTHSERVER_KEY_ROTATION_DAYS) are read from the snapshot; the first process that sees one
+  due performs it under the store's lock (tokens/rotation.py) and the others follow.
+
+Private keys are decrypted and parsed once per process and kept by kid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db import DatabaseError
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.exceptions import APIException
+
+from authserver.conf import get_config
+from tokens.backends import SigningKeyBackend
+from tokens.jwk import (
+    JwkError,
+    PrivateKey,
+    jwk_thumbprint,
+    private_key_from_der,
+    public_jwk,
+    public_key_from_jwk,
+)
+from tokens.kek import KeyDecryptError, private_key_open
+from tokens.models import SigningKey
+
+logger = logging.getLogger("authserver.keys")
+
+GENERATION_CACHE_KEY = "tokens:signing-keys:generation"
+CHECK_INTERVAL_SECONDS = 1.0
+# After a failed automatic transition, wait this long before trying again in this process.
+MAINTENANCE_RETRY_SECONDS = 5.0
+
+# Test seam: the monotonic clock behind the check interval and the snapshot age.
+clock = time.monotonic
+
+
+class KeyStoreUnavailable(APIException):
+    """Signing (or the JWKS) is unavailable. DRF views answer 503 with an RFC 6749-shaped body.
+
+    `reason` names the cause for operators (readiness probe, logs); it never contains key
+    material. The response body stays generic.
+    """
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "temporarily_unavailable"
+
+    def __init__(self, reason: str):
+        super().__init__(
+            {
+                "error": "temporarily_unavailable",
+                "error_description": "signing keys are unavailable; see /readyz",
+            }
+        )
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True)
+class PublishedKey:
+    kid: str
+    alg: str
+    state: str
+    jwk: dict[str, str]  # kty, kid, use, alg + public members: exactly what the JWKS serves
+    backend: SigningKeyBackend = field(repr=False)
+    created_at: datetime
+    activate_at: datetime | None
+    activated_at: datetime | None
+    remove_after: datetime | None
+
+
+@dataclass(frozen=True)
+class ActiveKey:
+    kid: str
+    alg: str
+    backend: SigningKeyBackend = field(repr=False)  # holds the parsed private key
+
+
+@dataclass
+class KeyRing:
+    generation: str | None
+    loaded_at: float
+    checked_at: float
+    keys: dict[str, PublishedKey]
+    active: ActiveKey | None
+    # Why signing is unavailable although the JWKS is served (no active key, cannot decrypt).
+    signing_problem: str | None
+    # Why nothing is served (database down, corrupt public key).
+    error: str | None
+    warnings: tuple[str, ...]
+    due_at: datetime | None
+    jwks_body: bytes
+    etag: str
+
+
+_lock = threading.RLock()
+_ring: KeyRing | None = None
+_private_keys: dict[str, PrivateKey] = {}
+_maintenance_not_before = 0.0
+_logged_problems: set[str] = set()
+
+
+def keyring_reset() -> None:
+    """Forget this process's snapshot and parsed private keys (tests; after local changes)."""
+    global _ring, _maintenance_not_before  # noqa: PLW0603
+    with _lock:
+        _ring = None
+        _private_keys.clear()
+        _maintenance_not_before = 0.0
+        _logged_problems.clear()
+
+
+def keyring_reset_snapshot() -> None:
+    """Drop this process's snapshot (kept parsed private keys): the next call reloads."""
+    global _ring  # noqa: PLW0603
+    with _lock:
+        _ring = None
+
+
+def keyring_changed() -> None:
+    """Tell every process that key state changed: a new generation token in the shared cache."""
+    global _ring  # noqa: PLW0603
+    try:
+        cache.set(GENERATION_CACHE_KEY, secrets.token_hex(8), timeout=None)
+    except Exception:  # noqa: BLE001 - any cache failure: other processes fall back to the TTL
+        logger.warning("key store: cannot publish a new key generation to the shared cache")
+    with _lock:
+        _ring = None
+
+
+def _generation() -> str | None:
+    try:
+        value = cache.get(GENERATION_CACHE_KEY)
+        if value is None:
+            cache.add(GENERATION_CACHE_KEY, secrets.token_hex(8), timeout=None)
+            value = cache.get(GENERATION_CACHE_KEY)
+    except Exception:  # noqa: BLE001 - any cache failure: fall back to the snapshot TTL
+        return None
+    return value
+
+
+def _log_once(level: int, message: str) -> None:
+    if message not in _logged_problems:
+        _logged_problems.add(message)
+        logger.log(level, "key store: %s", message)
+
+
+def _private_key(row: SigningKey) -> PrivateKey:
+    """Decrypt and parse a row's private key once per process; check it matches the kid."""
+    key = _private_keys.get(row.kid)
+    if key is not None:
+        return key
+    config = get_config()
+    der = private_key_open(
+        row.private_key_ciphertext,
+        kid=row.kid,
+        sealed_with=row.kek_id,
+        keks=(config.key_encryption_key, *config.key_encryption_key_fallbacks),
+    )
+    try:
+        key = private_key_from_der(der)
+    except ValueError:
+        raise KeyDecryptError("its decrypted private key does not parse") from None
+    if jwk_thumbprint(public_jwk(key)) != row.kid:
+        raise KeyDecryptError("its private key does not match its kid")
+    _private_keys[row.kid] = key
+    return key
+
+
+def _published(row: SigningKey, issuer: str, leeway: int) -> PublishedKey:
+    try:
+        public_key = public_key_from_jwk(row.public_jwk)
+        if jwk_thumbprint(row.public_jwk) != row.kid:
+            raise JwkError("its public key does not match its kid")
+    except (JwkError, KeyError) as exc:
+        raise KeyStoreUnavailable(f"signing key {row.kid} is corrupt: {exc}") from None
+    members = {name: value for name, value in row.public_jwk.items() if name != "kty"}
+    jwk = {"kty": row.public_jwk["kty"], "kid": row.kid, "use": "sig", "alg": row.alg}
+    jwk.update(sorted(members.items()))
+    return PublishedKey(
+        kid=row.kid,
+        alg=row.alg,
+        state=row.state,
+        jwk=jwk,
+        backend=SigningKeyBackend(
+            kid=row.kid, alg=row.alg, verifying_key=public_key, issuer=issuer, leeway=leeway
+        ),
+        created_at=row.created_at,
+        activate_at=row.activate_at,
+        activated_at=row.activated_at,
+        remove_after=row.remove_after,
+    )
+
+
+_STATE_ORDER = {SigningKey.State.ACTIVE: 0, SigningKey.State.NEXT: 1, SigningKey.State.RETIRED: 2}
+
+
+def _load(generation: str | None, *, now: datetime, create_first: bool) -> KeyRing:
+    config = get_config()
+    mono = clock()
+    rows = list(SigningKey.objects.filter(state__in=SigningKey.PUBLISHED_STATES))
+    if not rows and create_first and not SigningKey.objects.exists():
+        from tokens.rotation import signing_key_create_first
+
+        signing_key_create_first(now=now)
+        rows = list(SigningKey.objects.filter(state__in=SigningKey.PUBLISHED_STATES))
+    rows.sort(key=lambda r: (_STATE_ORDER[r.state], -r.created_at.timestamp()))
+    keys = {row.kid: _published(row, config.issuer, config.token_leeway) for row in rows}
+
+    active = None
+    signing_problem = None
+    warnings: list[str] = []
+    for row in rows:
+        if row.state == SigningKey.State.ACTIVE:
+            try:
+                private = _private_key(row)
+            except KeyDecryptError as exc:
+                signing_problem = f"active signing key {row.kid} cannot be decrypted: {exc.reason}"
+                continue
+            active = ActiveKey(
+                kid=row.kid,
+                alg=row.alg,
+                backend=SigningKeyBackend(
+                    kid=row.kid,
+                    alg=row.alg,
+                    verifying_key=keys[row.kid].backend.verifying_key,
+                    signing_key=private,
+                    issuer=config.issuer,
+                    leeway=config.token_leeway,
+                ),
+            )
+        elif row.state == SigningKey.State.NEXT:
+            try:
+                _private_key(row)  # decrypted now so that activation never waits on it
+            except KeyDecryptError as exc:
+                warnings.append(f"next signing key {row.kid} cannot be decrypted: {exc.reason}")
+    if active is None and signing_problem is None:
+        signing_problem = (
+            "no active signing key (run `manage.py rotate_signing_keys --activate-now`)"
+        )
+
+    body = json.dumps({"keys": [key.jwk for key in keys.values()]}, separators=(",", ":")).encode()
+    return KeyRing(
+        generation=generation,
+        loaded_at=mono,
+        checked_at=mono,
+        keys=keys,
+        active=active,
+        signing_problem=signing_problem,
+        error=None,
+        warnings=tuple(warnings),
+        due_at=_due_at(keys.values(), config.key_rotation_days),
+        jwks_body=body,
+        etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
+    )
+
+
+def _due_at(keys: Any, rotation_days: int) -> datetime | None:
+    moments = []
+    has_next = False
+    for key in keys:
+        if key.state == SigningKey.State.NEXT:
+            has_next = True
+            if key.activate_at is not None:
+                moments.append(key.activate_at)
+        elif key.state == SigningKey.State.RETIRED and key.remove_after is not None:
+            moments.append(key.remove_after)
+    if rotation_days and not has_next:
+        for key in keys:
+            if key.state == SigningKey.State.ACTIVE and key.activated_at is not None:
+                moments.append(key.activated_at + timedelta(days=rotation_days))
+    return min(moments) if moments else None
+
+
+def _failed_ring(generation: str | None, reason: str) -> KeyRing:
+    mono = clock()
+    return KeyRing(
+        generation=generation,
+        loaded_at=mono,
+        checked_at=mono,
+        keys={},
+        active=None,
+        signing_problem=reason,
+        error=reason,
+        warnings=(),
+        due_at=None,
+        jwks_body=b"",
+        etag="",
+    )
+
+
+def _reload(now: datetime) -> KeyRing:
+    global _ring  # noqa: PLW0603
+    generation = _generation()
+    try:
+        ring = _load(generation, now=now, create_first=True)
+    except KeyStoreUnavailable as exc:
+        ring = _failed_ring(generation, exc.reason)
+    except DatabaseError as exc:
+        ring = _failed_ring(generation, f"database unavailable ({exc.__class__.__name__})")
+    for problem in (ring.error, ring.signing_problem, *ring.warnings):
+        if problem:
+            _log_once(logging.ERROR, problem)
+    _ring = ring
+    return ring
+
+
+def _maintain(ring: KeyRing, now: datetime) -> KeyRing:
+    """Perform a timed transition that this snapshot says is due, then reload."""
+    global _maintenance_not_before  # noqa: PLW0603
+    if clock() < _maintenance_not_before:
+        return ring
+    from tokens.rotation import signing_keys_maintain
+
+    try:
+        signing_keys_maintain(now=now)
+    except (DatabaseError, KeyStoreUnavailable) as exc:
+        _maintenance_not_before = clock() + MAINTENANCE_RETRY_SECONDS
+        _log_once(logging.ERROR, f"automatic key maintenance failed: {exc.__class__.__name__}")
+        return ring
+    ring = _reload(now)
+    if ring.due_at is not None and now >= ring.due_at:
+        _maintenance_not_before = clock() + MAINTENANCE_RETRY_SECONDS
+    return ring
+
+
+def keyring(now: datetime | None = None) -> KeyRing:
+    """This process's current snapshot of the key store (see the module docstring)."""
+    now = now or timezone.now()
+    ring = _ring
+    mono = clock()
+    if (
+        ring is not None
+        and mono - ring.checked_at < CHECK_INTERVAL_SECONDS
+        and (ring.due_at is None or now < ring.due_at)
+    ):
+        return ring
+    with _lock:
+        ring = _ring
+        mono = clock()
+        if ring is None:
+            ring = _reload(now)
+        elif mono - ring.checked_at >= CHECK_INTERVAL_SECONDS:
+            generation = _generation()  # None: cache unreachable, rely on the snapshot age
+            stale = mono - ring.loaded_at >= get_config().key_cache_seconds
+            changed = generation is not None and generation != ring.generation
+            if stale or changed or ring.error:
+                ring = _reload(now)
+            else:
+                ring.checked_at = mono
+        if ring.due_at is not None and now >= ring.due_at and ring.error is None:
+            ring = _maintain(ring, now)
+        return ring
+
+
+def active_signing_key(now: datetime | None = None) -> ActiveKey:
+    """The key that signs now. Raises KeyStoreUnavailable with the cause."""
+    ring = keyring(now)
+    if ring.active is None:
+        raise KeyStoreUnavailable(ring.signing_problem or "no active signing key")
+    return ring.active
+
+
+def published_keys(now: datetime | None = None) -> tuple[PublishedKey, ...]:
+    """Every key in the JWKS: active first, then next, then retired."""
+    ring = keyring(now)
+    if ring.error:
+        raise KeyStoreUnavailable(ring.error)
+    return tuple(ring.keys.values())
+
+
+def published_key(kid: str, now: datetime | None = None) -> PublishedKey | None:
+    ring = keyring(now)
+    if ring.error:
+        raise KeyStoreUnavailable(ring.error)
+    return ring.keys.get(kid)
+
+
+def jwks_document(now: datetime | None = None) -> tuple[bytes, str]:
+    """(body, strong ETag) of the public JWKS."""
+    ring = keyring(now)
+    if ring.error:
+        raise KeyStoreUnavailable(ring.error)
+    return ring.jwks_body, ring.etag
+
+
+def keystore_state(now: datetime | None = None) -> tuple[bool, str]:
+    """(ready, reason) for the readiness probe: can this process sign and publish keys?
+
+    Reloads from the database so that the answer is current; creates the very first key when
+    the store is empty.
+    """
+    global _ring  # noqa: PLW0603
+    with _lock:
+        _ring = None
+        ring = keyring(now)
+    if ring.error:
+        return False, ring.error
+    if ring.active is None:
+        return False, ring.signing_problem or "no active signing key"
+    reason = f"ok (active kid {ring.active.kid}, {len(ring.keys)} published)"
+    if ring.warnings:
+        reason += "; warning: " + "; ".join(ring.warnings)
+    return True, reason
