@@ -202,6 +202,7 @@ INSTALLED_APPS = [
     "authserver.apps.AuthserverConfig",
     "accounts.apps.AccountsConfig",
     "tokens.apps.TokensConfig",
+    "audit.apps.AuditConfig",
 ]
 
 MIDDLEWARE = [

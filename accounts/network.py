@@ -1,0 +1,94 @@
+"""Who is the client? The proxy-header policy, in one place.
+
+`X-Forwarded-For` is believed only when the TCP peer (REMOTE_ADDR) is one of
+AUTHSERVER_TRUSTED_PROXIES. The header is then read right to left: each trusted proxy appends the
+address it received the request from, so the first address that is not itself a trusted proxy
+is the client. Everything to the left of it was written by the client and is ignored (anyone can
+send `X-Forwarded-For: 1.2.3.4`). With no trusted proxies configured the header is never read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from django.core.exceptions import ImproperlyConfigured
+
+from authserver.conf import get_config
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Longer than any textual IP with port and zone; longer entries are not addresses.
+_MAX_ADDRESS_LENGTH = 64
+# Hops read from X-Forwarded-For at most: a client may send thousands of fake entries.
+_MAX_FORWARDED_HOPS = 32
+
+
+@lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"AUTHSERVER_TRUSTED_PROXIES has {entry!r}, which is not an IP or CIDR"
+            ) from None
+    return tuple(networks)
+
+
+def ip_parse(raw: str) -> IPAddress | None:
+    """A forwarded address as written by common proxies: `1.2.3.4`, `1.2.3.4:5678`, `::1`,
+    `[::1]` or `[::1]:5678`. IPv4-mapped IPv6 becomes IPv4. Anything else: None."""
+    text = (raw or "").strip()
+    if not text or len(text) > _MAX_ADDRESS_LENGTH:
+        return None
+    if text.startswith("["):
+        end = text.find("]")
+        if end == -1:
+            return None
+        rest = text[end + 1 :]
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            return None
+        text = text[1:end]
+    elif text.count(":") == 1:  # IPv4 with a port; bare IPv6 has at least two colons
+        host, _, port = text.partition(":")
+        if not port.isdigit():
+            return None
+        text = host
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
+    return any(address.version == net.version and address in net for net in networks)
+
+
+def client_ip(request) -> str:
+    """The client's IP address under the proxy policy above; "" if REMOTE_ADDR is not an IP
+    (e.g. a Unix socket with no trusted proxy in front)."""
+    peer = ip_parse(request.META.get("REMOTE_ADDR", ""))
+    if peer is None:
+        return ""
+    networks = _networks(get_config().trusted_proxies)
+    if not networks or not _trusted(peer, networks):
+        return str(peer)
+    # Django joins repeated X-Forwarded-For headers with ","; order is preserved.
+    hops = [hop for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    client = peer
+    for raw in reversed(hops[-_MAX_FORWARDED_HOPS:]):
+        address = ip_parse(raw)
+        if address is None:
+            # A trusted proxy wrote something that is not an address: nothing to its left can
+            # be believed, so the client is the last hop we could verify.
+            break
+        client = address
+        if not _trusted(address, networks):
+            break
+    return str(client)

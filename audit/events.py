@@ -1,0 +1,38 @@
+"""The names of audit events: the `event_type` of every AuthEvent row and audit log line.
+
+Names are stable strings (`<subject>.<what happened>`); dashboards and alerts key on them, so add
+new ones instead of renaming. `audit_event_record` refuses a name that is not listed here.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class EventType(models.TextChoices):
+    LOGIN_SUCCEEDED = "login.succeeded", "Login succeeded"
+    LOGIN_FAILED = "login.failed", "Login failed"
+    LOGIN_THROTTLED = "login.throttled", "Login throttled"
+    ACCOUNT_LOCKED = "account.locked", "Account locked"
+    ACCOUNT_UNLOCKED = "account.unlocked", "Account unlocked"
+    TOKEN_REFRESHED = "token.refreshed", "Token refreshed"
+    REFRESH_REUSE_DETECTED = "token.reuse_detected", "Refresh token reuse detected"
+    SESSION_REVOKED = "session.revoked", "Session revoked"
+    LOGOUT = "logout", "Logout"
+    LOGOUT_ALL = "logout_all", "Logout from all sessions"
+    PASSWORD_CHANGED = "password.changed", "Password changed"
+    KEY_ROTATED = "key.rotated", "Signing key rotated"
+    KEY_REVOKED = "key.revoked", "Signing key revoked"
+    ADMIN_USER_CREATED = "admin.user_created", "Admin created a user"
+    ADMIN_USER_CHANGED = "admin.user_changed", "Admin changed a user"
+    ADMIN_USER_DEACTIVATED = "admin.user_deactivated", "Admin deactivated a user"
+    ADMIN_USER_DELETED = "admin.user_deleted", "Admin deleted a user"
+
+
+class FailureReason(models.TextChoices):
+    """`details["reason"]` of login.failed: for admins only, never sent to the client."""
+
+    BAD_CREDENTIALS = "bad_credentials", "Wrong password"
+    UNKNOWN_USER = "unknown_user", "No such account"
+    INACTIVE = "inactive", "Account inactive"
+    LOCKED = "locked", "Account locked"
