@@ -25,6 +25,8 @@ class User(AbstractUser):
 
     public_id = models.UUIDField("public id (sub)", default=uuid.uuid4, unique=True, editable=False)
     email = models.EmailField("email address", max_length=254)
+    # Set by accounts.services.user_set_password; sessions started before it cannot refresh.
+    password_changed_at = models.DateTimeField("password changed at", null=True, blank=True)
 
     objects = UserManager()
 

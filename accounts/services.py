@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Collection
+from datetime import datetime
+
 from django.contrib.auth import password_validation
+from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
+from accounts.throttling import (
+    CacheUnavailable,
+    login_digest,
+    login_failure_register,
+    login_failures_reset,
+    login_lockout_reset,
+    login_lockout_status,
+    login_normalize,
+    login_rate_check,
+)
+from audit.events import EventType, FailureReason
+from audit.services import audit_event_record
 
 
 class UserCreateError(ValueError):
@@ -52,3 +71,252 @@ def user_create(
         # A concurrent creation of the same username/email won the race.
         raise UserCreateError("a user with this username or email already exists") from None
     return user
+
+
+# --- Login, lockout and account changes (audited) ---------------------------------------------
+
+
+class LoginFailed(Exception):
+    """The login did not succeed. Raised alike for an unknown name, a wrong password, an inactive
+    account and a locked account, so a caller cannot tell which (the reason goes to the audit
+    trail only)."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid username or password")
+
+
+class LoginThrottled(Exception):
+    """Too many attempts from this IP or for this login name; retry after `retry_after` s."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"too many login attempts; retry after {retry_after} seconds")
+
+
+class LoginUnavailable(Exception):
+    """The shared cache holding throttle and lockout state is down: logins are refused (fail
+    closed) rather than allowed without brute-force protection."""
+
+    def __init__(self) -> None:
+        super().__init__("login is temporarily unavailable")
+
+
+class PasswordRejected(ValidationError):
+    """The new password fails the configured validators; `messages` says why."""
+
+
+def _user_for_login(login: str) -> User | None:
+    # Unlike selectors.user_get_by_login this finds inactive accounts too, so the service can
+    # treat them like everyone else (one hash, same error) and audit the real reason.
+    if not login or len(login) > 254:
+        return None
+    field = "email__iexact" if "@" in login else "username__iexact"
+    return User.objects.filter(**{field: login}).first()
+
+
+@sensitive_variables("password")
+def _password_hash_burn(password: str) -> None:
+    """Spend one run of the default hasher, as a real check would (Django ticket #20760)."""
+    make_password(password)
+
+
+def _actor_details(actor) -> dict[str, str]:
+    if actor is None or getattr(actor, "pk", None) is None:
+        return {}
+    return {"actor_sub": str(actor.public_id), "actor_username": actor.get_username()}
+
+
+@sensitive_variables("password")
+def user_authenticate(
+    *,
+    login: str,
+    password: str,
+    ip: str,
+    user_agent: str = "",
+    client_id: str = "",
+    now: datetime | None = None,
+) -> User:
+    """Check a login name (username or email) and password under the throttle and lockout.
+
+    Raises LoginThrottled (before any password work), LoginFailed (the same for every reason;
+    each path costs one password hash), or LoginUnavailable (cache down: fail closed). On
+    success the failure count is reset, a PBKDF2 hash is upgraded to Argon2id, `last_login` is
+    stamped and login.succeeded is audited.
+    """
+    now = now or timezone.now()
+    context = {"ip": ip, "user_agent": user_agent, "client_id": client_id, "occurred_at": now}
+    name = login_normalize(login)
+    try:
+        hit = login_rate_check(ip=ip, login=name, now=now)
+    except CacheUnavailable:
+        raise LoginUnavailable from None
+    if hit is not None:
+        if hit.first:  # one row per bucket and window, so a flood cannot flood the trail
+            audit_event_record(
+                event=EventType.LOGIN_THROTTLED,
+                details={
+                    "scope": hit.scope,
+                    "retry_after": hit.retry_after,
+                    "login_digest": login_digest(name),
+                },
+                **context,
+            )
+        raise LoginThrottled(hit.retry_after)
+
+    user = _user_for_login(unicodedata.normalize("NFKC", login or "").strip())
+    if user is None:
+        _password_hash_burn(password)
+        reason = FailureReason.UNKNOWN_USER
+    elif not user.is_active:
+        check_password(password, user.password)  # same cost; result irrelevant
+        reason = FailureReason.INACTIVE
+    else:
+        try:
+            locked = login_lockout_status(user=user, now=now).locked
+        except CacheUnavailable:
+            raise LoginUnavailable from None
+        if locked:
+            # Even the right password fails while locked, after the same hash work.
+            check_password(password, user.password)
+            reason = FailureReason.LOCKED
+        elif user.check_password(password):  # re-hashes with the preferred hasher on success
+            try:
+                login_failures_reset(user=user)
+            except CacheUnavailable:
+                raise LoginUnavailable from None
+            user.last_login = now
+            user.save(update_fields=["last_login"])
+            audit_event_record(event=EventType.LOGIN_SUCCEEDED, user=user, **context)
+            return user
+        else:
+            reason = FailureReason.BAD_CREDENTIALS
+
+    lockout = None
+    if reason == FailureReason.BAD_CREDENTIALS:
+        try:
+            lockout = login_failure_register(user=user, now=now)
+        except CacheUnavailable:
+            raise LoginUnavailable from None
+    details = {"reason": reason.value}
+    if user is None:
+        details["login_digest"] = login_digest(name)
+    audit_event_record(event=EventType.LOGIN_FAILED, user=user, details=details, **context)
+    if lockout is not None:
+        audit_event_record(
+            event=EventType.ACCOUNT_LOCKED,
+            user=user,
+            details={
+                "locked_until": lockout.locked_until.isoformat(),
+                "seconds": lockout.seconds,
+                "level": lockout.level,
+            },
+            **context,
+        )
+    raise LoginFailed
+
+
+@sensitive_variables("password")
+def user_set_password(*, user: User, password: str, actor=None, request=None) -> None:
+    """Validate and set a new password; stamp `password_changed_at` (sessions older than it can
+    no longer refresh) and audit password.changed. Raises PasswordRejected."""
+    try:
+        password_validation.validate_password(password, user=user)
+    except ValidationError as exc:
+        raise PasswordRejected(exc.error_list) from None
+    user.set_password(password)
+    user.password_changed_at = timezone.now()
+    user.save(update_fields=["password", "password_changed_at"])
+    audit_event_record(
+        event=EventType.PASSWORD_CHANGED,
+        user=user,
+        request=request,
+        details={**_actor_details(actor), "change": "set"},
+    )
+
+
+def user_password_disable(*, user: User, actor=None, request=None) -> None:
+    """Make password sign-in impossible for the account (an unusable hash); audited as a
+    password change, which also ends sessions started before it."""
+    user.set_unusable_password()
+    user.password_changed_at = timezone.now()
+    user.save(update_fields=["password", "password_changed_at"])
+    audit_event_record(
+        event=EventType.PASSWORD_CHANGED,
+        user=user,
+        request=request,
+        details={**_actor_details(actor), "change": "disabled"},
+    )
+
+
+def user_deactivate(*, user: User, actor=None, request=None) -> None:
+    """Deactivate the account (it can no longer sign in or refresh); audited. No-op if it is
+    already inactive."""
+    if not user.is_active:
+        return
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    audit_event_record(
+        event=EventType.ADMIN_USER_DEACTIVATED,
+        user=user,
+        request=request,
+        details=_actor_details(actor),
+    )
+
+
+def user_admin_save(
+    *, user: User, changed_fields: Collection[str], actor=None, request=None
+) -> None:
+    """Save an account edited (or created) in the admin and audit it.
+
+    Creation is audited as admin.user_created, an edit as admin.user_changed with the names of
+    the changed fields (never their values); clearing `is_active` is also audited as
+    admin.user_deactivated.
+    """
+    created = user.pk is None
+    was_active = (
+        True
+        if created
+        else User.objects.filter(pk=user.pk).values_list("is_active", flat=True).first()
+    )
+    user.save()
+    fields = sorted(set(changed_fields) - {"password", "password1", "password2"})
+    details = {**_actor_details(actor), "fields": fields}
+    event = EventType.ADMIN_USER_CREATED if created else EventType.ADMIN_USER_CHANGED
+    audit_event_record(event=event, user=user, request=request, details=details)
+    if not created and was_active and not user.is_active:
+        audit_event_record(
+            event=EventType.ADMIN_USER_DEACTIVATED,
+            user=user,
+            request=request,
+            details=_actor_details(actor),
+        )
+
+
+def user_delete(*, user: User, actor=None, request=None) -> None:
+    """Delete the account. Its audit rows stay, keyed by the `sub` snapshot."""
+    with transaction.atomic():
+        audit_event_record(
+            event=EventType.ADMIN_USER_DELETED,
+            user=user,
+            request=request,
+            details={**_actor_details(actor), "username": user.get_username()},
+        )
+        user.delete()
+
+
+def login_lockout_clear(
+    *, user: User, actor=None, request=None, now: datetime | None = None
+) -> None:
+    """Lift the account's lockout, forget its failures and this window's login-name throttle
+    for its username and email; audited as account.unlocked. Raises LoginUnavailable if the
+    cache is down."""
+    try:
+        was_locked = login_lockout_reset(user=user, now=now or timezone.now())
+    except CacheUnavailable:
+        raise LoginUnavailable from None
+    audit_event_record(
+        event=EventType.ACCOUNT_UNLOCKED,
+        user=user,
+        request=request,
+        details={**_actor_details(actor), "was_locked": was_locked},
+    )

@@ -16,6 +16,14 @@ class Config:
     mode: str
     issuer: str
     trusted_proxies: tuple[str, ...]
+    # Login protection (accounts/throttling.py)
+    login_throttle_window_seconds: int
+    login_throttle_per_ip: int
+    login_throttle_per_login: int
+    lockout_threshold: int
+    lockout_base_seconds: int
+    lockout_max_seconds: int
+    lockout_reset_seconds: int
 
     # Signing keys and access tokens (tokens/). The KEKs never appear in repr().
     key_encryption_key: bytes = field(repr=False)
@@ -41,6 +49,13 @@ def get_config() -> Config:
         mode=settings.AUTHSERVER_MODE,
         issuer=settings.AUTHSERVER_ISSUER,
         trusted_proxies=tuple(settings.AUTHSERVER_TRUSTED_PROXIES),
+        login_throttle_window_seconds=settings.AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS,
+        login_throttle_per_ip=settings.AUTHSERVER_LOGIN_THROTTLE_PER_IP,
+        login_throttle_per_login=settings.AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN,
+        lockout_threshold=settings.AUTHSERVER_LOCKOUT_THRESHOLD,
+        lockout_base_seconds=settings.AUTHSERVER_LOCKOUT_BASE_SECONDS,
+        lockout_max_seconds=settings.AUTHSERVER_LOCKOUT_MAX_SECONDS,
+        lockout_reset_seconds=settings.AUTHSERVER_LOCKOUT_RESET_SECONDS,
         key_encryption_key=settings.AUTHSERVER_KEY_ENCRYPTION_KEY,
         key_encryption_key_fallbacks=tuple(settings.AUTHSERVER_KEY_ENCRYPTION_KEY_FALLBACKS),
         signing_alg=settings.AUTHSERVER_SIGNING_ALG,

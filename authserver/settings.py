@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import secrets
 import warnings
 from pathlib import Path
@@ -273,6 +274,45 @@ CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
 # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs). Used by the rate
 # limiter and by deploy/gunicorn.conf.py (forwarded_allow_ips). Empty: trust no forwarding header.
 AUTHSERVER_TRUSTED_PROXIES = _list("AUTHSERVER_TRUSTED_PROXIES", [])
+
+# --- Login protection -----------------------------------------------------------------------
+# Rate throttle per client IP and per submitted login name, counted per fixed window, plus a
+# progressive lockout per account. All state is in the default cache (shared by every worker).
+AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS = _int(
+    "AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS", 300, minimum=10
+)
+AUTHSERVER_LOGIN_THROTTLE_PER_IP = _int("AUTHSERVER_LOGIN_THROTTLE_PER_IP", 30, minimum=1)
+AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN = _int("AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN", 10, minimum=1)
+AUTHSERVER_LOCKOUT_THRESHOLD = _int("AUTHSERVER_LOCKOUT_THRESHOLD", 5, minimum=1)
+AUTHSERVER_LOCKOUT_BASE_SECONDS = _int("AUTHSERVER_LOCKOUT_BASE_SECONDS", 60, minimum=1)
+AUTHSERVER_LOCKOUT_MAX_SECONDS = _int("AUTHSERVER_LOCKOUT_MAX_SECONDS", 3600, minimum=1)
+AUTHSERVER_LOCKOUT_RESET_SECONDS = _int("AUTHSERVER_LOCKOUT_RESET_SECONDS", 86_400, minimum=60)
+if AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS > 86_400:
+    config_fail("AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS", "must be at most 86400 (one day)")
+if AUTHSERVER_LOCKOUT_MAX_SECONDS < AUTHSERVER_LOCKOUT_BASE_SECONDS:
+    config_fail(
+        "AUTHSERVER_LOCKOUT_MAX_SECONDS",
+        f"must be at least AUTHSERVER_LOCKOUT_BASE_SECONDS ({AUTHSERVER_LOCKOUT_BASE_SECONDS})",
+    )
+if AUTHSERVER_LOCKOUT_MAX_SECONDS > 30 * 86_400:
+    config_fail("AUTHSERVER_LOCKOUT_MAX_SECONDS", "must be at most 2592000 (30 days)")
+if AUTHSERVER_LOCKOUT_RESET_SECONDS < AUTHSERVER_LOCKOUT_MAX_SECONDS:
+    # Otherwise the lockout level would be forgotten while the account is still locked.
+    config_fail(
+        "AUTHSERVER_LOCKOUT_RESET_SECONDS",
+        f"must be at least AUTHSERVER_LOCKOUT_MAX_SECONDS ({AUTHSERVER_LOCKOUT_MAX_SECONDS})",
+    )
+# The client IP behind proxies is derived from these (accounts/network.py): refuse typos here
+# rather than silently trusting nothing (or everything).
+for _proxy in AUTHSERVER_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        config_fail("AUTHSERVER_TRUSTED_PROXIES", f"has {_proxy!r}, which is not an IP or CIDR")
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache":
+    # Django culls a third of the table once it holds MAX_ENTRIES rows (default 300), expired rows
+    # first; with the default a flood of junk logins could wipe live lockouts.
+    CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 100_000)
 
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
