@@ -4,7 +4,7 @@ Built on simplejwt's JWTAuthentication, which supplies the header parsing and th
 What changes: the token is verified by tokens.verification (several published keys selected by
 kid, alg pinned per key, typ at+jwt, RFC 9068 claims), the user is looked up by `sub` (the public
 id, active users only), and failures follow RFC 6750 §3: 401, `WWW-Authenticate: Bearer
-error="invalid_token"` and a JSON body `{"error": "invalid_token", "error_description": ...}`.
+error="invalid_token"` and the JSON error body of authserver.errors.
 A request without a bearer token is simply unauthenticated (no error code, RFC 6750 §3.1).
 """
 
@@ -23,10 +23,12 @@ _ERROR_ATTRIBUTE = "_authserver_bearer_error"
 
 
 class InvalidBearerToken(exceptions.AuthenticationFailed):
+    """401; authserver.errors renders {"error": "invalid_token", "error_description": reason}."""
+
     default_code = "invalid_token"
 
     def __init__(self, reason: str):
-        super().__init__({"error": "invalid_token", "error_description": reason})
+        super().__init__(reason, code="invalid_token")
         self.reason = reason
 
 

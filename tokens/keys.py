@@ -19,12 +19,14 @@ Private keys are decrypted and parsed once per process and kept by kid.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,22 +62,18 @@ clock = time.monotonic
 
 
 class KeyStoreUnavailable(APIException):
-    """Signing (or the JWKS) is unavailable. DRF views answer 503 with an RFC 6749-shaped body.
+    """Signing (or the JWKS) is unavailable: DRF views answer 503 (authserver.errors renders
+    `temporarily_unavailable`).
 
-    `reason` names the cause for operators (readiness probe, logs); it never contains key
-    material. The response body stays generic.
+    `reason` names the cause for operators (readiness probe, logs, management commands); it
+    never contains key material. The response body stays generic.
     """
 
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "temporarily_unavailable"
 
     def __init__(self, reason: str):
-        super().__init__(
-            {
-                "error": "temporarily_unavailable",
-                "error_description": "signing keys are unavailable; see /readyz",
-            }
-        )
+        super().__init__("Signing keys are unavailable; try again later.")
         self.reason = reason
 
     def __str__(self) -> str:
@@ -124,6 +122,17 @@ _ring: KeyRing | None = None
 _private_keys: dict[str, PrivateKey] = {}
 _maintenance_not_before = 0.0
 _logged_problems: set[str] = set()
+
+
+@contextlib.contextmanager
+def key_store_log_muted() -> Iterator[None]:
+    """For commands that report the key store's state themselves, as their one line."""
+    previous = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = previous
 
 
 def keyring_reset() -> None:

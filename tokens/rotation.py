@@ -197,6 +197,9 @@ def signing_key_rotate(*, now: datetime | None = None, immediate: bool = False) 
     change = KeyStoreChange()
     with transaction.atomic():
         _lock_store()
+        if not immediate and not SigningKey.objects.filter(state=State.ACTIVE).exists():
+            immediate = True  # nothing signs: no verifier can be waiting for the new key
+            change.notes.append("no key was active: the new key signs at once")
         pending = SigningKey.objects.filter(state=State.NEXT).first()
         if pending is None:
             activate_at = now if immediate else now + timedelta(seconds=config.key_activation_delay)
@@ -212,7 +215,7 @@ def signing_key_rotate(*, now: datetime | None = None, immediate: bool = False) 
             if problem:
                 raise SigningKeyError(f"next key {pending.kid} cannot be used: {problem}")
             published_for = (now - pending.created_at).total_seconds()
-            if published_for < config.jwks_max_age:
+            if published_for < config.jwks_max_age and not change.notes:
                 change.notes.append(
                     f"warning: key {pending.kid} was published {int(published_for)} s ago, less "
                     f"than the JWKS max-age ({config.jwks_max_age} s); verifiers that do not "

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from authserver.startup import exit_on_database_error
 from tokens.issuance import access_token_issue
-from tokens.keys import KeyStoreUnavailable
+from tokens.keys import KeyStoreUnavailable, key_store_log_muted
 
 
 class Command(BaseCommand):
@@ -35,7 +35,7 @@ class Command(BaseCommand):
         from authserver.conf import get_config
 
         audience = options["aud"] or [get_config().default_audience]
-        with exit_on_database_error():
+        with exit_on_database_error(), key_store_log_muted():
             try:
                 issued = access_token_issue(
                     subject=options["sub"],

@@ -15,7 +15,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from authserver.startup import exit_on_database_error
-from tokens.keys import KeyStoreUnavailable, keystore_state
+from tokens.keys import KeyStoreUnavailable, key_store_log_muted, keystore_state
 from tokens.models import SigningKey
 from tokens.rotation import (
     SigningKeyError,
@@ -65,7 +65,8 @@ class Command(BaseCommand):
         if options["list"]:
             self._list()
         elif options["check"]:
-            ready, reason = keystore_state()
+            with key_store_log_muted():
+                ready, reason = keystore_state()
             if not ready:
                 raise CommandError(f"signing keys: {reason}")
             self.stdout.write(f"signing keys: {reason}")
