@@ -16,6 +16,12 @@ class Config:
     mode: str
     issuer: str
     trusted_proxies: tuple[str, ...]
+    # Sessions and refresh tokens (tokens/sessions.py)
+    session_max_age: int
+    session_idle_timeout: int
+    refresh_reuse_grace_seconds: int
+    refresh_token_transport: str
+    session_retention_days: int
     # Login protection (accounts/throttling.py)
     login_throttle_window_seconds: int
     login_throttle_per_ip: int
@@ -24,7 +30,6 @@ class Config:
     lockout_base_seconds: int
     lockout_max_seconds: int
     lockout_reset_seconds: int
-
     # Signing keys and access tokens (tokens/). The KEKs never appear in repr().
     key_encryption_key: bytes = field(repr=False)
     key_encryption_key_fallbacks: tuple[bytes, ...] = field(repr=False)
@@ -49,6 +54,11 @@ def get_config() -> Config:
         mode=settings.AUTHSERVER_MODE,
         issuer=settings.AUTHSERVER_ISSUER,
         trusted_proxies=tuple(settings.AUTHSERVER_TRUSTED_PROXIES),
+        session_max_age=settings.AUTHSERVER_SESSION_MAX_AGE,
+        session_idle_timeout=settings.AUTHSERVER_SESSION_IDLE_TIMEOUT,
+        refresh_reuse_grace_seconds=settings.AUTHSERVER_REFRESH_REUSE_GRACE_SECONDS,
+        refresh_token_transport=settings.AUTHSERVER_REFRESH_TOKEN_TRANSPORT,
+        session_retention_days=settings.AUTHSERVER_SESSION_RETENTION_DAYS,
         login_throttle_window_seconds=settings.AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS,
         login_throttle_per_ip=settings.AUTHSERVER_LOGIN_THROTTLE_PER_IP,
         login_throttle_per_login=settings.AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN,

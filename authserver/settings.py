@@ -170,6 +170,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache: shared by every worker and instance (rate limits and lockouts live here) ---------
 REDIS_URL = _str("REDIS_URL")
+# Namespace of our cache keys (lets several deployments, or test runs, share one Redis).
+CACHE_KEY_PREFIX = _str("AUTHSERVER_CACHE_KEY_PREFIX", "authserver")
 if REDIS_URL:
     if urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
         config_fail("REDIS_URL", f"must be a redis://, rediss:// or unix:// URL, got {REDIS_URL!r}")
@@ -177,7 +179,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "authserver",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
@@ -187,7 +189,7 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "authserver_cache",
-            "KEY_PREFIX": "authserver",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
         }
     }
 
@@ -200,6 +202,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "authserver.apps.AuthserverConfig",
     "accounts.apps.AccountsConfig",
     "tokens.apps.TokensConfig",
@@ -207,6 +211,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "authserver.middleware.RequestStartMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -313,6 +318,29 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
     # Django culls a third of the table once it holds MAX_ENTRIES rows (default 300), expired rows
     # first; with the default a flood of junk logins could wipe live lockouts.
     CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 100_000)
+
+# --- Sessions and refresh tokens (tokens/sessions.py) ---------------------------------------
+# A session (refresh-token family) ends at its absolute lifetime or after this long unused.
+AUTHSERVER_SESSION_MAX_AGE = _int("AUTHSERVER_SESSION_MAX_AGE", 30 * 86_400, minimum=300)
+AUTHSERVER_SESSION_IDLE_TIMEOUT = _int("AUTHSERVER_SESSION_IDLE_TIMEOUT", 7 * 86_400, minimum=60)
+if AUTHSERVER_SESSION_IDLE_TIMEOUT > AUTHSERVER_SESSION_MAX_AGE:
+    config_fail(
+        "AUTHSERVER_SESSION_IDLE_TIMEOUT",
+        f"must not exceed AUTHSERVER_SESSION_MAX_AGE ({AUTHSERVER_SESSION_MAX_AGE})",
+    )
+# 0 = strict: any replay of a spent refresh token revokes the session. Up to 300 s otherwise.
+AUTHSERVER_REFRESH_REUSE_GRACE_SECONDS = _int("AUTHSERVER_REFRESH_REUSE_GRACE_SECONDS", 0)
+if AUTHSERVER_REFRESH_REUSE_GRACE_SECONDS > 300:
+    config_fail("AUTHSERVER_REFRESH_REUSE_GRACE_SECONDS", "must be at most 300 seconds")
+# "body": refresh tokens travel in JSON; "cookie": browser mode, an HttpOnly; Secure;
+# SameSite=Strict cookie scoped to the auth API path, with CSRF protection.
+AUTHSERVER_REFRESH_TOKEN_TRANSPORT = (
+    _str("AUTHSERVER_REFRESH_TOKEN_TRANSPORT", "body") or ""
+).lower()
+if AUTHSERVER_REFRESH_TOKEN_TRANSPORT not in {"body", "cookie"}:
+    config_fail("AUTHSERVER_REFRESH_TOKEN_TRANSPORT", "must be 'body' or 'cookie'")
+# Ended sessions (and their token rows) are kept this long for the audit trail, then purged.
+AUTHSERVER_SESSION_RETENTION_DAYS = _int("AUTHSERVER_SESSION_RETENTION_DAYS", 30)
 
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -449,7 +477,23 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "authserver.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "authserver API",
+    "DESCRIPTION": "First-party authentication API: login, refresh-token rotation, logout, "
+    "profile and sessions. OAuth 2.0 / OpenID Connect endpoints are described by "
+    "/.well-known/openid-configuration.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI assets from drf-spectacular-sidecar, served by us: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# Request bodies of the JSON API are small; refuse anything larger than this.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
 # --- Logging: one line per record on stderr; never request bodies --------------------------
 LOG_LEVEL = (_str("AUTHSERVER_LOG_LEVEL", "INFO") or "INFO").upper()

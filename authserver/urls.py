@@ -1,7 +1,8 @@
 """Root URLconf: mounts every app and the well-known endpoints in one place."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from authserver import health
 from tokens import views as token_views
@@ -15,4 +16,7 @@ urlpatterns = [
     path(".well-known/jwks.json", token_views.jwks, name="jwks"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("tokens.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from urllib.parse import quote
 
 import pytest
@@ -20,6 +21,15 @@ def _fresh_signing_key_cache():
     keyring_reset()
     yield
     keyring_reset()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache_namespace(settings):
+    """Each test gets its own cache key prefix: throttle and lockout counters never leak between
+    tests, and nothing is flushed under another test run sharing the Redis database."""
+    caches = {alias: dict(conf) for alias, conf in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"authserver-test-{uuid.uuid4().hex}"
+    settings.CACHES = caches
 
 
 @pytest.fixture
@@ -61,4 +71,6 @@ def child_env(transactional_db):
         DATABASE_URL=_test_database_url(),
         SECRET_KEY=settings.SECRET_KEY,
         AUTHSERVER_ISSUER=settings.AUTHSERVER_ISSUER,
+        # Throttle and lockout counters of one test never reach another.
+        AUTHSERVER_CACHE_KEY_PREFIX=f"authserver-child-{uuid.uuid4().hex}",
     )

@@ -1,0 +1,352 @@
+"""First-party JSON API: /api/v1/auth/{login,refresh,logout,logout-all}, /api/v1/me, sessions.
+
+Each API parses input, calls one service and shapes the output. Errors use the
+{"error", "error_description"} shape (authserver/errors.py). Token responses carry
+Cache-Control: no-store (RFC 6749 §5.1).
+
+Browser mode (AUTHSERVER_REFRESH_TOKEN_TRANSPORT=cookie): the refresh token travels in an
+HttpOnly; Secure; SameSite=Strict cookie scoped to /api/v1/auth/ instead of the JSON body, and
+login/refresh/logout require Django's CSRF token (header X-CSRFToken, from GET /api/v1/auth/csrf).
+"""
+
+from __future__ import annotations
+
+from django.middleware.csrf import CsrfViewMiddleware, get_token
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.network import client_ip
+from accounts.services import (
+    LoginFailed,
+    LoginThrottled,
+    LoginUnavailable,
+    user_authenticate,
+)
+from audit.events import EventType as events
+from audit.services import audit_event_record
+from authserver.conf import get_config
+from authserver.errors import NO_STORE, ApiError
+from tokens.authentication import AccessTokenAuthentication
+from tokens.sessions import (
+    RefreshError,
+    TokenPair,
+    refresh_token_rotate,
+    session_find_by_refresh_token,
+    session_get_live,
+    session_list_live,
+    session_revoke,
+    session_start,
+    user_sessions_revoke,
+)
+
+# The client id carried by first-party access tokens (OAuth clients have generated ids).
+FIRST_PARTY_CLIENT_ID = "authserver"
+REFRESH_COOKIE_NAME = "__Secure-authserver-refresh"
+REFRESH_COOKIE_PATH = "/api/v1/auth/"
+_MAX_LOGIN = 254
+_MAX_PASSWORD = 1024
+_MAX_REFRESH = 512
+
+
+class SessionAccessTokenAuthentication(AccessTokenAuthentication):
+    """Our own endpoints also refuse access tokens whose session has ended (revoked, expired,
+    password changed, user deactivated); downstream APIs rely on the short token lifetime."""
+
+    def session_is_live(self, claims) -> bool:
+        sid = claims.get("sid")
+        return bool(sid) and session_get_live(sid=sid) is not None
+
+
+def _cookie_mode() -> bool:
+    return get_config().refresh_token_transport == "cookie"  # noqa: S105 - a mode name
+
+
+def _enforce_csrf(request: Request) -> None:
+    """Cookie-carried credentials need CSRF protection; DRF views are csrf_exempt by default."""
+    django_request = request._request
+    check = CsrfViewMiddleware(lambda req: None)
+    check.process_request(django_request)
+    failure = check.process_view(django_request, None, (), {})
+    if failure is not None:
+        raise ApiError("invalid_request", "CSRF verification failed.", 403)
+
+
+def _request_meta(request: Request) -> dict:
+    return {
+        "ip": client_ip(request._request),
+        "user_agent": request.META.get("HTTP_USER_AGENT", "")[:512],
+    }
+
+
+def _token_response(pair: TokenPair, status: int = 200) -> Response:
+    body = {
+        "access_token": pair.access_token,
+        "token_type": pair.token_type,
+        "expires_in": pair.expires_in,
+    }
+    cookie = _cookie_mode()
+    if pair.refresh_token and not cookie:
+        body["refresh_token"] = pair.refresh_token
+    response = Response(body, status=status, headers=NO_STORE)
+    if pair.refresh_token and cookie:
+        max_age = int((pair.session.expires_at - timezone.now()).total_seconds())
+        response.set_cookie(
+            REFRESH_COOKIE_NAME,
+            pair.refresh_token,
+            max_age=max(max_age, 0),
+            path=REFRESH_COOKIE_PATH,
+            secure=True,
+            httponly=True,
+            samesite="Strict",
+        )
+    return response
+
+
+def _presented_refresh_token(request: Request, data: dict | None) -> str:
+    if _cookie_mode():
+        _enforce_csrf(request)
+        value = request.COOKIES.get(REFRESH_COOKIE_NAME, "")
+        if not value:
+            raise ApiError("invalid_request", "The refresh token cookie is missing.", 400)
+        return value
+    serializer = RefreshInput(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data["refresh_token"]
+
+
+class TokenPairOutput(serializers.Serializer):
+    access_token = serializers.CharField()
+    refresh_token = serializers.CharField(help_text="Absent in browser (cookie) mode.")
+    token_type = serializers.CharField(default="Bearer")
+    expires_in = serializers.IntegerField()
+
+
+ERROR_SCHEMA = inline_serializer(
+    "Error",
+    {"error": serializers.CharField(), "error_description": serializers.CharField()},
+)
+
+
+class RefreshInput(serializers.Serializer):
+    refresh_token = serializers.CharField(max_length=_MAX_REFRESH, trim_whitespace=False)
+
+
+class JsonApi(APIView):
+    parser_classes = [JSONParser]
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        has_body = request.META.get("CONTENT_LENGTH") not in (None, "", "0")
+        media_type = request.content_type.split(";")[0].strip().lower()
+        if has_body and media_type != "application/json":
+            raise ApiError("invalid_request", "The request body must be application/json.", 415)
+
+
+@method_decorator(sensitive_post_parameters("password"), name="dispatch")
+class AuthLoginApi(JsonApi):
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(
+            max_length=_MAX_LOGIN, help_text="Username or email address."
+        )
+        password = serializers.CharField(max_length=_MAX_PASSWORD, trim_whitespace=False)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: TokenPairOutput,
+            400: ERROR_SCHEMA,
+            401: OpenApiResponse(ERROR_SCHEMA, "Wrong credentials (same for unknown users)."),
+            429: OpenApiResponse(ERROR_SCHEMA, "Throttled; see Retry-After."),
+        },
+        summary="Sign in with a username (or email) and password",
+    )
+    def post(self, request: Request) -> Response:
+        if _cookie_mode():
+            _enforce_csrf(request)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        meta = _request_meta(request)
+        try:
+            user = user_authenticate(
+                login=serializer.validated_data["username"],
+                password=serializer.validated_data["password"],
+                client_id=FIRST_PARTY_CLIENT_ID,
+                **meta,
+            )
+        except LoginThrottled as exc:
+            raise ApiError(
+                "too_many_requests",
+                "Too many sign-in attempts. Try again later.",
+                429,
+                {"Retry-After": str(exc.retry_after)},
+            ) from None
+        except LoginUnavailable:
+            raise ApiError(
+                "temporarily_unavailable",
+                "Sign-in is temporarily unavailable.",
+                503,
+                {"Retry-After": "5"},
+            ) from None
+        except LoginFailed:
+            raise ApiError("invalid_grant", "The username or password is incorrect.", 401) from None
+        pair = session_start(
+            user=user,
+            client_id=FIRST_PARTY_CLIENT_ID,
+            audience=[get_config().default_audience],
+            **meta,
+        )
+        return _token_response(pair)
+
+
+class AuthRefreshApi(JsonApi):
+    @extend_schema(
+        request=RefreshInput,
+        responses={200: TokenPairOutput, 400: ERROR_SCHEMA, 401: ERROR_SCHEMA},
+        summary="Exchange a refresh token for a new pair (the presented token is spent)",
+    )
+    def post(self, request: Request) -> Response:
+        value = _presented_refresh_token(request, request.data)
+        try:
+            pair = refresh_token_rotate(
+                value=value,
+                client_id=FIRST_PARTY_CLIENT_ID,
+                presented_at=getattr(request._request, "received_at", None),
+                **_request_meta(request),
+            )
+        except RefreshError as exc:
+            raise ApiError("invalid_grant", exc.description, 401) from None
+        return _token_response(pair)
+
+
+class AuthLogoutApi(JsonApi):
+    @extend_schema(
+        request=RefreshInput,
+        responses={204: None, 400: ERROR_SCHEMA, 401: ERROR_SCHEMA},
+        summary="End the session a refresh token belongs to",
+    )
+    def post(self, request: Request) -> Response:
+        value = _presented_refresh_token(request, request.data)
+        session = session_find_by_refresh_token(value=value)
+        if session is None or session.client_id != FIRST_PARTY_CLIENT_ID:
+            raise ApiError("invalid_grant", "The refresh token is invalid or expired.", 401)
+        if session_revoke(session=session, reason=session.RevokeReason.LOGOUT):
+            audit_event_record(
+                event=events.LOGOUT,
+                user=session.user,
+                client_id=session.client_id,
+                session_id=session.id,
+                **_request_meta(request),
+            )
+        response = Response(status=204, headers=NO_STORE)
+        if _cookie_mode():
+            response.delete_cookie(REFRESH_COOKIE_NAME, path=REFRESH_COOKIE_PATH, samesite="Strict")
+        return response
+
+
+class BearerApi(JsonApi):
+    authentication_classes = [SessionAccessTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+
+class AuthLogoutAllApi(BearerApi):
+    @extend_schema(request=None, responses={204: None, 401: ERROR_SCHEMA})
+    def post(self, request: Request) -> Response:
+        count = user_sessions_revoke(user=request.user, reason="logout_all")
+        audit_event_record(
+            event=events.LOGOUT_ALL,
+            user=request.user,
+            client_id=FIRST_PARTY_CLIENT_ID,
+            details={"sessions": count},
+            **_request_meta(request),
+        )
+        response = Response(status=204, headers=NO_STORE)
+        if _cookie_mode():
+            response.delete_cookie(REFRESH_COOKIE_NAME, path=REFRESH_COOKIE_PATH, samesite="Strict")
+        return response
+
+
+class AuthCsrfApi(JsonApi):
+    """Browser mode: hands out the CSRF token (also set as a cookie) the auth POSTs need."""
+
+    @extend_schema(
+        responses={200: inline_serializer("CsrfToken", {"csrf_token": serializers.CharField()})}
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"csrf_token": get_token(request._request)}, headers=NO_STORE)
+
+
+class UserMeApi(BearerApi):
+    class OutputSerializer(serializers.Serializer):
+        sub = serializers.CharField()
+        username = serializers.CharField()
+        email = serializers.EmailField()
+
+    @extend_schema(responses={200: OutputSerializer, 401: ERROR_SCHEMA})
+    def get(self, request: Request) -> Response:
+        user = request.user
+        return Response(
+            self.OutputSerializer(
+                {"sub": user.sub, "username": user.username, "email": user.email}
+            ).data,
+            headers={"Cache-Control": "no-store"},
+        )
+
+
+class SessionOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    client_id = serializers.CharField()
+    user_agent = serializers.CharField()
+    ip = serializers.IPAddressField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    current = serializers.BooleanField()
+
+
+class SessionListApi(BearerApi):
+    @extend_schema(responses={200: SessionOutput(many=True), 401: ERROR_SCHEMA})
+    def get(self, request: Request) -> Response:
+        current = request.auth.get("sid") if isinstance(request.auth, dict) else None
+        sessions = session_list_live(user=request.user)
+        rows = [
+            {
+                "id": s.id,
+                "client_id": s.client_id,
+                "user_agent": s.user_agent,
+                "ip": s.ip,
+                "created_at": s.created_at,
+                "last_used_at": s.last_used_at,
+                "expires_at": min(s.expires_at, s.idle_expires_at),
+                "current": str(s.id) == current,
+            }
+            for s in sessions
+        ]
+        return Response(SessionOutput(rows, many=True).data, headers={"Cache-Control": "no-store"})
+
+
+class SessionDeleteApi(BearerApi):
+    @extend_schema(responses={204: None, 401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
+    def delete(self, request: Request, session_id) -> Response:
+        session = session_get_live(sid=str(session_id), user=request.user)
+        if session is None:
+            raise ApiError("not_found", "No such session.", 404)
+        if session_revoke(session=session, reason=session.RevokeReason.USER_ENDED):
+            audit_event_record(
+                event=events.SESSION_REVOKED,
+                user=request.user,
+                client_id=session.client_id,
+                session_id=session.id,
+                details={"reason": "user_ended"},
+                **_request_meta(request),
+            )
+        return Response(status=204)

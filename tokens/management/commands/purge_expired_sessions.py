@@ -1,0 +1,48 @@
+"""`python manage.py purge_expired_sessions`: delete sessions that ended long enough ago.
+
+A session's rows (the session and every refresh token of its family, spent ones included) are
+kept while it lives, because a spent token must still be recognised to detect its reuse. Once the
+session has ended (revoked, or past its absolute or idle deadline) for longer than
+AUTHSERVER_SESSION_RETENTION_DAYS, it is deleted in batches. Suitable for cron.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from authserver.conf import get_config
+from tokens.sessions import sessions_purge
+
+
+class Command(BaseCommand):
+    help = "Delete sessions (and their refresh tokens) that ended more than the retention ago."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--retention-days",
+            type=int,
+            default=None,
+            help="override AUTHSERVER_SESSION_RETENTION_DAYS",
+        )
+        parser.add_argument("--batch-size", type=int, default=5000)
+        parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+
+    def handle(self, *args: object, **options: object) -> None:
+        days = options["retention_days"]
+        if days is None:
+            days = get_config().session_retention_days
+        if days < 0:
+            self.stderr.write("--retention-days must not be negative")
+            raise SystemExit(2)
+        cutoff = timezone.now() - timedelta(days=days)
+        sessions, tokens = sessions_purge(
+            ended_before=cutoff, batch_size=options["batch_size"], dry_run=options["dry_run"]
+        )
+        verb = "would delete" if options["dry_run"] else "deleted"
+        self.stdout.write(
+            f"{verb} {sessions} session(s) and {tokens} refresh token(s) that ended before "
+            f"{cutoff.isoformat()}"
+        )

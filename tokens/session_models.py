@@ -1,0 +1,115 @@
+"""Sessions (refresh-token families) and their refresh tokens.
+
+Imported by tokens/models.py. A Session is what a login creates and what logout ends; every refresh
+token belongs to exactly one Session and, after the first, has the token it was rotated from as
+`parent`. Only a SHA-256 digest of a refresh token is stored: the value itself exists only in the
+response that carried it to the client.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class SessionQuerySet(models.QuerySet):
+    def live(self, *, now) -> SessionQuerySet:
+        return self.filter(revoked_at__isnull=True, expires_at__gt=now, idle_expires_at__gt=now)
+
+
+class Session(models.Model):
+    """One sign-in: the family of refresh tokens rotated from it. Its id is the `sid` claim."""
+
+    class RevokeReason(models.TextChoices):
+        LOGOUT = "logout", "logout"
+        LOGOUT_ALL = "logout_all", "logout from every session"
+        USER_ENDED = "user_ended", "ended by the user from the session list"
+        REUSE_DETECTED = "reuse_detected", "a spent refresh token was presented again"
+        ADMIN = "admin", "revoked by an administrator"
+        PASSWORD_CHANGED = "password_changed", "the user's password changed"
+        USER_INACTIVE = "user_inactive", "the user was deactivated"
+        TOKEN_REVOKED = "token_revoked", "a token of the session was revoked (RFC 7009)"
+        CODE_REPLAYED = "code_replayed", "the authorization code was replayed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="auth_sessions"
+    )
+    # "" for the first-party API; an OAuth client id otherwise.
+    client_id = models.CharField(max_length=100, blank=True, default="")
+    scope = models.CharField(max_length=1000, blank=True, default="")
+    # Space-separated audiences of the access tokens issued in this session.
+    audience = models.CharField(max_length=1000, blank=True, default="")
+    user_agent = models.CharField(max_length=512, blank=True, default="")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    last_used_at = models.DateTimeField()
+    # Absolute end of the session, and the end of its idle period (moved by every refresh).
+    expires_at = models.DateTimeField()
+    idle_expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoke_reason = models.CharField(
+        max_length=32, choices=RevokeReason.choices, blank=True, default=""
+    )
+    rotations = models.PositiveIntegerField(default=0)
+
+    objects = SessionQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # The user's session list and logout-all.
+            models.Index(
+                fields=["user", "created_at"],
+                name="tokens_session_user_live",
+                condition=models.Q(revoked_at__isnull=True),
+            ),
+            # purge_expired_sessions: sessions that ended by time (idle_expires_at never exceeds
+            # expires_at, so it alone says when a session ended by time), or were revoked.
+            models.Index(fields=["idle_expires_at"], name="tokens_session_idle_expires"),
+            models.Index(
+                fields=["revoked_at"],
+                name="tokens_session_revoked",
+                condition=models.Q(revoked_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"session {self.id}"
+
+    def is_live(self, now) -> bool:
+        return self.revoked_at is None and self.expires_at > now and self.idle_expires_at > now
+
+
+class RefreshToken(models.Model):
+    """A refresh token, known only by its SHA-256 digest."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="refresh_tokens")
+    # One-to-one: a token is rotated at most once, so the database itself refuses a second child
+    # (a double spend) even if the row lock were ever bypassed. A grace-window reissue hangs the
+    # new token under the successor it replaces, keeping the chain linear.
+    # DO_NOTHING: token rows are only ever deleted a whole session at a time (purge), in one
+    # statement, so no row-by-row cascade is needed (the constraint is still checked at commit).
+    parent = models.OneToOneField(
+        "self", on_delete=models.DO_NOTHING, null=True, blank=True, related_name="child"
+    )
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # Live tokens of a session (the one to revoke in grace mode, the count in tests).
+            models.Index(
+                fields=["session"],
+                name="tokens_refresh_live",
+                condition=models.Q(consumed_at__isnull=True, revoked_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        # Never the token or its digest: this string reaches admin pages and logs.
+        return f"refresh token #{self.pk} of session {self.session_id}"

@@ -1,0 +1,392 @@
+"""The session engine: one service, used by every grant, for sessions and refresh-token rotation.
+
+- A sign-in starts a Session (a refresh-token family) and gets an access token plus, optionally,
+  an opaque refresh token (256 random bits) of which only the SHA-256 digest is stored.
+- `refresh_token_rotate` spends the presented token and issues its successor in one transaction
+  under a row lock (one SELECT ... FOR UPDATE, one UPDATE, one INSERT, one UPDATE).
+- Presenting a token that had already been spent when it was presented is reuse: the whole session
+  is revoked (its newest token stops working too) and the event audited (node-oidc-provider and
+  RFC 9700 §4.14.2 "refresh token rotation"). A request that presented the token while it was
+  still unspent, and lost the race for the row lock to a concurrent request, is refused without
+  revoking anything: it cannot be a replay of a value it saw before it was spent.
+- Opt-in grace window (AUTHSERVER_REFRESH_REUSE_GRACE_SECONDS): re-presenting the just-spent
+  token while its successor is still unused revokes that successor and issues a fresh pair, so a
+  lost response does not log the user out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.events import EventType as events
+from audit.services import audit_event_record
+from authserver.conf import get_config
+from tokens.issuance import access_token_issue
+from tokens.models import RefreshToken, Session
+
+logger = logging.getLogger(__name__)
+
+# Our refresh tokens are secrets.token_urlsafe(32): 43 characters of the URL-safe alphabet.
+_REFRESH_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+Reason = Session.RevokeReason
+
+
+class RefreshError(Exception):
+    """The refresh token cannot be used. `reason` is for the audit trail, never the client."""
+
+    def __init__(self, reason: str, description: str = "The refresh token is invalid or expired."):
+        super().__init__(description)
+        self.reason = reason
+        self.description = description
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str | None
+    expires_in: int
+    scope: str
+    session: Session
+    token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type
+
+
+def refresh_token_hash(value: str) -> str:
+    """SHA-256 of the token: 256 random bits need no salt and no slow hash."""
+    return hashlib.sha256(value.encode("ascii")).hexdigest()
+
+
+def _new_refresh_value() -> tuple[str, str]:
+    value = secrets.token_urlsafe(32)
+    return value, refresh_token_hash(value)
+
+
+def _refresh_expiry(session: Session, now: datetime) -> datetime:
+    return min(session.expires_at, now + timedelta(seconds=get_config().session_idle_timeout))
+
+
+def _access_token(session: Session, *, now: datetime, lifetime: int | None) -> tuple[str, int]:
+    issued = access_token_issue(
+        subject=session.user.sub,
+        audience=session.audience.split(),
+        client_id=session.client_id,
+        scope=session.scope,
+        session_id=str(session.id),
+        lifetime=lifetime,
+        now=now,
+    )
+    return issued.token, issued.expires_in
+
+
+def session_start(
+    *,
+    user,
+    client_id: str,
+    audience: Sequence[str],
+    scope: str = "",
+    issue_refresh_token: bool = True,
+    access_token_lifetime: int | None = None,
+    ip: str | None = None,
+    user_agent: str = "",
+    now: datetime | None = None,
+) -> TokenPair:
+    """Start a session for an authenticated user and issue its first tokens."""
+    now = now or timezone.now()
+    config = get_config()
+    with transaction.atomic():
+        session = Session.objects.create(
+            user=user,
+            client_id=client_id,
+            scope=scope,
+            audience=" ".join(audience),
+            user_agent=user_agent[:512],
+            ip=ip,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + timedelta(seconds=config.session_max_age),
+            idle_expires_at=now + timedelta(seconds=config.session_idle_timeout),
+        )
+        refresh_value = None
+        if issue_refresh_token:
+            refresh_value, digest = _new_refresh_value()
+            RefreshToken.objects.create(
+                session=session,
+                token_hash=digest,
+                created_at=now,
+                expires_at=_refresh_expiry(session, now),
+            )
+        access, expires_in = _access_token(session, now=now, lifetime=access_token_lifetime)
+    return TokenPair(
+        access_token=access,
+        refresh_token=refresh_value,
+        expires_in=expires_in,
+        scope=scope,
+        session=session,
+    )
+
+
+def _revoke_rows(session: Session, reason: str, now: datetime) -> None:
+    Session.objects.filter(pk=session.pk, revoked_at__isnull=True).update(
+        revoked_at=now, revoke_reason=reason
+    )
+    RefreshToken.objects.filter(session_id=session.pk, revoked_at__isnull=True).update(
+        revoked_at=now
+    )
+    session.revoked_at = now
+    session.revoke_reason = reason
+
+
+def _user_may_continue(session: Session) -> str | None:
+    """Why the session's user can no longer refresh, or None."""
+    user = session.user
+    if not user.is_active:
+        return Reason.USER_INACTIVE
+    changed = getattr(user, "password_changed_at", None)
+    if changed is not None and changed > session.created_at:
+        return Reason.PASSWORD_CHANGED
+    return None
+
+
+def refresh_token_rotate(
+    *,
+    value: str,
+    client_id: str | None = None,
+    presented_at: datetime | None = None,
+    access_token_lifetime: int | None = None,
+    ip: str | None = None,
+    user_agent: str = "",
+    now: datetime | None = None,
+) -> TokenPair:
+    """Spend `value` and return a new pair; raise RefreshError otherwise.
+
+    `presented_at` is when the request carrying the token arrived (defaults to now); `client_id`,
+    when given, must be the client the session belongs to.
+    """
+    started = time.monotonic()
+    now = now or timezone.now()
+    presented_at = presented_at or now
+    if not isinstance(value, str) or not _REFRESH_TOKEN_RE.match(value):
+        raise RefreshError("malformed")
+    grace = get_config().refresh_reuse_grace_seconds
+    failure: RefreshError | None = None
+    audit: tuple[str, dict] | None = None
+    with transaction.atomic():
+        token = (
+            RefreshToken.objects.select_for_update(of=("self", "session"))
+            .select_related("session", "session__user")
+            .filter(token_hash=refresh_token_hash(value))
+            .first()
+        )
+        if token is None:
+            raise RefreshError("unknown")
+        session = token.session
+        if client_id is not None and session.client_id != client_id:
+            # RFC 6749 §6: the token must have been issued to the authenticated client.
+            raise RefreshError("client_mismatch")
+        if session.revoked_at is not None:
+            raise RefreshError("session_revoked")
+        parent = token
+        if token.consumed_at is not None or token.revoked_at is not None:
+            parent, failure, audit = _spent_token_presented(
+                token, presented_at=presented_at, grace=grace, now=now
+            )
+        if failure is None:
+            failure, audit = _check_live(token, session, now)
+        if failure is None:
+            pair = _rotate(parent, session, now=now, lifetime=access_token_lifetime)
+            audit_event_record(
+                event=events.TOKEN_REFRESHED,
+                user=session.user,
+                client_id=session.client_id,
+                session_id=session.id,
+                ip=ip,
+                user_agent=user_agent,
+                details={"rotation": session.rotations, "grace": parent is not token},
+            )
+            if parent.consumed_at is None and parent.revoked_at is None:
+                # Marked spent as the last statement before COMMIT, stamped with the time it
+                # becomes spent: a request that arrived before this instant saw an unspent token.
+                parent.consumed_at = now + timedelta(seconds=time.monotonic() - started)
+                parent.save(update_fields=["consumed_at"])
+            return pair
+    # Revocations made above are committed; now report the failure (and audit it).
+    if audit is not None:
+        event, details = audit
+        audit_event_record(
+            event=event,
+            user=session.user,
+            client_id=session.client_id,
+            session_id=session.id,
+            ip=ip,
+            user_agent=user_agent,
+            details=details,
+        )
+    raise failure
+
+
+def _spent_token_presented(
+    token: RefreshToken, *, presented_at: datetime, grace: int, now: datetime
+) -> tuple[RefreshToken, RefreshError | None, tuple[str, dict] | None]:
+    """Decide what presenting an already consumed or revoked token means.
+
+    Returns (token to hang the new pair under, failure, audit event).
+    """
+    session = token.session
+    if token.consumed_at is not None and presented_at < token.consumed_at:
+        # Presented while still unspent; a concurrent request spent it first. Not a replay.
+        return token, RefreshError("concurrent_use", "The refresh token was already used."), None
+    if (
+        token.consumed_at is not None
+        and grace > 0
+        and now - token.consumed_at <= timedelta(seconds=grace)
+    ):
+        successor = RefreshToken.objects.select_for_update().filter(parent=token).first()
+        if successor is not None and successor.consumed_at is None and successor.revoked_at is None:
+            successor.revoked_at = now
+            successor.save(update_fields=["revoked_at"])
+            return successor, None, None
+    _revoke_rows(session, Reason.REUSE_DETECTED, now)
+    logger.warning("refresh token reuse detected; session %s revoked", session.id)
+    return (
+        token,
+        RefreshError("reuse_detected"),
+        (events.REFRESH_REUSE_DETECTED, {"token_id": token.pk, "rotations": session.rotations}),
+    )
+
+
+def _check_live(
+    token: RefreshToken, session: Session, now: datetime
+) -> tuple[RefreshError | None, tuple[str, dict] | None]:
+    if token.expires_at <= now or not session.is_live(now):
+        return RefreshError("expired"), None
+    reason = _user_may_continue(session)
+    if reason is not None:
+        _revoke_rows(session, reason, now)
+        return RefreshError(reason), (events.SESSION_REVOKED, {"reason": reason})
+    return None, None
+
+
+def _rotate(
+    parent: RefreshToken, session: Session, *, now: datetime, lifetime: int | None
+) -> TokenPair:
+    value, digest = _new_refresh_value()
+    RefreshToken.objects.create(
+        session=session,
+        parent=parent,
+        token_hash=digest,
+        created_at=now,
+        expires_at=_refresh_expiry(session, now),
+    )
+    session.last_used_at = now
+    session.idle_expires_at = min(
+        session.expires_at, now + timedelta(seconds=get_config().session_idle_timeout)
+    )
+    session.rotations += 1
+    Session.objects.filter(pk=session.pk).update(
+        last_used_at=now, idle_expires_at=session.idle_expires_at, rotations=session.rotations
+    )
+    access, expires_in = _access_token(session, now=now, lifetime=lifetime)
+    return TokenPair(
+        access_token=access,
+        refresh_token=value,
+        expires_in=expires_in,
+        scope=session.scope,
+        session=session,
+    )
+
+
+def session_revoke(*, session: Session, reason: str, now: datetime | None = None) -> bool:
+    """End one session and every refresh token in it. False if it had already ended."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = Session.objects.select_for_update().filter(pk=session.pk).first()
+        if locked is None or locked.revoked_at is not None:
+            return False
+        _revoke_rows(locked, reason, now)
+    session.revoked_at, session.revoke_reason = now, reason
+    return True
+
+
+def session_find_by_refresh_token(*, value: str) -> Session | None:
+    """The session a refresh token (spent or not) belongs to, or None."""
+    if not isinstance(value, str) or not _REFRESH_TOKEN_RE.match(value):
+        return None
+    token = (
+        RefreshToken.objects.select_related("session", "session__user")
+        .filter(token_hash=refresh_token_hash(value))
+        .first()
+    )
+    return token.session if token else None
+
+
+def user_sessions_revoke(*, user, reason: str, now: datetime | None = None) -> int:
+    """End every live session of `user` (logout-all, password change, deactivation)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Session.objects.select_for_update()
+            .filter(user=user, revoked_at__isnull=True)
+            .values_list("pk", flat=True)
+        )
+        if ids:
+            Session.objects.filter(pk__in=ids).update(revoked_at=now, revoke_reason=reason)
+            RefreshToken.objects.filter(session_id__in=ids, revoked_at__isnull=True).update(
+                revoked_at=now
+            )
+    return len(ids)
+
+
+def session_get_live(*, sid: str, user=None, now: datetime | None = None) -> Session | None:
+    """The session named by an access token's `sid`, if it may still be used.
+
+    Dead when revoked, expired, its user is inactive, or the password changed after it began.
+    """
+    now = now or timezone.now()
+    try:
+        query = Session.objects.select_related("user").filter(pk=sid)
+        if user is not None:
+            query = query.filter(user=user)
+        session = query.first()
+    except (ValueError, TypeError):
+        return None
+    if session is None or not session.is_live(now) or _user_may_continue(session) is not None:
+        return None
+    return session
+
+
+def session_list_live(*, user, now: datetime | None = None) -> list[Session]:
+    now = now or timezone.now()
+    return list(Session.objects.live(now=now).filter(user=user).order_by("-last_used_at"))
+
+
+def _ended_before(cutoff: datetime) -> Q:
+    # idle_expires_at is kept <= expires_at, so it alone tells when a session ended by time.
+    return Q(revoked_at__lt=cutoff) | Q(idle_expires_at__lt=cutoff)
+
+
+def sessions_purge(
+    *, ended_before: datetime, batch_size: int = 5000, dry_run: bool = False
+) -> tuple[int, int]:
+    """Delete sessions that ended before `ended_before`, in batches; (sessions, tokens) counted."""
+    ended = Session.objects.filter(_ended_before(ended_before))
+    if dry_run:
+        return ended.count(), RefreshToken.objects.filter(session__in=ended).count()
+    sessions = tokens = 0
+    while True:
+        with transaction.atomic():
+            ids = list(ended.values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                break
+            tokens += RefreshToken.objects.filter(session_id__in=ids).delete()[0]
+            sessions += Session.objects.filter(pk__in=ids).delete()[0]
+    return sessions, tokens
