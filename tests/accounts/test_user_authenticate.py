@@ -158,7 +158,7 @@ def test_unknown_and_wrong_password_take_the_same_time(make_user, settings, loos
         wrong.append(timed("alice"))
     ratio = statistics.median(unknown) / statistics.median(wrong)
     # Skipping the hash would make the unknown path ~50x faster; a second hash ~2x slower.
-    assert 0.7 < ratio < 1.4, (unknown, wrong)
+    assert 0.6 < ratio < 1.6, (unknown, wrong)
 
 
 # --- Lockout ------------------------------------------------------------------------------
