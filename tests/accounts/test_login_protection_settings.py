@@ -46,4 +46,7 @@ def test_database_cache_is_not_culled_at_djangos_default_300_entries():
     )
     result = manage("shell", "-c", code, env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1].split() == ["django.core.cache.backends.db.DatabaseCache", "100000"]
+    assert result.stdout.strip().splitlines()[-1].split() == [
+        "django.core.cache.backends.db.DatabaseCache",
+        "100000",
+    ]
