@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -321,3 +322,72 @@ def test_rotation_under_load_and_revocation(authserver, child_env):
     assert not pyjwt_accepts(jwt.PyJWKClient(jwks_url), old_token)
     assert pyjwt_accepts(jwt.PyJWKClient(jwks_url), new_token)
     assert "Traceback" not in authserver.output()
+
+
+def readme_snippet(name: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    after = text.split(f"<!-- snippet: {name} -->", 1)[1]
+    return after.split("```", 2)[1].split("\n", 1)[1]
+
+
+def localised(snippet: str, server: Gunicorn) -> str:
+    return snippet.replace(
+        "https://id.example.com/.well-known/jwks.json", server.url + "/.well-known/jwks.json"
+    ).replace("https://id.example.com", ISSUER)
+
+
+def test_readme_simplejwt_snippet_is_the_example_configuration(monkeypatch):
+    import runpy
+
+    namespace: dict = {}
+    exec(readme_snippet("simplejwt"), namespace)  # noqa: S102 - our own README
+    monkeypatch.setenv("AUTHSERVER_JWKS_URL", "https://id.example.com/.well-known/jwks.json")
+    monkeypatch.setenv("AUTHSERVER_ISSUER", "https://id.example.com")
+    monkeypatch.setenv("DOWNSTREAM_AUDIENCE", "https://api.example.com")
+    example = runpy.run_path(str(ROOT / "examples/downstream_api/downstream/settings.py"))
+    assert namespace["SIMPLE_JWT"] == example["SIMPLE_JWT"]
+    assert (
+        namespace["REST_FRAMEWORK"]["DEFAULT_AUTHENTICATION_CLASSES"]
+        == (example["REST_FRAMEWORK"]["DEFAULT_AUTHENTICATION_CLASSES"])
+    )
+
+
+def test_readme_pyjwt_and_jose_snippets_verify_real_tokens(authserver):
+    fresh = issue()
+    private_key = keys.active_signing_key().backend.signing_key
+    bad = attacks(private_key)
+    namespace: dict = {}
+    exec(localised(readme_snippet("pyjwt"), authserver), namespace)  # noqa: S102
+    verify = namespace["verify_access_token"]
+    assert verify(fresh)["sub"] == "user-1"
+    for name, token in bad.items():
+        with pytest.raises(jwt.PyJWTError):
+            verify(token)
+        assert name
+
+    modules = os.environ.get("AUTHSERVER_TEST_NODE_MODULES", str(ROOT / "node_modules"))
+    node = shutil.which("node")
+    if node is None or not (Path(modules) / "jose").is_dir():
+        pytest.skip("node and the jose package are needed (set AUTHSERVER_TEST_NODE_MODULES)")
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "node_modules").symlink_to(modules)
+        Path(folder, "verify.mjs").write_text(localised(readme_snippet("jose"), authserver))
+        Path(folder, "run.mjs").write_text(
+            'import { verifyAccessToken } from "./verify.mjs";\n'
+            "const results = [];\n"
+            "for (const token of process.argv.slice(2)) {\n"
+            "  try { results.push((await verifyAccessToken(token)).sub); }\n"
+            '  catch (e) { results.push("rejected"); }\n'
+            "}\n"
+            "console.log(JSON.stringify(results));\n"
+        )
+        result = subprocess.run(
+            [node, "run.mjs", fresh, *bad.values()],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["user-1"] + ["rejected"] * len(bad)
