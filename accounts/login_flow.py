@@ -1,0 +1,61 @@
+"""The contract between the OAuth layer and the hosted login page (accounts/views.py).
+
+- The authorization endpoint sends a visitor who must sign in to `login_redirect(...)`:
+  `/login?next=<url-encoded authorize URL>`, plus `prompt=login` when the password must be asked
+  for even though the browser is already signed in (OIDC `prompt=login`, an exceeded `max_age`,
+  or a session whose sign-in time is unknown).
+- After a successful password check the login page signs the user in (django.contrib.auth) and
+  stores the time of that check, in whole epoch seconds, under `AUTH_TIME_SESSION_KEY`
+  (`auth_time_record`). It becomes the ID token's `auth_time`; `auth_time(request)` reads it.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlencode
+
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+
+# Query parameter of the login URL that asks for the password even when already signed in.
+FORCE_PARAM, FORCE_VALUE = "prompt", "login"
+# Session key holding when the signed-in user last typed their password (int epoch seconds).
+AUTH_TIME_SESSION_KEY = "auth_time"
+
+
+def login_url(next_url: str, *, force: bool = False) -> str:
+    params = {"next": next_url}
+    if force:
+        params[FORCE_PARAM] = FORCE_VALUE
+    return reverse("login") + "?" + urlencode(params)
+
+
+def login_redirect(
+    request: HttpRequest, next_url: str, *, force: bool = False
+) -> HttpResponseRedirect:
+    """Send the visitor to the login page, which returns to `next_url` (a local path) after."""
+    return HttpResponseRedirect(login_url(next_url, force=force))
+
+
+def login_is_forced(request: HttpRequest) -> bool:
+    source = request.POST if request.method == "POST" else request.GET
+    return source.get(FORCE_PARAM) == FORCE_VALUE
+
+
+def auth_time_record(request: HttpRequest, *, now: float | None = None) -> int:
+    """Call right after django.contrib.auth.login(): the password was checked just now."""
+    value = int(time.time() if now is None else now)
+    request.session[AUTH_TIME_SESSION_KEY] = value
+    return value
+
+
+def auth_time(request: HttpRequest) -> int | None:
+    """When the signed-in user last authenticated, or None (not signed in, or signed in some
+    other way, e.g. the admin login, whose time we do not know)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    value = request.session.get(AUTH_TIME_SESSION_KEY)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
