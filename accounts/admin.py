@@ -1,7 +1,9 @@
 """User admin: search, filters, and no password hash on any page.
 
 Every write goes through accounts.services (audited there): saving a user, changing or disabling
-a password, deactivating, deleting, and clearing a login lockout.
+a password, deactivating, deleting, and clearing a login lockout. A password change or a
+deactivation also ends the user's sessions (tokens.sessions.user_sessions_revoke); the admin is
+the one place in accounts/ that calls into tokens/, as a view wiring two services together.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from accounts.services import (
     user_set_password,
 )
 from accounts.throttling import CacheUnavailable, login_lockout_status
+from tokens.models import Session
+from tokens.sessions import user_sessions_revoke
 
 # The request of the admin password-change view, for the form's save() (Django builds that form
 # without the request). A ContextVar is per thread/task, so concurrent requests never mix.
@@ -58,6 +62,8 @@ class UserAdminPasswordChangeForm(AdminPasswordChangeForm):
             )
         else:
             user_password_disable(user=self.user, actor=actor, request=request)
+        # The credential changed: every session of the user ends now.
+        user_sessions_revoke(user=self.user, reason=Session.RevokeReason.PASSWORD_CHANGED)
         return self.user
 
 
@@ -151,6 +157,8 @@ class UserAdmin(DjangoUserAdmin):
         user_admin_save(
             user=obj, changed_fields=form.changed_data, actor=request.user, request=request
         )
+        if change and not obj.is_active and "is_active" in form.changed_data:
+            user_sessions_revoke(user=obj, reason=Session.RevokeReason.USER_INACTIVE)
 
     def delete_model(self, request, obj) -> None:
         user_delete(user=obj, actor=request.user, request=request)
@@ -180,5 +188,6 @@ class UserAdmin(DjangoUserAdmin):
         count = 0
         for user in queryset.filter(is_active=True):
             user_deactivate(user=user, actor=request.user, request=request)
+            user_sessions_revoke(user=user, reason=Session.RevokeReason.USER_INACTIVE)
             count += 1
         self.message_user(request, f"Deactivated {count} user(s).")

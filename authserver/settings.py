@@ -242,6 +242,8 @@ TEMPLATES = [
 
 # --- Users and passwords --------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
+# Every password check, the admin's login form included, goes through the throttle and lockout.
+AUTHENTICATION_BACKENDS = ["accounts.backends.ProtectedModelBackend"]
 # Argon2id first; PBKDF2 second so hashes made by it still verify and are upgraded on login.
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
@@ -469,6 +471,10 @@ if AUTHSERVER_KEY_ROTATION_DAYS and AUTHSERVER_KEY_ROTATION_DAYS * 86_400 <= (
         "AUTHSERVER_KEY_ROTATION_DAYS", "must be longer than AUTHSERVER_KEY_ACTIVATION_DELAY"
     )
 del _min_delay
+
+# --- Hosted pages (accounts/views.py) -------------------------------------------------------
+# Where login_required / redirect_to_login send a visitor who is not signed in.
+LOGIN_URL = "login"
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import authenticate
 from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
+from django.test import RequestFactory
 
 from accounts.models import User
 from accounts.selectors import user_get_by_login, user_get_by_sub
@@ -58,7 +59,11 @@ def test_inactive_users_are_not_found_and_cannot_authenticate(make_user):
     user = make_user(username="carol", is_active=False)
     assert user_get_by_login(login="carol") is None
     assert user_get_by_sub(sub=user.sub) is None
-    assert authenticate(username="carol", password=PASSWORD) is None
+    request = RequestFactory().post("/admin/login/")
+    assert authenticate(request, username="carol", password=PASSWORD) is None
+    user.is_active = True
+    user.save()
+    assert authenticate(request, username="carol", password=PASSWORD) == user
 
 
 def test_sub_lookup_rejects_malformed_values(make_user):
@@ -77,7 +82,8 @@ def test_pbkdf2_hash_is_upgraded_to_argon2id_on_login(make_user, settings):
     settings.PASSWORD_HASHERS = app_settings.PASSWORD_HASHERS
     user = make_user(username="dave")
     User.objects.filter(pk=user.pk).update(password=make_password(PASSWORD, hasher="pbkdf2_sha256"))
-    assert authenticate(username="dave", password=PASSWORD) == user
+    request = RequestFactory().post("/admin/login/")
+    assert authenticate(request, username="dave", password=PASSWORD) == user
     user.refresh_from_db()
     assert user.password.startswith("argon2$argon2id$")
 
