@@ -19,4 +19,6 @@ urlpatterns = [
     path("api/v1/", include("tokens.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Hosted pages for people: / (signed-in landing), /login, /logout.
+    path("", include("accounts.urls")),
 ]
