@@ -55,21 +55,25 @@ FROM generate_series(1, %(users)s) g;
 INSERT INTO tokens_session (id, user_id, client_id, scope, audience, user_agent, created_at,
     last_used_at, expires_at, idle_expires_at, revoked_at, revoke_reason, rotations)
 SELECT gen_random_uuid(), (SELECT min(id) FROM accounts_user) + (g %% %(users)s), 'authserver',
-    '', 'api', 'bench', now() - (g %% 90) * interval '1 day', now(),
-    now() + interval '30 days' - (g %% 90) * interval '1 day',
-    now() + interval '7 days' - (g %% 90) * interval '1 day',
-    CASE WHEN g %% 5 = 0 THEN now() - (g %% 60) * interval '1 day' END,
-    CASE WHEN g %% 5 = 0 THEN 'logout' ELSE '' END, 1
-FROM generate_series(1, %(sessions)s) g;
+    '', 'api', 'bench', now() - age, now(),
+    now() + interval '30 days' - age, now() + interval '7 days' - age,
+    CASE WHEN g %% 10 = 0 THEN now() - (g %% 45) * interval '1 day' END,
+    CASE WHEN g %% 10 = 0 THEN 'logout' ELSE '' END, 1
+FROM (
+    -- A realistic mix: 95%% of sessions started in the last 6 days (live), 5%% are old ones
+    -- (37-86 days: ended by time, purgeable); 10%% were logged out 0-44 days ago.
+    SELECT g, CASE WHEN g %% 20 = 0 THEN (37 + g %% 50) ELSE g %% 7 END * interval '1 day' AS age
+    FROM generate_series(1, %(sessions)s) g
+) s;
 
 INSERT INTO tokens_refreshtoken (session_id, parent_id, token_hash, created_at, expires_at,
     consumed_at, revoked_at)
-SELECT id, NULL, encode(sha256(('a' || id::text)::bytea), 'hex'), now(), now() + interval '7 days',
+SELECT id, NULL, sha256(('a' || id::text)::bytea), now(), now() + interval '7 days',
     now(), NULL FROM tokens_session;
 
 INSERT INTO tokens_refreshtoken (session_id, parent_id, token_hash, created_at, expires_at,
     consumed_at, revoked_at)
-SELECT t.session_id, t.id, encode(sha256(('b' || t.session_id::text)::bytea), 'hex'), now(),
+SELECT t.session_id, t.id, sha256(('b' || t.session_id::text)::bytea), now(),
     now() + interval '7 days', NULL, NULL FROM tokens_refreshtoken t;
 
 ANALYZE;

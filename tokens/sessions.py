@@ -61,12 +61,12 @@ class TokenPair:
     token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type
 
 
-def refresh_token_hash(value: str) -> str:
+def refresh_token_hash(value: str) -> bytes:
     """SHA-256 of the token: 256 random bits need no salt and no slow hash."""
-    return hashlib.sha256(value.encode("ascii")).hexdigest()
+    return hashlib.sha256(value.encode("ascii")).digest()
 
 
-def _new_refresh_value() -> tuple[str, str]:
+def _new_refresh_value() -> tuple[str, bytes]:
     value = secrets.token_urlsafe(32)
     return value, refresh_token_hash(value)
 

@@ -65,7 +65,7 @@ def test_purge_works_in_batches(make_user):
 @pytest.mark.parametrize(
     ("sql", "index"),
     [
-        ("SELECT * FROM tokens_refreshtoken WHERE token_hash = 'x'", "token_hash"),
+        ("SELECT * FROM tokens_refreshtoken WHERE token_hash = '\\x00'::bytea", "token_hash"),
         (
             "SELECT id FROM tokens_session WHERE revoked_at < now() OR idle_expires_at < now()",
             "tokens_session_revoked",

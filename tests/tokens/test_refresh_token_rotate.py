@@ -44,7 +44,7 @@ def live_tokens(session) -> int:
 def test_only_the_sha256_digest_of_a_refresh_token_is_stored(start):
     pair = start()
     row = RefreshToken.objects.get(session=pair.session)
-    assert row.token_hash == hashlib.sha256(pair.refresh_token.encode()).hexdigest()
+    assert bytes(row.token_hash) == hashlib.sha256(pair.refresh_token.encode()).digest()
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM tokens_refreshtoken")
         everything = repr(cursor.fetchall())
@@ -65,11 +65,9 @@ def test_rotation_spends_the_token_and_links_the_successor(start):
     second = refresh_token_rotate(value=first.refresh_token, client_id=CLIENT)
     assert second.refresh_token != first.refresh_token
     assert second.session.id == first.session.id
-    old = RefreshToken.objects.get(
-        token_hash=hashlib.sha256(first.refresh_token.encode()).hexdigest()
-    )
+    old = RefreshToken.objects.get(token_hash=hashlib.sha256(first.refresh_token.encode()).digest())
     new = RefreshToken.objects.get(
-        token_hash=hashlib.sha256(second.refresh_token.encode()).hexdigest()
+        token_hash=hashlib.sha256(second.refresh_token.encode()).digest()
     )
     assert old.consumed_at is not None
     assert new.parent_id == old.pk
