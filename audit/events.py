@@ -27,6 +27,19 @@ class EventType(models.TextChoices):
     ADMIN_USER_CHANGED = "admin.user_changed", "Admin changed a user"
     ADMIN_USER_DEACTIVATED = "admin.user_deactivated", "Admin deactivated a user"
     ADMIN_USER_DELETED = "admin.user_deleted", "Admin deleted a user"
+    # OAuth 2.0 / OpenID Connect (oauth/)
+    CLIENT_CREATED = "client.created", "OAuth client created"
+    CLIENT_CHANGED = "client.changed", "OAuth client changed"
+    CLIENT_DELETED = "client.deleted", "OAuth client deleted"
+    CLIENT_SECRET_ROTATED = "client.secret_rotated", "OAuth client secret regenerated"
+    CLIENT_AUTH_FAILED = "client.auth_failed", "OAuth client authentication failed"
+    CONSENT_GRANTED = "consent.granted", "Consent granted to a client"
+    CONSENT_DENIED = "consent.denied", "Consent denied to a client"
+    OAUTH_CODE_ISSUED = "oauth.code_issued", "Authorization code issued"
+    OAUTH_TOKEN_ISSUED = "oauth.token_issued", "Tokens issued for an authorization code"
+    OAUTH_CODE_REPLAYED = "oauth.code_replayed", "Authorization code replayed"
+    OAUTH_TOKEN_REVOKED = "oauth.token_revoked", "Token revoked by its client (RFC 7009)"
+    OIDC_LOGOUT = "oidc.logout", "RP-initiated logout"
 
 
 class FailureReason(models.TextChoices):
