@@ -4,6 +4,7 @@ raw RS256 sign rate of `cryptography` in the same run.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/0 \
         .venv/bin/python bench/issuance.py [--seconds 5] [--workers 2] [--clients 8]
+        [--reuse-database]
 
 Creates (and afterwards drops) a scratch database, migrates it and lets the first request create
 the signing key. Then:
@@ -78,6 +79,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--reuse-database",
+        action="store_true",
+        help="use DATABASE_URL as it is (already migrated) instead of a scratch database",
+    )
     args = parser.parse_args()
 
     base = os.environ.get("DATABASE_URL", "")
@@ -85,6 +91,9 @@ def main() -> None:
         sys.exit(
             "bench: DATABASE_URL must point at PostgreSQL (an account that may CREATE DATABASE)"
         )
+    if args.reuse_database:
+        run(args, base)
+        return
     import psycopg
 
     scratch = f"authserver_bench_{os.getpid()}"
@@ -111,9 +120,10 @@ def run(args: argparse.Namespace, database_url: str) -> None:
         AUTHSERVER_KEY_ENCRYPTION_KEY=os.environ.get("AUTHSERVER_KEY_ENCRYPTION_KEY")
         or secrets.token_urlsafe(32),
     )
-    migrated = manage("migrate", "--noinput", env=env, timeout=300)
-    if migrated.returncode != 0:
-        sys.exit("bench: migrate failed:\n" + migrated.stderr)
+    if not args.reuse_database:
+        migrated = manage("migrate", "--noinput", env=env, timeout=300)
+        if migrated.returncode != 0:
+            sys.exit("bench: migrate failed:\n" + migrated.stderr)
     checked = manage("rotate_signing_keys", "--check", env=env)  # creates the first key
     if checked.returncode != 0:
         sys.exit("bench: " + checked.stderr.strip())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -13,10 +12,11 @@ from tests.live import ROOT
 
 
 @pytest.mark.slow
-def test_issuance_bench_runs_and_reports_rates():
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+def test_issuance_bench_runs_and_reports_rates(child_env):
+    env = {k: v for k, v in child_env.items() if k != "DJANGO_SETTINGS_MODULE"}
+    command = ["bench/issuance.py", "--seconds", "0.4", "--clients", "2", "--reuse-database"]
     result = subprocess.run(
-        [sys.executable, "bench/issuance.py", "--seconds", "0.4", "--clients", "2"],
+        [sys.executable, *command],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -89,11 +89,14 @@ def test_without_a_generation_change_the_snapshot_still_expires(settings, fake_c
 def test_unreachable_cache_falls_back_to_the_snapshot_age(settings, fake_clock, monkeypatch):
     kid = keys.active_signing_key().kid
 
-    def broken(*args, **kwargs):
-        raise ConnectionError("cache down")
+    class UnreachableCache:
+        def __getattr__(self, name):
+            def broken(*args, **kwargs):
+                raise ConnectionError("cache down")
 
-    monkeypatch.setattr(cache, "get", broken)
-    monkeypatch.setattr(cache, "add", broken)
+            return broken
+
+    monkeypatch.setattr(keys, "cache", UnreachableCache())
     fake_clock.value += 5
     assert keys.active_signing_key().kid == kid  # still serving from memory
     SigningKey.objects.filter(kid=kid).update(state=SigningKey.State.REVOKED)
