@@ -105,6 +105,13 @@ def test_stylesheet_is_served_by_the_app(client):
     assert b":focus-visible" in b"".join(css.streaming_content)
 
 
+def test_unknown_page_gets_the_styled_404(client):
+    response = client.get("/no-such-page")
+    assert response.status_code == 404
+    assert b"Page not found" in response.content
+    assert b"authserver/site.css" in response.content
+
+
 # --- CSRF ------------------------------------------------------------------------------------
 
 
@@ -112,6 +119,7 @@ def test_login_post_without_csrf_token_is_refused(csrf_client, make_user):
     make_user("alice")
     response = csrf_client.post("/login", {"username": "alice", "password": PASSWORD})
     assert response.status_code == 403
+    assert b"This form has expired" in response.content  # our page, not Django's debug text
     assert "_auth_user_id" not in csrf_client.session
 
 
