@@ -43,6 +43,8 @@ class Config:
     key_cache_seconds: int
     key_rotation_days: int
     key_activation_delay: int
+    # OAuth 2.0 / OpenID Connect (oauth/)
+    id_token_ttl: int
 
     @property
     def production(self) -> bool:
@@ -78,4 +80,5 @@ def get_config() -> Config:
         key_cache_seconds=settings.AUTHSERVER_KEY_CACHE_SECONDS,
         key_rotation_days=settings.AUTHSERVER_KEY_ROTATION_DAYS,
         key_activation_delay=settings.AUTHSERVER_KEY_ACTIVATION_DELAY,
+        id_token_ttl=settings.AUTHSERVER_ID_TOKEN_TTL,
     )

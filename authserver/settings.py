@@ -208,6 +208,7 @@ INSTALLED_APPS = [
     "accounts.apps.AccountsConfig",
     "tokens.apps.TokensConfig",
     "audit.apps.AuditConfig",
+    "oauth.apps.OauthConfig",
 ]
 
 MIDDLEWARE = [
@@ -476,6 +477,14 @@ del _min_delay
 # Where login_required / redirect_to_login send a visitor who is not signed in.
 LOGIN_URL = "login"
 
+# --- OAuth 2.0 / OpenID Connect (oauth/) ---------------------------------------------------
+# Lifetime of ID tokens. Signed with the same keys, so bounded like every signed token.
+AUTHSERVER_ID_TOKEN_TTL = _at_most(
+    "AUTHSERVER_ID_TOKEN_TTL",
+    _int("AUTHSERVER_ID_TOKEN_TTL", min(600, AUTHSERVER_SIGNED_TOKEN_MAX_LIFETIME), minimum=60),
+    AUTHSERVER_SIGNED_TOKEN_MAX_LIFETIME,
+)
+
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -511,5 +520,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # authlib logs issued tokens at DEBUG (e.g. "Issue token %r"); never let them through.
+        "authlib": {"level": "WARNING"},
+    },
 }

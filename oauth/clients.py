@@ -1,0 +1,309 @@
+"""Client registration (services) and the cached client lookup every OAuth request starts with.
+
+A client secret is 256 random bits, handed out once (at creation or regeneration) and stored only
+as its SHA-256 digest. Every change to a client goes through a service here, which drops the
+cached copy; the cache entry also expires after CLIENT_CACHE_SECONDS, bounding staleness if the
+cache was unreachable at the moment of the change.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from audit.events import EventType
+from audit.services import audit_event_record
+from authserver.conf import get_config
+from oauth.models import Client, GrantType, secret_digest
+from oauth.redirect_uris import redirect_uri_problem
+from oauth.scopes import OIDC_SCOPES, scope_split
+
+logger = logging.getLogger(__name__)
+
+CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CLIENT_CACHE_SECONDS = 60
+_CACHE_KEY = "oauth:client:v1:{}"
+_CACHED_FIELDS = (
+    "id",
+    "client_id",
+    "name",
+    "client_type",
+    "secret_hash",
+    "redirect_uris",
+    "post_logout_redirect_uris",
+    "grant_types",
+    "scopes",
+    "audiences",
+    "access_token_lifetime",
+    "skip_consent",
+    "is_resource_server",
+    "refresh_without_offline_access",
+    "is_active",
+)
+
+
+class ClientError(ValueError):
+    """The client configuration is not acceptable; the message names the field and the reason."""
+
+
+@dataclass(frozen=True)
+class NewSecret:
+    client: Client
+    # The plain secret, shown once. None for public clients.
+    secret: str | None = None
+
+    def __repr__(self) -> str:  # never the secret
+        return f"NewSecret(client={self.client.client_id!r})"
+
+
+# --- Selectors --------------------------------------------------------------------------------
+
+
+def client_get(*, client_id: str) -> Client | None:
+    """The active client with this client_id, or None. Served from the shared cache."""
+    if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
+        return None
+    key = _CACHE_KEY.format(client_id)
+    try:
+        data = cache.get(key)
+    except Exception:  # noqa: BLE001 - cache down: read the database
+        data = None
+    if isinstance(data, dict):
+        client = Client(**data)
+    else:
+        client = Client.objects.filter(client_id=client_id).first()
+        if client is None:
+            return None
+        try:
+            cache.set(
+                key,
+                {name: getattr(client, name) for name in _CACHED_FIELDS},
+                CLIENT_CACHE_SECONDS,
+            )
+        except Exception:  # noqa: BLE001 - the database answered; the cache is an optimisation
+            logger.warning("client cache unavailable")
+    return client if client.is_active else None
+
+
+def client_cache_invalidate(*, client_id: str) -> None:
+    try:
+        cache.delete(_CACHE_KEY.format(client_id))
+    except Exception:  # noqa: BLE001 - the entry expires after CLIENT_CACHE_SECONDS anyway
+        logger.warning(
+            "client cache unavailable: %s may stay cached for %ss",
+            client_id,
+            CLIENT_CACHE_SECONDS,
+        )
+
+
+# --- Validation -------------------------------------------------------------------------------
+
+
+def _uri_list(values: Iterable[str], field: str) -> list[str]:
+    production = get_config().production
+    cleaned: list[str] = []
+    for raw in values:
+        uri = raw.strip()
+        if not uri:
+            continue
+        problem = redirect_uri_problem(uri, production=production)
+        if problem:
+            raise ClientError(f"{field}: {uri[:200]!r} {problem}")
+        if uri not in cleaned:
+            cleaned.append(uri)
+    return cleaned
+
+
+def client_validate(client: Client) -> None:
+    """Check a client's configuration as a whole; raise ClientError naming the first problem."""
+    if not client.name.strip():
+        raise ClientError("name: must not be empty")
+    if client.client_type not in Client.Type.values:
+        raise ClientError(f"type: must be one of {', '.join(Client.Type.values)}")
+    grants = client.grant_types.split()
+    if not grants:
+        raise ClientError("grant types: give at least one")
+    for grant in grants:
+        if grant not in GrantType.values:
+            raise ClientError(
+                f"grant types: {grant[:50]!r} is not supported "
+                f"(supported: {', '.join(GrantType.values)}; no implicit or password grant)"
+            )
+    if client.is_public and GrantType.CLIENT_CREDENTIALS in grants:
+        raise ClientError("grant types: client_credentials needs a confidential client")
+    if GrantType.REFRESH_TOKEN in grants and GrantType.AUTHORIZATION_CODE not in grants:
+        raise ClientError("grant types: refresh_token needs authorization_code")
+    redirect_uris = _uri_list(client.redirect_uri_list, "redirect URIs")
+    if GrantType.AUTHORIZATION_CODE in grants and not redirect_uris:
+        raise ClientError("redirect URIs: authorization_code needs at least one")
+    client.redirect_uris = "\n".join(redirect_uris)
+    client.post_logout_redirect_uris = "\n".join(
+        _uri_list(client.post_logout_redirect_uri_list, "post-logout redirect URIs")
+    )
+    scopes = scope_split(client.scopes)
+    if scopes is None:
+        raise ClientError("scopes: space-separated tokens of printable ASCII, no quotes")
+    if GrantType.AUTHORIZATION_CODE not in grants and any(s in OIDC_SCOPES for s in scopes):
+        raise ClientError(
+            "scopes: openid, profile, email and offline_access need the authorization_code grant"
+        )
+    client.scopes = " ".join(scopes)
+    audiences = client.audiences.split()
+    if any(len(a) > 255 or not a.isprintable() for a in audiences):
+        raise ClientError("audiences: each must be printable and at most 255 characters")
+    client.audiences = " ".join(dict.fromkeys(audiences))
+    lifetime = client.access_token_lifetime
+    if lifetime is not None:
+        maximum = get_config().signed_token_max_lifetime
+        if not 30 <= lifetime <= maximum:
+            raise ClientError(
+                f"access token lifetime: must be 30 to {maximum} seconds "
+                "(AUTHSERVER_SIGNED_TOKEN_MAX_LIFETIME)"
+            )
+    if client.is_public:
+        client.secret_hash = ""
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+
+
+# --- Services ---------------------------------------------------------------------------------
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)  # 256 bits
+
+
+def _actor_details(actor) -> dict:
+    if actor is None or getattr(actor, "pk", None) is None:
+        return {}
+    return {"actor": actor.get_username(), "actor_sub": actor.sub}
+
+
+@transaction.atomic
+def client_create(
+    *,
+    name: str,
+    client_type: str,
+    grant_types: Iterable[str],
+    redirect_uris: Iterable[str] = (),
+    scopes: Iterable[str] = (),
+    post_logout_redirect_uris: Iterable[str] = (),
+    audiences: Iterable[str] = (),
+    access_token_lifetime: int | None = None,
+    skip_consent: bool = False,
+    is_resource_server: bool = False,
+    refresh_without_offline_access: bool = False,
+    actor=None,
+    request=None,
+) -> NewSecret:
+    """Register a client. Returns it with its secret (confidential clients), shown only now."""
+    client = Client(
+        client_id=secrets.token_urlsafe(18),
+        name=(name or "").strip(),
+        client_type=client_type,
+        grant_types=" ".join(dict.fromkeys(grant_types)),
+        redirect_uris="\n".join(redirect_uris),
+        post_logout_redirect_uris="\n".join(post_logout_redirect_uris),
+        scopes=" ".join(scopes),
+        audiences=" ".join(audiences),
+        access_token_lifetime=access_token_lifetime,
+        skip_consent=skip_consent,
+        is_resource_server=is_resource_server,
+        refresh_without_offline_access=refresh_without_offline_access,
+    )
+    return client_register(client=client, actor=actor, request=request)
+
+
+@transaction.atomic
+def client_register(*, client: Client, actor=None, request=None) -> NewSecret:
+    """Save a new, unsaved client (built by client_create or the admin form)."""
+    if not client.client_id:
+        client.client_id = secrets.token_urlsafe(18)
+    client_validate(client)
+    secret = None
+    if not client.is_public:
+        secret = _new_secret()
+        client.secret_hash = secret_digest(secret)
+        client.secret_updated_at = timezone.now()
+    try:
+        client.full_clean(exclude=["secret_hash", "secret_updated_at"])
+    except ValidationError as exc:
+        raise ClientError(_validation_message(exc)) from None
+    client.save()
+    audit_event_record(
+        event=EventType.CLIENT_CREATED,
+        client_id=client.client_id,
+        request=request,
+        details={
+            "name": client.name,
+            "type": client.client_type,
+            "grant_types": client.grant_type_list,
+            **_actor_details(actor),
+        },
+    )
+    return NewSecret(client=client, secret=secret)
+
+
+@transaction.atomic
+def client_update(*, client: Client, actor=None, request=None) -> Client:
+    """Save changes to an existing client (admin) and drop its cached copy."""
+    client_validate(client)
+    try:
+        client.full_clean(exclude=["secret_hash", "secret_updated_at"])
+    except ValidationError as exc:
+        raise ClientError(_validation_message(exc)) from None
+    client.save()
+    transaction.on_commit(lambda: client_cache_invalidate(client_id=client.client_id))
+    client_cache_invalidate(client_id=client.client_id)
+    audit_event_record(
+        event=EventType.CLIENT_CHANGED,
+        client_id=client.client_id,
+        request=request,
+        details={"active": client.is_active, **_actor_details(actor)},
+    )
+    return client
+
+
+@transaction.atomic
+def client_secret_rotate(*, client: Client, actor=None, request=None) -> NewSecret:
+    """Replace a confidential client's secret; the old one stops working at once."""
+    locked = Client.objects.select_for_update().get(pk=client.pk)
+    if locked.is_public:
+        raise ClientError("public clients have no secret")
+    secret = _new_secret()
+    locked.secret_hash = secret_digest(secret)
+    locked.secret_updated_at = timezone.now()
+    locked.save(update_fields=["secret_hash", "secret_updated_at", "updated_at"])
+    transaction.on_commit(lambda: client_cache_invalidate(client_id=locked.client_id))
+    client_cache_invalidate(client_id=locked.client_id)
+    audit_event_record(
+        event=EventType.CLIENT_SECRET_ROTATED,
+        client_id=locked.client_id,
+        request=request,
+        details=_actor_details(actor),
+    )
+    return NewSecret(client=locked, secret=secret)
+
+
+@transaction.atomic
+def client_delete(*, client: Client, actor=None, request=None) -> None:
+    client_id = client.client_id
+    client.delete()
+    transaction.on_commit(lambda: client_cache_invalidate(client_id=client_id))
+    client_cache_invalidate(client_id=client_id)
+    audit_event_record(
+        event=EventType.CLIENT_DELETED,
+        client_id=client_id,
+        request=request,
+        details=_actor_details(actor),
+    )

@@ -1,0 +1,54 @@
+"""Remembered consent: what a user approved for a client, so they are asked only once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.events import EventType
+from audit.services import audit_event_record
+from oauth.models import Client, Consent
+
+
+def consent_covers(*, user, client: Client, scopes: list[str]) -> bool:
+    """Whether `user` already approved every one of `scopes` for `client`."""
+    consent = Consent.objects.filter(user=user, client_id=client.pk).first()
+    return consent is not None and consent.covers(scopes)
+
+
+@transaction.atomic
+def consent_grant(
+    *, user, client: Client, scopes: list[str], request=None, now: datetime | None = None
+) -> Consent:
+    """Record approval of `scopes` (added to what was approved before) and audit it."""
+    now = now or timezone.now()
+    consent, created = Consent.objects.select_for_update().get_or_create(
+        user=user,
+        client_id=client.pk,
+        defaults={"scope": " ".join(scopes), "created_at": now, "updated_at": now},
+    )
+    if not created:
+        merged = list(dict.fromkeys([*consent.scope.split(), *scopes]))
+        consent.scope = " ".join(merged)
+        consent.updated_at = now
+        consent.save(update_fields=["scope", "updated_at"])
+    audit_event_record(
+        event=EventType.CONSENT_GRANTED,
+        user=user,
+        client_id=client.client_id,
+        request=request,
+        details={"scope": " ".join(scopes)},
+    )
+    return consent
+
+
+def consent_deny_record(*, user, client: Client, scopes: list[str], request=None) -> None:
+    audit_event_record(
+        event=EventType.CONSENT_DENIED,
+        user=user,
+        client_id=client.client_id,
+        request=request,
+        details={"scope": " ".join(scopes)},
+    )

@@ -1,0 +1,26 @@
+"""POST /oauth/token (RFC 6749 §3.2): authorization_code, refresh_token, client_credentials."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
+
+from oauth.protocol import form_parameters, protocol_endpoint
+from oauth.server import OAuthRequest, authorization_server
+
+
+@csrf_exempt
+@sensitive_post_parameters("client_secret", "code", "code_verifier", "refresh_token")
+@protocol_endpoint
+def token_endpoint(request: HttpRequest) -> HttpResponse:
+    form = form_parameters(request)
+    oauth_request = OAuthRequest(request, form)
+    server = authorization_server()
+    if form.get("grant_type") == "authorization_code":
+        # Redeeming the code, starting the session and linking the two are one transaction: a
+        # concurrent replay waits on the code's row lock and then finds (and revokes) the session.
+        with transaction.atomic():
+            return server.create_token_response(oauth_request)
+    return server.create_token_response(oauth_request)

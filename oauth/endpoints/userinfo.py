@@ -1,0 +1,77 @@
+"""GET/POST /oauth/userinfo (OpenID Connect Core §5.3): the user's claims, per granted scope.
+
+Bearer access token in the Authorization header (RFC 6750 §2.1). The token must verify, carry the
+openid scope, and its session must still be live: a revoked grant, a logout, a password change
+or a deactivated user ends it at once, not only at the token's expiry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from authserver.errors import ApiError
+from oauth.oidc import user_claims
+from oauth.scopes import OPENID
+from tokens.apis import SessionAccessTokenAuthentication
+
+
+class UserinfoAuthentication(SessionAccessTokenAuthentication):
+    """Any audience: userinfo is a resource of the issuer itself and accepts its own access
+    tokens whatever API they were minted for (signature, issuer, expiry, session still checked).
+    DRF builds one authenticator per request, so setting the audience here is request-local."""
+
+    def authenticate(self, request: Request):
+        self.audience = _token_audience(request)
+        return super().authenticate(request)
+
+
+def _token_audience(request: Request) -> Any:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    parts = header.split()
+    if len(parts) == 2 and parts[0].lower() == "bearer":
+        try:
+            claims = jwt.decode(parts[1], options={"verify_signature": False})
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            return None
+        audience = claims.get("aud")
+        if isinstance(audience, str) or (
+            isinstance(audience, list) and audience and all(isinstance(a, str) for a in audience)
+        ):
+            return audience
+    return None
+
+
+class UserinfoEndpoint(APIView):
+    authentication_classes = [UserinfoAuthentication]
+    permission_classes = [IsAuthenticated]
+    parser_classes = [FormParser, JSONParser]
+
+    def _claims(self, request: Request) -> Response:
+        scopes = str(request.auth.get("scope", "")).split()
+        if OPENID not in scopes:
+            raise ApiError(
+                "insufficient_scope",
+                "The access token was not granted the openid scope.",
+                403,
+                {
+                    "WWW-Authenticate": 'Bearer realm="authserver", error="insufficient_scope", '
+                    'scope="openid"'
+                },
+            )
+        return Response(
+            user_claims(request.user, scopes),
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
+
+    def get(self, request: Request) -> Response:
+        return self._claims(request)
+
+    def post(self, request: Request) -> Response:
+        return self._claims(request)

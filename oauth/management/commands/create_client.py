@@ -1,0 +1,101 @@
+"""`python manage.py create_client --name N --type public|confidential ...`: register a client.
+
+Prints the client_id and, for confidential clients, the client_secret: the only time it is ever
+shown (authserver stores a digest). With --json the output is one JSON object for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from oauth.clients import ClientError, client_create
+from oauth.models import Client, GrantType
+
+
+class Command(BaseCommand):
+    help = "Register an OAuth client; prints its client_id and (once) its client_secret."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--name", required=True, help="shown to users on the consent page")
+        parser.add_argument("--type", required=True, choices=Client.Type.values, dest="type")
+        parser.add_argument(
+            "--redirect-uri", action="append", default=[], metavar="URI", dest="redirect_uris"
+        )
+        parser.add_argument(
+            "--grant",
+            action="append",
+            default=[],
+            metavar="GRANT",
+            dest="grants",
+            help=f"one of {', '.join(GrantType.values)} (repeatable)",
+        )
+        parser.add_argument("--scope", action="append", default=[], dest="scopes", metavar="S")
+        parser.add_argument(
+            "--post-logout-redirect-uri",
+            action="append",
+            default=[],
+            metavar="URI",
+            dest="post_logout_redirect_uris",
+        )
+        parser.add_argument(
+            "--audience",
+            action="append",
+            default=[],
+            metavar="AUD",
+            dest="audiences",
+            help="aud of its access tokens (repeatable); default AUTHSERVER_DEFAULT_AUDIENCE",
+        )
+        parser.add_argument("--access-token-lifetime", type=int, metavar="SECONDS")
+        parser.add_argument(
+            "--first-party", action="store_true", help="skip the consent page for this client"
+        )
+        parser.add_argument(
+            "--resource-server",
+            action="store_true",
+            help="may introspect tokens issued to other clients",
+        )
+        parser.add_argument(
+            "--refresh-without-offline-access",
+            action="store_true",
+            help="issue refresh tokens even without the offline_access scope",
+        )
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handle(self, *args, **options) -> None:
+        scopes = [s for value in options["scopes"] for s in value.split()]
+        try:
+            created = client_create(
+                name=options["name"],
+                client_type=options["type"],
+                grant_types=options["grants"],
+                redirect_uris=options["redirect_uris"],
+                scopes=scopes,
+                post_logout_redirect_uris=options["post_logout_redirect_uris"],
+                audiences=options["audiences"],
+                access_token_lifetime=options["access_token_lifetime"],
+                skip_consent=options["first_party"],
+                is_resource_server=options["resource_server"],
+                refresh_without_offline_access=options["refresh_without_offline_access"],
+            )
+        except ClientError as exc:
+            raise CommandError(str(exc)) from None
+        client = created.client
+        if options["json"]:
+            payload = {
+                "client_id": client.client_id,
+                "client_secret": created.secret,
+                "name": client.name,
+                "type": client.client_type,
+                "redirect_uris": client.redirect_uri_list,
+                "post_logout_redirect_uris": client.post_logout_redirect_uri_list,
+                "grant_types": client.grant_type_list,
+                "scope": client.scopes,
+            }
+            self.stdout.write(json.dumps(payload, indent=2))
+            return
+        self.stdout.write(f"client_id:     {client.client_id}")
+        if created.secret:
+            self.stdout.write(f"client_secret: {created.secret}")
+            self.stdout.write("Store the secret now: it cannot be shown again.")

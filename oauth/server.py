@@ -1,0 +1,175 @@
+"""The authlib adapter: authlib parses and validates OAuth requests; this module binds it to our
+models and services and turns its results into Django responses.
+
+authlib's AuthorizationServer needs `query_client`, `create_oauth2_request`, `handle_response`
+(authlib/integrations/django_oauth2 supplies the same for its own models). Tokens never come
+from authlib's generators: each grant (oauth/grants/) returns what tokens.sessions and
+tokens.issuance issued.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+
+from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+from django.http import HttpRequest, HttpResponse, QueryDict
+
+from accounts.network import client_ip
+from audit.events import EventType
+from audit.services import audit_event_record
+from oauth.client_auth import client_auth_register
+from oauth.clients import client_get
+from oauth.models import Client
+
+logger = logging.getLogger(__name__)
+
+NO_STORE_HEADERS = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
+# Descriptions authlib builds from request input; we send fixed text instead.
+_FIXED_DESCRIPTIONS = {
+    "unsupported_grant_type": "The grant_type is not supported. Supported: authorization_code, "
+    "refresh_token, client_credentials.",
+    "unsupported_response_type": "The response_type is not supported. Supported: code.",
+    "invalid_client": "Client authentication failed.",
+}
+
+
+class Payload(OAuth2Payload):
+    def __init__(self, source: QueryDict):
+        self._source = source
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._source.dict()
+
+    @property
+    def datalist(self) -> defaultdict[str, list]:
+        values: defaultdict[str, list] = defaultdict(list)
+        for key in self._source:
+            values[key].extend(self._source.getlist(key))
+        return values
+
+
+class OAuthRequest(OAuth2Request):
+    """An OAuth request whose parameters come from one place: the query string of an
+    authorization GET, or the form body of a POST (never both, never a token in a URL)."""
+
+    def __init__(self, request: HttpRequest, source: QueryDict):
+        # authlib's constructor refuses non-https URIs other than loopback; transport security
+        # is Django's job here (SECURE_SSL_REDIRECT, an https issuer in production), and tests
+        # run on http://testserver. So the fields are set directly.
+        self.method = request.method
+        self.uri = request.path
+        self.headers = request.headers
+        self._body = None
+        self.payload = Payload(source)
+        self.client = None
+        self.auth_method = None
+        self.user = None
+        self.authorization_code = None
+        self.refresh_token = None
+        self.credential = None
+        self._scope = None
+        self._source = source
+        self.django_request = request
+        self.ip = client_ip(request) or None
+        self.user_agent = request.META.get("HTTP_USER_AGENT", "")[:512]
+        # Set by the authorization endpoint before issuing a code.
+        self.auth_time: int | None = None
+
+    @property
+    def args(self) -> QueryDict:
+        return self.django_request.GET
+
+    @property
+    def form(self) -> QueryDict:
+        return self._source
+
+
+class AuthorizationServer(_AuthorizationServer):
+    def __init__(self) -> None:
+        super().__init__(scopes_supported=None)  # scopes are checked per client
+        # Imported here: the grants import this module's request class.
+        from oauth.endpoints.introspect import IntrospectionEndpoint
+        from oauth.endpoints.revoke import RevocationEndpoint
+        from oauth.grants.authorization_code import AuthorizationCodeGrant
+        from oauth.grants.client_credentials import ClientCredentialsGrant
+        from oauth.grants.refresh_token import RefreshTokenGrant
+        from oauth.pkce import S256CodeChallenge
+
+        client_auth_register(self)
+        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge()])
+        self.register_grant(RefreshTokenGrant)
+        self.register_grant(ClientCredentialsGrant)
+        self.register_endpoint(RevocationEndpoint)
+        self.register_endpoint(IntrospectionEndpoint)
+
+    def query_client(self, client_id: str) -> Client | None:
+        return client_get(client_id=client_id)
+
+    def save_token(self, token, request) -> None:
+        """Unused: tokens are stored by the session engine when they are issued."""
+
+    def send_signal(self, name, *args, **kwargs) -> None:
+        """No signals: auditing is an explicit service call (no business logic in signals)."""
+
+    def create_oauth2_request(self, request) -> OAuthRequest:
+        if isinstance(request, OAuthRequest):
+            return request
+        raise TypeError("build an OAuthRequest with the parameter source of the endpoint")
+
+    def handle_response(self, status, body, headers) -> HttpResponse:
+        if isinstance(body, dict):
+            body = json.dumps(body, separators=(",", ":"))
+        response = HttpResponse(body, status=status)
+        for name, value in headers:
+            response[name] = value
+        return response
+
+    def handle_error_response(self, request, error: OAuth2Error) -> HttpResponse:
+        """RFC 6749 §5.2 JSON. Every invalid_client is a 401 with WWW-Authenticate (authlib
+        sends 400 unless the client tried HTTP Basic), and is audited."""
+        if error.error in _FIXED_DESCRIPTIONS:
+            error.description = _FIXED_DESCRIPTIONS[error.error]
+        if error.error == "invalid_client":
+            error.status_code = 401
+            _client_auth_failed(request)
+        response = self.handle_response(*error(None))
+        for name, value in NO_STORE_HEADERS:
+            response[name] = value
+        if error.error == "invalid_client":
+            response["WWW-Authenticate"] = (
+                'Basic realm="authserver", error="invalid_client", '
+                'error_description="Client authentication failed."'
+            )
+        return response
+
+
+def _client_auth_failed(request) -> None:
+    if not isinstance(request, OAuthRequest):
+        return
+    basic = request.headers.get("Authorization", "")
+    attempted = request.form.get("client_id") or ""
+    audit_event_record(
+        event=EventType.CLIENT_AUTH_FAILED,
+        client_id=attempted[:64],
+        ip=request.ip,
+        user_agent=request.user_agent,
+        details={
+            "endpoint": request.uri,
+            "method": "basic" if basic.lower().startswith("basic ") else "body",
+        },
+    )
+
+
+_server: AuthorizationServer | None = None
+
+
+def authorization_server() -> AuthorizationServer:
+    global _server  # noqa: PLW0603 - one server per process, built on first use
+    if _server is None:
+        _server = AuthorizationServer()
+    return _server

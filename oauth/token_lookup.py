@@ -1,0 +1,122 @@
+"""Finding what a presented token is, for revocation (RFC 7009) and introspection (RFC 7662).
+
+Access tokens are verified as any API would (signature by a published key, issuer, expiry) and
+then tied to their session by `sid`; refresh tokens are looked up by their SHA-256 digest.
+Either way the answer is "this token, of this client, in this session" or nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jwt
+from django.utils import timezone
+
+from authserver.conf import get_config
+from tokens.models import RefreshToken, Session
+from tokens.sessions import refresh_token_hash, session_get_live
+from tokens.verification import MAX_TOKEN_LENGTH, TokenInvalid, access_token_verify
+
+ACCESS_TOKEN = "access_token"  # noqa: S105 - token type names (RFC 7009 §2.1)
+REFRESH_TOKEN = "refresh_token"  # noqa: S105
+
+
+@dataclass
+class FoundToken:
+    kind: str
+    client_id: str
+    session: Session | None
+    claims: dict[str, Any]
+    refresh_row: RefreshToken | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"FoundToken(kind={self.kind!r}, client_id={self.client_id!r})"
+
+    def check_client(self, client) -> bool:
+        return self.client_id == client.client_id
+
+
+def _access_token(value: str, now: datetime) -> FoundToken | None:
+    if value.count(".") != 2 or len(value) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        unverified = jwt.decode(value, options={"verify_signature": False})
+    except (jwt.InvalidTokenError, ValueError, TypeError):
+        return None
+    audience = unverified.get("aud")
+    if not (isinstance(audience, str) or (isinstance(audience, list) and audience)):
+        return None
+    try:
+        # The token names its own audience: the authorization server accepts any audience of
+        # its own tokens; signature, issuer, expiry and type are still checked.
+        claims = access_token_verify(value, audience=audience, now=now)
+    except (TokenInvalid, TypeError, ValueError):
+        return None
+    client_id = claims.get("client_id")
+    if not isinstance(client_id, str):
+        return None
+    session = None
+    sid = claims.get("sid")
+    if sid is not None:
+        session = Session.objects.select_related("user").filter(pk=_uuid(sid)).first()
+        if session is None:
+            return None
+    return FoundToken(kind=ACCESS_TOKEN, client_id=client_id, session=session, claims=claims)
+
+
+def _uuid(value: Any) -> str | None:
+    try:
+        return str(uuid.UUID(str(value)))
+    except (TypeError, ValueError):
+        return None
+
+
+def _refresh_token(value: str) -> FoundToken | None:
+    if not value.isascii() or not 20 <= len(value) <= 100 or "." in value:
+        return None
+    row = (
+        RefreshToken.objects.select_related("session", "session__user")
+        .filter(token_hash=refresh_token_hash(value))
+        .first()
+    )
+    if row is None:
+        return None
+    session = row.session
+    claims = {
+        "sub": session.user.sub,
+        "client_id": session.client_id,
+        "scope": session.scope,
+        "iat": int(row.created_at.timestamp()),
+        "exp": int(row.expires_at.timestamp()),
+        "iss": get_config().issuer,
+        "sid": str(session.id),
+    }
+    return FoundToken(
+        kind=REFRESH_TOKEN,
+        client_id=session.client_id,
+        session=session,
+        claims=claims,
+        refresh_row=row,
+    )
+
+
+def token_find(value: str, *, now: datetime | None = None) -> FoundToken | None:
+    """The token `value` is, if this server issued it and its signature or digest checks out.
+    Expired, spent or revoked tokens are found too; `token_is_active` tells."""
+    if not isinstance(value, str) or not value:
+        return None
+    now = now or timezone.now()
+    return _access_token(value, now) or _refresh_token(value)
+
+
+def token_is_active(found: FoundToken, *, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    if found.session is not None and session_get_live(sid=str(found.session.id), now=now) is None:
+        return False
+    row = found.refresh_row
+    if row is not None:
+        return row.consumed_at is None and row.revoked_at is None and row.expires_at > now
+    return True  # a verified access token: not expired (checked), session live (above)
