@@ -160,6 +160,22 @@ def find_redis() -> str:
     return f"redis://127.0.0.1:{port}/15"
 
 
+def install_node_clients() -> None:
+    """The interop tests drive authserver with node's jose/openid-client (package.json)."""
+    npm = shutil.which("npm")
+    if not npm:
+        say("npm not found: the node interop tests will be skipped (apt-get install npm)")
+        return
+    lock = ROOT / "package-lock.json"
+    installed = ROOT / "node_modules" / ".package-lock.json"
+    if installed.exists() and lock.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    say("installing node test clients (npm ci)")
+    command = [npm, "ci" if lock.exists() else "install", "--no-audit", "--no-fund"]
+    if subprocess.run(command, cwd=ROOT, check=False, stdout=subprocess.DEVNULL).returncode:
+        say("npm could not install the node test clients: the node interop tests will be skipped")
+
+
 def step(title: str, command: list[str], env: dict[str, str]) -> None:
     say(title)
     result = subprocess.run(command, cwd=ROOT, env=env, check=False)
@@ -175,6 +191,7 @@ def main() -> None:
     env.pop("AUTHSERVER_MODE", None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     say(f"PostgreSQL {env['DATABASE_URL'].split('@')[-1]}, Redis {env['REDIS_URL'].split('@')[-1]}")
+    install_node_clients()
     step("ruff check", [str(BIN / "ruff"), "check", "."], env)
     step("ruff format --check", [str(BIN / "ruff"), "format", "--check", "."], env)
     step(
