@@ -1,0 +1,90 @@
+"""Sessions in the admin: who is signed in where, and a way to end a session at once.
+
+Read-only: a session changes only through tokens/sessions.py. The refresh-token inline shows
+the chain's timestamps, never a token or its digest.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from audit.events import EventType
+from audit.services import audit_event_record
+from tokens.models import RefreshToken, Session
+from tokens.sessions import session_revoke
+
+
+class RefreshTokenInline(admin.TabularInline):
+    model = RefreshToken
+    fields = ("id", "parent", "created_at", "expires_at", "consumed_at", "revoked_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    ordering = ("created_at",)
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class SessionStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("live", "live (not revoked)"), ("revoked", "revoked")]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() == "live":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "user",
+        "client_id",
+        "ip",
+        "created_at",
+        "last_used_at",
+        "rotations",
+        "revoked_at",
+        "revoke_reason",
+    )
+    list_filter = (SessionStateFilter, "revoke_reason", "client_id", "created_at")
+    search_fields = ("=id", "user__username", "user__email", "=user__public_id", "ip")
+    list_select_related = ("user",)
+    ordering = ("-created_at",)
+    date_hierarchy = "created_at"
+    readonly_fields = [field.name for field in Session._meta.fields]
+    inlines = [RefreshTokenInline]
+    actions = ["revoke_sessions"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Ended sessions are kept for investigation and removed by purge_expired_sessions.
+        return False
+
+    @admin.action(description="Revoke selected sessions now", permissions=["change"])
+    def revoke_sessions(self, request: HttpRequest, queryset: QuerySet) -> None:
+        ended = 0
+        for session in queryset.select_related("user"):
+            if session_revoke(session=session, reason=Session.RevokeReason.ADMIN):
+                ended += 1
+                audit_event_record(
+                    event=EventType.SESSION_REVOKED,
+                    user=session.user,
+                    request=request,
+                    client_id=session.client_id,
+                    session_id=session.id,
+                    details={"reason": "admin", "actor": request.user.get_username()},
+                )
+        self.message_user(request, f"Revoked {ended} session(s).", messages.SUCCESS)
