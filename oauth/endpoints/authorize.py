@@ -10,9 +10,9 @@ Errors about the client or the redirect URI are shown on a page and never redire
 §4.1.2.1); every other error goes back to the verified redirect URI with `error` and `state`.
 
 Forced sign-in (prompt=login, an exceeded max_age, an unknown sign-in time) must not loop: the
-URL the login page returns to carries a `login_ticket`, signed with SECRET_KEY, binding the time
-the sign-in was asked for to this exact request. Back here, a sign-in at or after that time
-satisfies the request.
+URL the login page returns to carries a `login_ticket`, signed with SECRET_KEY, that binds to
+this exact request the sign-in time seen when the password was asked for. Back here, a sign-in
+newer than that one satisfies the request.
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def _request_digest(pairs: list[tuple[str, str]]) -> str:
 
 
 def _ticket_time(params: QueryDict) -> int | None:
-    """When a sign-in was asked for on behalf of exactly this request, if it carries a valid
-    ticket (any problem: as if it carried none)."""
+    """The sign-in time seen when a sign-in was asked for on behalf of exactly this request (0:
+    none), if it carries a valid ticket (any problem: as if it carried none)."""
     raw = params.get(TICKET_PARAM)
     if not raw or len(raw) > 300:
         return None
@@ -103,13 +103,13 @@ def _ticket_time(params: QueryDict) -> int | None:
         return None
     if not isinstance(data, dict) or data.get("q") != _request_digest(_forwarded(params)):
         return None
-    asked_at = data.get("t")
-    return asked_at if isinstance(asked_at, int) else None
+    seen = data.get("a")
+    return seen if isinstance(seen, int) else None
 
 
-def _resume_url(params: QueryDict, now: int) -> str:
+def _resume_url(params: QueryDict, signed_in_at: int | None) -> str:
     pairs = _forwarded(params)
-    ticket = signing.dumps({"t": now, "q": _request_digest(pairs)}, salt=TICKET_SALT)
+    ticket = signing.dumps({"a": signed_in_at or 0, "q": _request_digest(pairs)}, salt=TICKET_SALT)
     return reverse("oauth:authorize") + "?" + urlencode([*pairs, (TICKET_PARAM, ticket)])
 
 
@@ -135,14 +135,15 @@ def _error_response(request: HttpRequest, error: OAuth2Error, state: str | None)
 
 
 def _login_needed(
-    *, user, signed_in_at: int | None, prompts: frozenset, max_age: int | None, ticket_at, now
+    *, user, signed_in_at: int | None, prompts: frozenset, max_age: int | None, ticket_seen, now
 ) -> tuple[bool, bool]:
     """(must sign in, must type the password even though signed in)."""
     if user is None:
         return True, False
     if signed_in_at is None:
         return True, True  # signed in some other way (admin): when is unknown
-    fresh = ticket_at is not None and signed_in_at >= ticket_at
+    # Signed in again since the login page was asked to check the password for this request.
+    fresh = ticket_seen is not None and signed_in_at > ticket_seen
     if prompts & {"login", "select_account"} and not fresh:
         return True, True
     if max_age is not None and now - signed_in_at > max_age and not fresh:
@@ -196,14 +197,14 @@ def authorization_endpoint(request: HttpRequest) -> HttpResponse:
         signed_in_at=signed_in_at,
         prompts=prompts,
         max_age=oauth_request.max_age,
-        ticket_at=_ticket_time(params),
+        ticket_seen=_ticket_time(params),
         now=now,
     )
     if must_login:
         if "none" in prompts:
             error = LoginRequiredError(redirect_uri=grant.redirect_uri)
             return _error_response(request, error, state)
-        resume = _resume_url(params, now)
+        resume = _resume_url(params, signed_in_at)
         if len(resume) > MAX_RESUME_URL_LENGTH:
             error = InvalidRequestError(
                 "The authorization request is too long.", redirect_uri=grant.redirect_uri
@@ -240,7 +241,7 @@ def consent_decision(request: HttpRequest) -> HttpResponse:
     signed_in_at = auth_time(request) if user else None
     if user is None or signed_in_at is None:
         # Signed out (or the session expired) while the consent page was open.
-        resume = _resume_url(params, int(time.time()))
+        resume = _resume_url(params, signed_in_at)
         return login_redirect(request, resume, force=user is not None)
     client: Client = oauth_request.client
     scopes = (oauth_request.scope or "").split()

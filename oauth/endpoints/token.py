@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 
-from oauth.protocol import form_parameters, protocol_endpoint
+from oauth.protocol import BadRequest, form_parameters, protocol_endpoint
 from oauth.server import OAuthRequest, authorization_server
 
 
@@ -16,6 +16,8 @@ from oauth.server import OAuthRequest, authorization_server
 @protocol_endpoint
 def token_endpoint(request: HttpRequest) -> HttpResponse:
     form = form_parameters(request)
+    if not form.get("grant_type"):
+        raise BadRequest("The grant_type parameter is required.")
     oauth_request = OAuthRequest(request, form)
     server = authorization_server()
     if form.get("grant_type") == "authorization_code":

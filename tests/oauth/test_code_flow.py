@@ -29,7 +29,9 @@ def test_full_flow_issues_tokens(browser, confidential, alice):
     assert response["Cache-Control"] == "no-store"
     assert set(body) >= {"access_token", "token_type", "expires_in", "refresh_token", "id_token"}
     key = active_signing_key().backend.prepared_verifying_key
-    claims = jwt.decode(body["id_token"], key, algorithms=["RS256"], audience=confidential.client_id)
+    claims = jwt.decode(
+        body["id_token"], key, algorithms=["RS256"], audience=confidential.client_id
+    )
     assert claims["nonce"] == params["nonce"]
     userinfo = browser.get("/oauth/userinfo", HTTP_AUTHORIZATION="Bearer " + body["access_token"])
     assert userinfo.status_code == 200
