@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 
+from django.core.exceptions import BadRequest as DjangoBadRequest
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, QueryDict
@@ -60,6 +61,8 @@ def form_parameters(request: HttpRequest) -> QueryDict:
         raise BadRequest("The request body is too large.", 413) from None
     except (TooManyFieldsSent, SuspiciousOperation):
         raise BadRequest("The request has too many parameters.") from None
+    except DjangoBadRequest:
+        raise BadRequest("The request body must be UTF-8 form data.") from None
     if request.GET:
         # Credentials and codes never travel in the URL (RFC 6749 §3.2, RFC 6750 §5.3).
         raise BadRequest("Parameters must be sent in the request body, not the URL.")

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from authlib.oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request, UnsupportedResponseTypeError
 from django.http import HttpRequest, HttpResponse, QueryDict
 
 from accounts.network import client_ip
@@ -106,6 +106,23 @@ class AuthorizationServer(_AuthorizationServer):
         self.register_grant(ClientCredentialsGrant)
         self.register_endpoint(RevocationEndpoint)
         self.register_endpoint(IntrospectionEndpoint)
+
+    def get_authorization_grant(self, request):
+        """Only response_type=code is served. authlib's own refusal puts the requested value
+        into the error description, which it then rejects for characters outside RFC 6749's
+        set; this one uses a fixed text. Redirect only to a registered URI (§4.1.2.1)."""
+        if request.payload.response_type != "code":
+            redirect_uri = None
+            client = self.query_client(request.payload.client_id)
+            uri = request.payload.redirect_uri
+            if client is not None and uri and client.check_redirect_uri(uri):
+                redirect_uri = uri
+            raise UnsupportedResponseTypeError(
+                response_type="code",
+                description=_FIXED_DESCRIPTIONS["unsupported_response_type"],
+                redirect_uri=redirect_uri,
+            )
+        return super().get_authorization_grant(request)
 
     def query_client(self, client_id: str) -> Client | None:
         return client_get(client_id=client_id)

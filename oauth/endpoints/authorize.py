@@ -188,6 +188,10 @@ def authorization_endpoint(request: HttpRequest) -> HttpResponse:
         grant = authorization_server().get_consent_grant(oauth_request, end_user=user)
     except OAuth2Error as error:
         return _error_response(request, error, state)
+    except ValueError:
+        # authlib refuses to build an error whose text would carry characters outside RFC
+        # 6749's set; such a request is malformed, and shown as such (never redirected).
+        return _error_response(request, InvalidRequestError(), None)
 
     now = int(time.time())
     signed_in_at = auth_time(request) if user else None
@@ -238,6 +242,10 @@ def consent_decision(request: HttpRequest) -> HttpResponse:
         grant = authorization_server().get_consent_grant(oauth_request, end_user=user)
     except OAuth2Error as error:
         return _error_response(request, error, state)
+    except ValueError:
+        # authlib refuses to build an error whose text would carry characters outside RFC
+        # 6749's set; such a request is malformed, and shown as such (never redirected).
+        return _error_response(request, InvalidRequestError(), None)
     signed_in_at = auth_time(request) if user else None
     if user is None or signed_in_at is None:
         # Signed out (or the session expired) while the consent page was open.

@@ -20,6 +20,7 @@ from authserver.errors import ApiError
 from oauth.oidc import user_claims
 from oauth.scopes import OPENID
 from tokens.apis import SessionAccessTokenAuthentication
+from tokens.authentication import InvalidBearerToken
 
 
 class UserinfoAuthentication(SessionAccessTokenAuthentication):
@@ -29,7 +30,11 @@ class UserinfoAuthentication(SessionAccessTokenAuthentication):
 
     def authenticate(self, request: Request):
         self.audience = _token_audience(request)
-        return super().authenticate(request)
+        try:
+            return super().authenticate(request)
+        except UnicodeEncodeError:
+            # Only possible for header text that no WSGI server produces (PEP 3333: latin-1).
+            raise InvalidBearerToken("malformed authorization header") from None
 
 
 def _token_audience(request: Request) -> Any:
