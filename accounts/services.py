@@ -26,6 +26,7 @@ from accounts.throttling import (
 )
 from audit.events import EventType, FailureReason
 from audit.services import audit_event_record
+from authserver import metrics
 
 
 class UserCreateError(ValueError):
@@ -149,6 +150,7 @@ def user_authenticate(
     try:
         hit = login_rate_check(ip=ip, login=name, now=now)
     except CacheUnavailable:
+        metrics.login_attempted(outcome="unavailable")
         raise LoginUnavailable from None
     if hit is not None:
         if hit.first:  # one row per bucket and window, so a flood cannot flood the trail
@@ -161,6 +163,7 @@ def user_authenticate(
                 },
                 **context,
             )
+        metrics.login_attempted(outcome="throttled")
         raise LoginThrottled(hit.retry_after)
 
     user = _user_for_login(unicodedata.normalize("NFKC", login or "").strip())
@@ -174,6 +177,7 @@ def user_authenticate(
         try:
             locked = login_lockout_status(user=user, now=now).locked
         except CacheUnavailable:
+            metrics.login_attempted(outcome="unavailable")
             raise LoginUnavailable from None
         if locked:
             # Even the right password fails while locked, after the same hash work.
@@ -183,10 +187,12 @@ def user_authenticate(
             try:
                 login_failures_reset(user=user)
             except CacheUnavailable:
+                metrics.login_attempted(outcome="unavailable")
                 raise LoginUnavailable from None
             user.last_login = now
             user.save(update_fields=["last_login"])
             audit_event_record(event=EventType.LOGIN_SUCCEEDED, user=user, **context)
+            metrics.login_attempted(outcome="succeeded")
             return user
         else:
             reason = FailureReason.BAD_CREDENTIALS
@@ -196,12 +202,15 @@ def user_authenticate(
         try:
             lockout = login_failure_register(user=user, now=now)
         except CacheUnavailable:
+            metrics.login_attempted(outcome="unavailable")
             raise LoginUnavailable from None
     details = {"reason": reason.value}
     if user is None:
         details["login_digest"] = login_digest(name)
     audit_event_record(event=EventType.LOGIN_FAILED, user=user, details=details, **context)
+    metrics.login_attempted(outcome="failed", reason=reason.value)
     if lockout is not None:
+        metrics.lockout_started()
         audit_event_record(
             event=EventType.ACCOUNT_LOCKED,
             user=user,

@@ -43,6 +43,10 @@ class Config:
     key_cache_seconds: int
     key_rotation_days: int
     key_activation_delay: int
+    # Metrics (authserver/metrics.py). The scrape token never appears in repr().
+    metrics_allowed_ips: tuple[str, ...]
+    metrics_token: str | None = field(repr=False)
+    metrics_multiproc_dir: str | None
     # OAuth 2.0 / OpenID Connect (oauth/)
     id_token_ttl: int
 
@@ -80,5 +84,8 @@ def get_config() -> Config:
         key_cache_seconds=settings.AUTHSERVER_KEY_CACHE_SECONDS,
         key_rotation_days=settings.AUTHSERVER_KEY_ROTATION_DAYS,
         key_activation_delay=settings.AUTHSERVER_KEY_ACTIVATION_DELAY,
+        metrics_allowed_ips=tuple(settings.AUTHSERVER_METRICS_ALLOWED_IPS),
+        metrics_token=settings.AUTHSERVER_METRICS_TOKEN,
+        metrics_multiproc_dir=settings.PROMETHEUS_MULTIPROC_DIR,
         id_token_ttl=settings.AUTHSERVER_ID_TOKEN_TTL,
     )

@@ -3,13 +3,16 @@
 /healthz answers as long as the process can serve a request: no database, no cache.
 /readyz answers 200 only when the database is reachable, every migration is applied and an
 active signing key can be used, otherwise 503 with a JSON reason a load balancer or an operator
-can read.
+can read. It also reports the shared cache: when that is down the status is "degraded" (still
+200, since every instance shares the cache and sign-in already fails closed by itself).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 
+from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
@@ -46,6 +49,20 @@ def database_state() -> tuple[bool, str]:
     return True, "ok"
 
 
+def cache_state() -> tuple[bool, str]:
+    """(ok, reason) for the shared cache: one write and one read of a short-lived key."""
+    probe = secrets.token_hex(8)
+    key = f"readyz:probe:{probe}"  # one key per probe: instances probing together never clash
+    try:
+        cache.set(key, probe, timeout=30)
+        ok = cache.get(key) == probe
+        cache.delete(key)
+    except Exception as exc:  # noqa: BLE001 - any cache failure is "unavailable"
+        logger.warning("readiness: cache check failed: %s", exc.__class__.__name__)
+        return False, "unavailable (sign-in is refused until it returns; see README)"
+    return (True, "ok") if ok else (False, "unavailable (a written value did not read back)")
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -58,6 +75,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
     ready, reason = database_state()
     checks = {"database": reason}
     failure = None if ready else f"database: {reason}"
+    # The cache is shared by every instance, so its outage is reported but does not take this
+    # instance out of the load balancer: refresh, JWKS and token verification still work;
+    # sign-in fails closed (503) on its own.
+    cache_ok, checks["cache"] = cache_state()
     if ready:
         # Signing keys: an active key this process can decrypt, sound public keys. The first
         # call on an empty store creates the first key.
@@ -66,7 +87,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
         keys_ready, checks["signing_keys"] = keystore_state()
         if not keys_ready:
             failure = f"signing_keys: {checks['signing_keys']}"
-    body = {"status": "unavailable" if failure else "ready", "checks": checks}
+    status = "unavailable" if failure else ("ready" if cache_ok else "degraded")
+    body = {"status": status, "checks": checks}
     if failure:
         body["reason"] = failure
     return JsonResponse(body, status=503 if failure else 200)

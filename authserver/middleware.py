@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import resolve
 from django.utils import timezone
+
+from authserver.logs import (
+    REQUEST_ID_HEADER,
+    request_id_from_header,
+    request_id_reset,
+    request_id_set,
+)
+from authserver.metrics import http_request_observed
+
+logger = logging.getLogger(__name__)
 
 
 class RequestStartMiddleware:
@@ -21,3 +35,110 @@ class RequestStartMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.received_at = timezone.now()
         return self.get_response(request)
+
+
+class RequestIdMiddleware:
+    """Give every request an id: the inbound `X-Request-ID` when well formed, else a new one.
+
+    It is on `request.request_id`, on every log record emitted while the request is served
+    (authserver.logs.RequestIdFilter), and echoed in the response's `X-Request-ID`, so a client,
+    the proxy's log, gunicorn's access log and the application log can be joined on it. First in
+    MIDDLEWARE, so it covers everything below it.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = request_id_from_header(request.META.get("HTTP_X_REQUEST_ID"))
+        request.request_id = request_id
+        token = request_id_set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_reset(token)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+class RequestMetricsMiddleware:
+    """Observe each request's latency by route name (never the raw path: unbounded labels)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        http_request_observed(
+            route=(match.view_name if match is not None else "unmatched") or "unnamed",
+            method=request.method if request.method in _METHODS else "other",
+            status=response.status_code,
+            seconds=time.perf_counter() - started,
+        )
+        return response
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class DatabaseUnavailableMiddleware:
+    """A database outage in any view becomes 503 `temporarily_unavailable` with Retry-After,
+    never a 500 page. DRF APIs already do this in authserver.errors; this covers plain Django
+    views (hosted pages, OAuth endpoints) that do not catch it themselves. JSON unless the
+    client asked for HTML."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.error("database unavailable: %s", exception.__class__.__name__)
+        if "text/html" in request.headers.get("Accept", ""):
+            response = HttpResponse(
+                _UNAVAILABLE_PAGE, status=503, content_type="text/html; charset=utf-8"
+            )
+        else:
+            response = JsonResponse(
+                {
+                    "error": "temporarily_unavailable",
+                    "error_description": "The service is temporarily unavailable.",
+                },
+                status=503,
+            )
+        response["Retry-After"] = "5"
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+_UNAVAILABLE_PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Temporarily unavailable</title>"
+    "<h1>Temporarily unavailable</h1><p>Please try again in a few seconds.</p></html>"
+)
+
+
+class InfrastructureEndpointsMiddleware:
+    """Answer /healthz, /readyz and /metrics before host validation and the HTTPS redirect.
+
+    Orchestrators probe and scrape each instance directly, by pod or container address, over
+    plain HTTP: the Host header is that address, not one of ALLOWED_HOSTS, and a 301 to https
+    would count as a passing probe. Host validation guards the URLs Django builds from Host;
+    these three build none, and /metrics has its own access rule (authserver/metrics.py).
+    """
+
+    PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info not in self.PATHS:
+            return self.get_response(request)
+        match = resolve(request.path_info)
+        request.resolver_match = match
+        return match.func(request, *match.args, **match.kwargs)

@@ -212,7 +212,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "authserver.middleware.RequestIdMiddleware",
+    "authserver.middleware.RequestMetricsMiddleware",
     "authserver.middleware.RequestStartMiddleware",
+    "authserver.middleware.InfrastructureEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -221,6 +224,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "authserver.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "authserver.urls"
@@ -510,15 +514,65 @@ SPECTACULAR_SETTINGS = {
 # Request bodies of the JSON API are small; refuse anything larger than this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
+# --- Metrics and process model (authserver/metrics.py, deploy/gunicorn.conf.py) -------------
+# /metrics answers clients whose address (same proxy policy as the rate limiter) is in this list,
+# or that send `Authorization: Bearer <AUTHSERVER_METRICS_TOKEN>`; with neither set it is off.
+AUTHSERVER_METRICS_ALLOWED_IPS = _list("AUTHSERVER_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+for _entry in AUTHSERVER_METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_entry, strict=False)
+    except ValueError:
+        config_fail("AUTHSERVER_METRICS_ALLOWED_IPS", f"has {_entry!r}, which is not an IP or CIDR")
+AUTHSERVER_METRICS_TOKEN = _str("AUTHSERVER_METRICS_TOKEN")
+if AUTHSERVER_METRICS_TOKEN is not None and len(AUTHSERVER_METRICS_TOKEN) < 32:
+    config_fail("AUTHSERVER_METRICS_TOKEN", "must be at least 32 characters (a random secret)")
+# prometheus-client's own variable: the per-instance folder where gunicorn workers share metric
+# values (deploy/gunicorn.conf.py creates one when unset). Read here so the app knows the mode.
+PROMETHEUS_MULTIPROC_DIR = _str("PROMETHEUS_MULTIPROC_DIR")
+# Read by deploy/gunicorn.conf.py only (the app never looks at them).
+AUTHSERVER_BIND = _list("AUTHSERVER_BIND", ["127.0.0.1:8000"])
+AUTHSERVER_WORKERS = _int("AUTHSERVER_WORKERS", 0)  # 0: 2 x available CPUs + 1, at most 16
+AUTHSERVER_THREADS = _int("AUTHSERVER_THREADS", 4, minimum=1)
+AUTHSERVER_WORKER_TIMEOUT = _int("AUTHSERVER_WORKER_TIMEOUT", 30, minimum=5)
+AUTHSERVER_GRACEFUL_TIMEOUT = _int("AUTHSERVER_GRACEFUL_TIMEOUT", 25, minimum=1)
+AUTHSERVER_KEEPALIVE = _int("AUTHSERVER_KEEPALIVE", 5, minimum=1)
+AUTHSERVER_MAX_REQUESTS = _int("AUTHSERVER_MAX_REQUESTS", 0)
+if AUTHSERVER_WORKERS > 64:
+    config_fail("AUTHSERVER_WORKERS", f"must be at most 64, got {AUTHSERVER_WORKERS}")
+if AUTHSERVER_THREADS > 64:
+    config_fail("AUTHSERVER_THREADS", f"must be at most 64, got {AUTHSERVER_THREADS}")
+if not AUTHSERVER_BIND:
+    config_fail("AUTHSERVER_BIND", "must name at least one address")
+for _entry in AUTHSERVER_BIND:
+    if not (_entry.startswith(("unix:", "fd://")) or _entry.rpartition(":")[2].isdigit()):
+        config_fail("AUTHSERVER_BIND", f"has {_entry!r}; use HOST:PORT, unix:PATH or fd://N")
+del _entry
+
 # --- Logging: one line per record on stderr; never request bodies --------------------------
 LOG_LEVEL = (_str("AUTHSERVER_LOG_LEVEL", "INFO") or "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     config_fail("AUTHSERVER_LOG_LEVEL", f"must be a logging level name, got {LOG_LEVEL!r}")
+# "json": one JSON object per line (log pipelines); "plain": readable lines for development.
+_log_format = _str("AUTHSERVER_LOG_FORMAT", "json" if PRODUCTION else "plain") or ""
+AUTHSERVER_LOG_FORMAT = _log_format.lower()
+if AUTHSERVER_LOG_FORMAT not in {"json", "plain"}:
+    config_fail("AUTHSERVER_LOG_FORMAT", f"must be 'json' or 'plain', got {_log_format!r}")
+del _log_format
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every record carries the id of the request it was logged in (authserver/logs.py).
+    "filters": {"request_id": {"()": "authserver.logs.RequestIdFilter"}},
+    "formatters": {
+        "main": {
+            "()": "authserver.logs.JsonFormatter"
+            if AUTHSERVER_LOG_FORMAT == "json"
+            else "authserver.logs.PlainFormatter"
+        }
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "main", "filters": ["request_id"]}
+    },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

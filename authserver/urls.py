@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from authserver import health
+from authserver import health, metrics
 from oauth.endpoints import discovery as oauth_discovery
 from tokens import views as token_views
 
@@ -21,6 +21,7 @@ urlpatterns = [
         name="openid-configuration",
     ),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tokens.urls")),
     # OAuth 2.0 / OpenID Connect: authorize, token, userinfo, revoke, introspect, end-session.

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from audit.events import EventType as events
 from audit.services import audit_event_record
+from authserver import metrics
 from authserver.conf import get_config
 from tokens.issuance import access_token_issue
 from tokens.models import RefreshToken, Session
@@ -101,6 +102,7 @@ def session_start(
     now: datetime | None = None,
 ) -> TokenPair:
     """Start a session for an authenticated user and issue its first tokens."""
+    started = time.monotonic()
     now = now or timezone.now()
     config = get_config()
     with transaction.atomic():
@@ -126,6 +128,7 @@ def session_start(
                 expires_at=_refresh_expiry(session, now),
             )
         access, expires_in = _access_token(session, now=now, lifetime=access_token_lifetime)
+        _count_issued("session", started)
     return TokenPair(
         access_token=access,
         refresh_token=refresh_value,
@@ -133,6 +136,18 @@ def session_start(
         scope=scope,
         session=session,
     )
+
+
+def _count_issued(flow: str, started: float) -> None:
+    """Count the issuance once its transaction commits (metrics; never fails the request)."""
+    transaction.on_commit(
+        lambda: metrics.token_issued(flow=flow, seconds=time.monotonic() - started)
+    )
+
+
+def _refused(reason: str) -> RefreshError:
+    metrics.refresh_failed(reason=reason)
+    return RefreshError(reason)
 
 
 def _revoke_rows(session: Session, reason: str, now: datetime) -> None:
@@ -176,7 +191,7 @@ def refresh_token_rotate(
     now = now or timezone.now()
     presented_at = presented_at or now
     if not isinstance(value, str) or not _REFRESH_TOKEN_RE.match(value):
-        raise RefreshError("malformed")
+        raise _refused("malformed")
     grace = get_config().refresh_reuse_grace_seconds
     failure: RefreshError | None = None
     audit: tuple[str, dict] | None = None
@@ -188,13 +203,13 @@ def refresh_token_rotate(
             .first()
         )
         if token is None:
-            raise RefreshError("unknown")
+            raise _refused("unknown")
         session = token.session
         if client_id is not None and session.client_id != client_id:
             # RFC 6749 §6: the token must have been issued to the authenticated client.
-            raise RefreshError("client_mismatch")
+            raise _refused("client_mismatch")
         if session.revoked_at is not None:
-            raise RefreshError("session_revoked")
+            raise _refused("session_revoked")
         parent = token
         if token.consumed_at is not None or token.revoked_at is not None:
             parent, failure, audit = _spent_token_presented(
@@ -218,6 +233,7 @@ def refresh_token_rotate(
                 # becomes spent: a request that arrived before this instant saw an unspent token.
                 parent.consumed_at = now + timedelta(seconds=time.monotonic() - started)
                 parent.save(update_fields=["consumed_at"])
+            _count_issued("refresh", started)
             return pair
     # Revocations made above are committed; now report the failure (and audit it).
     if audit is not None:
@@ -231,6 +247,7 @@ def refresh_token_rotate(
             user_agent=user_agent,
             details=details,
         )
+    metrics.refresh_failed(reason=failure.reason)
     raise failure
 
 

@@ -1,0 +1,165 @@
+"""Structured logs: one JSON object per line, each carrying the id of the request it belongs to.
+
+The request id comes from the `X-Request-ID` header when it is well formed (nginx, a load
+balancer or the calling service sets it), otherwise it is generated; RequestIdMiddleware stores
+it in a context variable for the duration of the request and echoes it in the response.
+`RequestIdFilter` copies it onto every log record, so every line logged while serving a request,
+by any logger, names that request. gunicorn's access log (deploy/gunicorn.conf.py) writes one
+JSON line per response with the same id, taken from the response header.
+
+Nothing here reads the environment: settings.py picks the format (AUTHSERVER_LOG_FORMAT).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# What we accept from outside: UUIDs, nginx's $request_id (32 hex), cloud trace ids. Anything
+# else (too long, spaces, quotes, control characters) is replaced, so a client cannot forge log
+# structure or flood lines through it.
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=+/@-]{0,127}$")
+
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "authserver_request_id", default=None
+)
+
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
+_RECORD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()
+    | {"message", "asctime", "request_id", "taskName"}
+)
+
+
+def request_id_new() -> str:
+    return secrets.token_hex(16)
+
+
+def request_id_from_header(value: str | None) -> str:
+    """The inbound id if it is well formed, else a fresh one."""
+    if value and _REQUEST_ID_RE.match(value):
+        return value
+    return request_id_new()
+
+
+def request_id_get() -> str | None:
+    """The id of the request being served by this thread, or None outside a request."""
+    return _request_id.get()
+
+
+def request_id_set(value: str | None) -> contextvars.Token:
+    return _request_id.set(value)
+
+
+def request_id_reset(token: contextvars.Token) -> None:
+    _request_id.reset(token)
+
+
+class RequestIdFilter(logging.Filter):
+    """Put the current request id on every record (None outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = _request_id.get()
+        return True
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id, extras, exception.
+
+    A message that is itself a JSON object (the audit trail's lines) is embedded as `data`
+    instead of as an escaped string, so log pipelines can index its fields.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        payload: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+            "request_id": getattr(record, "request_id", None),
+        }
+        if message.startswith("{") and message.endswith("}"):
+            try:
+                data = json.loads(message)
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                payload["data"] = data
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and key not in payload and not key.startswith("_"):
+                payload[key] = _jsonable(value)
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            payload["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class PlainFormatter(logging.Formatter):
+    """Human-readable lines for development, still naming the request."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = "-"
+        return super().format(record)
+
+
+# --- gunicorn's access log ------------------------------------------------------------------
+
+
+def _header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def access_log_fields(
+    *,
+    environ: Mapping[str, Any],
+    status: str | int,
+    response_headers: Iterable[tuple[str, str]],
+    sent: int | None,
+    duration_seconds: float,
+) -> dict[str, Any]:
+    """One access-log entry. The path only, never the query string: it can carry an
+    authorization code, a state, a token or a login hint (RFC 6749 §4.1.2, §10.3)."""
+    code = str(status).split(None, 1)[0]
+    headers = list(response_headers)
+    return {
+        "request_id": _header(headers, REQUEST_ID_HEADER.lower()),
+        "method": environ.get("REQUEST_METHOD"),
+        "path": environ.get("PATH_INFO"),
+        "status": int(code) if code.isdigit() else code,
+        "bytes": sent,
+        "duration_ms": round(duration_seconds * 1000, 3),
+        "remote_addr": environ.get("REMOTE_ADDR"),
+        "forwarded_for": (environ.get("HTTP_X_FORWARDED_FOR") or "")[:256] or None,
+        "user_agent": (environ.get("HTTP_USER_AGENT") or "")[:256] or None,
+        "protocol": environ.get("SERVER_PROTOCOL"),
+        "scheme": environ.get("wsgi.url_scheme"),
+    }

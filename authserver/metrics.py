@@ -1,0 +1,266 @@
+"""Prometheus metrics, served at GET /metrics to the allowed scrapers only.
+
+Counters and histograms are prometheus-client objects, incremented by small calls from the
+services where the events happen (tokens/sessions.py, accounts/services.py) and by
+RequestMetricsMiddleware. Under gunicorn every worker is a process of its own: with
+PROMETHEUS_MULTIPROC_DIR set (deploy/gunicorn.conf.py sets it) each worker writes its values to
+memory-mapped files there and /metrics sums every worker's files, so one scrape sees the whole
+instance whichever worker answers it. Signing-key gauges are computed at scrape time from this
+process's key ring, which every worker keeps in step with the database.
+
+Access (README "Metrics"): a client whose address (accounts.network.client_ip, the same proxy
+policy as the rate limiter) is in AUTHSERVER_METRICS_ALLOWED_IPS, or one presenting
+`Authorization: Bearer <AUTHSERVER_METRICS_TOKEN>`. With neither configured /metrics is off (404).
+Label values are bounded sets (route names, status codes, reasons), never user input.
+
+Recording a metric never fails a request: an error is logged once and the event goes uncounted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+from collections.abc import Iterator
+from functools import lru_cache
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from accounts.network import client_ip
+from authserver.conf import get_config
+
+logger = logging.getLogger(__name__)
+
+# Seconds. Token requests are a few milliseconds of signing plus database round trips; a login
+# includes an Argon2id hash (~0.1-0.5 s).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+HTTP_REQUEST_DURATION = Histogram(
+    "authserver_http_request_duration_seconds",
+    "Time from the first middleware to the response, by route name, method and status.",
+    ["route", "method", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+TOKENS_ISSUED = Counter(
+    "authserver_tokens_issued",
+    "Token sets issued: flow=session (sign-in, any grant) or refresh (rotation).",
+    ["flow"],
+)
+TOKEN_ISSUE_DURATION = Histogram(
+    "authserver_token_issue_duration_seconds",
+    "Time to start a session or rotate a refresh token, database transaction included.",
+    ["flow"],
+    buckets=LATENCY_BUCKETS,
+)
+REFRESH_FAILURES = Counter(
+    "authserver_refresh_failures",
+    "Refresh-token presentations refused, by reason.",
+    ["reason"],
+)
+REFRESH_REUSE_DETECTED = Counter(
+    "authserver_refresh_reuse_detected",
+    "Spent refresh tokens presented again (the whole session was revoked).",
+)
+LOGINS = Counter(
+    "authserver_logins",
+    "Password sign-in attempts by outcome (succeeded, failed, throttled, unavailable).",
+    ["outcome"],
+)
+LOGIN_FAILURES = Counter(
+    "authserver_login_failures",
+    "Failed sign-ins by reason (bad_credentials, unknown_user, inactive, locked).",
+    ["reason"],
+)
+ACCOUNT_LOCKOUTS = Counter(
+    "authserver_account_lockouts",
+    "Account lockouts started after consecutive wrong passwords.",
+)
+
+REFRESH_FAILURE_REASONS = frozenset(
+    {
+        "malformed",
+        "unknown",
+        "client_mismatch",
+        "session_revoked",
+        "concurrent_use",
+        "reuse_detected",
+        "expired",
+        "user_inactive",
+        "password_changed",
+    }
+)
+LOGIN_OUTCOMES = frozenset({"succeeded", "failed", "throttled", "unavailable"})
+LOGIN_FAILURE_REASONS = frozenset({"bad_credentials", "unknown_user", "inactive", "locked"})
+
+# Known label values start at zero, so dashboards and rate() see a series before the first event.
+for _flow in ("session", "refresh"):
+    TOKENS_ISSUED.labels(_flow)
+for _outcome in LOGIN_OUTCOMES:
+    LOGINS.labels(_outcome)
+REFRESH_FAILURES.labels("reuse_detected")
+
+_failed_once: set[str] = set()
+
+
+def _record_failed(what: str, exc: Exception) -> None:
+    if what not in _failed_once:
+        _failed_once.add(what)
+        logger.error("metrics: cannot record %s (%s)", what, exc.__class__.__name__)
+
+
+def token_issued(*, flow: str, seconds: float) -> None:
+    """A session started (flow="session") or a refresh token rotated (flow="refresh")."""
+    try:
+        TOKENS_ISSUED.labels(flow).inc()
+        TOKEN_ISSUE_DURATION.labels(flow).observe(seconds)
+    except Exception as exc:  # noqa: BLE001 - metrics never fail a request
+        _record_failed("token_issued", exc)
+
+
+def refresh_failed(*, reason: str) -> None:
+    try:
+        REFRESH_FAILURES.labels(reason if reason in REFRESH_FAILURE_REASONS else "other").inc()
+        if reason == "reuse_detected":
+            REFRESH_REUSE_DETECTED.inc()
+    except Exception as exc:  # noqa: BLE001
+        _record_failed("refresh_failed", exc)
+
+
+def login_attempted(*, outcome: str, reason: str | None = None) -> None:
+    try:
+        LOGINS.labels(outcome if outcome in LOGIN_OUTCOMES else "other").inc()
+        if reason is not None:
+            LOGIN_FAILURES.labels(reason if reason in LOGIN_FAILURE_REASONS else "other").inc()
+    except Exception as exc:  # noqa: BLE001
+        _record_failed("login_attempted", exc)
+
+
+def lockout_started() -> None:
+    try:
+        ACCOUNT_LOCKOUTS.inc()
+    except Exception as exc:  # noqa: BLE001
+        _record_failed("lockout_started", exc)
+
+
+def http_request_observed(*, route: str, method: str, status: int, seconds: float) -> None:
+    try:
+        HTTP_REQUEST_DURATION.labels(route, method, str(status)).observe(seconds)
+    except Exception as exc:  # noqa: BLE001
+        _record_failed("http_request", exc)
+
+
+# --- Scrape-time gauges ---------------------------------------------------------------------
+
+
+class SigningKeyCollector:
+    """Gauges from this process's key ring: whether it can sign, the active key's age, and how
+    many keys the JWKS publishes. The ring is shared by every worker through the database."""
+
+    def collect(self) -> Iterator[Metric]:
+        from tokens.keys import keyring
+
+        ready = GaugeMetricFamily(
+            "authserver_signing_key_ready",
+            "1 when this process has an active signing key it can use, else 0.",
+        )
+        age = GaugeMetricFamily(
+            "authserver_signing_key_active_age_seconds",
+            "Seconds since the active signing key started signing (rotation is due at "
+            "AUTHSERVER_KEY_ROTATION_DAYS).",
+        )
+        published = GaugeMetricFamily(
+            "authserver_signing_keys_published", "Keys in the JWKS (next, active, retired)."
+        )
+        try:
+            ring = keyring()
+        except Exception as exc:  # noqa: BLE001 - a scrape must still answer
+            _record_failed("signing_key_gauges", exc)
+            ring = None
+        active = ring.active if ring is not None else None
+        ready.add_metric([], 1.0 if active is not None else 0.0)
+        yield ready
+        if ring is not None and not ring.error:
+            published.add_metric([], float(len(ring.keys)))
+            yield published
+        if active is not None:
+            activated_at = ring.keys[active.kid].activated_at if active.kid in ring.keys else None
+            if activated_at is not None:
+                age.add_metric([], max(0.0, (timezone.now() - activated_at).total_seconds()))
+                yield age
+
+
+def metrics_exposition() -> bytes:
+    """Every metric in the Prometheus text format: all workers' values, then the key gauges."""
+    directory = get_config().metrics_multiproc_dir
+    if directory:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+    else:
+        registry = REGISTRY
+    keys = CollectorRegistry(auto_describe=False)
+    keys.register(SigningKeyCollector())
+    return generate_latest(registry) + generate_latest(keys)
+
+
+# --- Access ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def metrics_access_allowed(request: HttpRequest) -> bool | None:
+    """True if the caller may scrape; False if not; None if /metrics is switched off."""
+    config = get_config()
+    if not config.metrics_allowed_ips and not config.metrics_token:
+        return None
+    if config.metrics_token:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and secrets.compare_digest(
+            presented.strip().encode(), config.metrics_token.encode()
+        ):
+            return True
+    if config.metrics_allowed_ips:
+        try:
+            address = ipaddress.ip_address(client_ip(request))
+        except ValueError:
+            return False
+        return any(
+            address.version == net.version and address in net
+            for net in _networks(config.metrics_allowed_ips)
+        )
+    return False
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    allowed = metrics_access_allowed(request)
+    if allowed is None:
+        return JsonResponse(
+            {"error": "not_found", "error_description": "Metrics are not enabled."}, status=404
+        )
+    if not allowed:
+        return JsonResponse(
+            {
+                "error": "access_denied",
+                "error_description": "Metrics are restricted to AUTHSERVER_METRICS_ALLOWED_IPS "
+                "and AUTHSERVER_METRICS_TOKEN.",
+            },
+            status=403,
+        )
+    return HttpResponse(metrics_exposition(), content_type=CONTENT_TYPE_LATEST)
