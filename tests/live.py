@@ -16,6 +16,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 
 
 def free_port() -> int:
@@ -68,6 +69,10 @@ class Gunicorn:
         self.proc = subprocess.Popen(
             [
                 str(BIN / "gunicorn"),
+                # The production configuration (JSON access log, proxy policy, preload, metrics);
+                # the flags below override its bind address, worker count and timeouts.
+                "--config",
+                str(GUNICORN_CONF),
                 "authserver.wsgi",
                 "--bind",
                 f"127.0.0.1:{self.port}",

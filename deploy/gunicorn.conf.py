@@ -1,0 +1,163 @@
+"""gunicorn configuration for authserver.
+
+    gunicorn -c deploy/gunicorn.conf.py          # serves authserver.wsgi:application
+
+Every value comes from authserver/settings.py, the one module that reads the environment
+(README "Running in production"): a malformed variable stops the master with one line naming
+it, before any socket is opened. Command-line flags still override what is set here.
+
+- Workers: AUTHSERVER_WORKERS, else 2 x the CPUs this process may use + 1 (CPU affinity and the
+  cgroup v2 CPU quota of a container both count), at most 16. gthread workers with
+  AUTHSERVER_THREADS threads each; every thread holds one persistent PostgreSQL connection.
+- preload_app: the app is imported once in the master, so a configuration error is reported
+  once, as one line, and workers fork with the code already loaded. It is safe here: importing
+  authserver opens no database or cache connection and starts no thread (the key ring, the
+  Redis pool and metric files are created lazily, per worker); pre_fork closes any connection
+  the master might still hold. A code change needs a restart, not a HUP.
+- Graceful timeouts: on SIGTERM workers finish in-flight requests for up to
+  AUTHSERVER_GRACEFUL_TIMEOUT seconds (keep it below the orchestrator's kill timeout).
+- Access log: one JSON object per response on stdout, with the request id and the path but
+  never the query string (it can carry authorization codes, state or tokens).
+- forwarded_allow_ips is AUTHSERVER_TRUSTED_PROXIES, the same list the login rate limiter
+  trusts for X-Forwarded-For; empty means no peer may set X-Forwarded-Proto. (gunicorn always
+  trusts peers on a Unix socket: only the proxy should be able to reach one.)
+- Metrics: prometheus-client's multiprocess mode. PROMETHEUS_MULTIPROC_DIR must be private to
+  this instance; when unset a temporary folder is created here and removed at exit. Stale files
+  are removed at start, so counters restart from zero with the instance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import ipaddress
+import math
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authserver.settings")
+_created_metrics_dir: str | None = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _created_metrics_dir = tempfile.mkdtemp(prefix="authserver-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_metrics_dir
+
+# Reads and checks the environment; a bad value exits here with one line (authserver.startup).
+app_settings = importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
+
+from gunicorn.glogging import Logger  # noqa: E402
+
+from authserver.logs import JsonFormatter, access_log_fields  # noqa: E402
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: affinity mask, capped by a cgroup v2 CPU quota."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    return max(1, count)
+
+
+def default_workers(cpus: int) -> int:
+    return min(2 * cpus + 1, 16)
+
+
+wsgi_app = "authserver.wsgi:application"
+proc_name = "authserver"
+bind = app_settings.AUTHSERVER_BIND
+workers = app_settings.AUTHSERVER_WORKERS or default_workers(available_cpus())
+worker_class = "gthread"
+threads = app_settings.AUTHSERVER_THREADS
+timeout = app_settings.AUTHSERVER_WORKER_TIMEOUT
+graceful_timeout = app_settings.AUTHSERVER_GRACEFUL_TIMEOUT
+keepalive = app_settings.AUTHSERVER_KEEPALIVE
+max_requests = app_settings.AUTHSERVER_MAX_REQUESTS
+max_requests_jitter = max_requests // 10
+preload_app = True
+# gunicorn 25+ opens a control socket under $HOME by default: one per user, so two instances
+# on one host would fight over it, and a read-only container home cannot hold it.
+control_socket_disable = True
+
+# The proxy policy of accounts/network.py: gunicorn wants exact networks (no host bits).
+forwarded_allow_ips = ",".join(
+    str(ipaddress.ip_network(entry, strict=False))
+    for entry in app_settings.AUTHSERVER_TRUSTED_PROXIES
+)
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+forwarder_headers = ""  # no proxy may rewrite SCRIPT_NAME / PATH_INFO
+
+accesslog = "-"
+errorlog = "-"
+loglevel = app_settings.LOG_LEVEL.lower()
+
+
+class AuthserverLogger(Logger):
+    """gunicorn's logger with JSON lines: the access log always, the error log when
+    AUTHSERVER_LOG_FORMAT=json."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for handler in self.access_log.handlers:
+            handler.setFormatter(JsonFormatter())
+        if app_settings.AUTHSERVER_LOG_FORMAT == "json":
+            for handler in self.error_log.handlers:
+                handler.setFormatter(JsonFormatter())
+
+    def access(self, resp, req, environ, request_time) -> None:
+        if not self.access_log_enabled:
+            return
+        try:
+            fields = access_log_fields(
+                environ=environ,
+                status=resp.status,
+                response_headers=resp.headers,
+                sent=getattr(resp, "sent", None),
+                duration_seconds=request_time.total_seconds(),
+            )
+            request_id = fields.pop("request_id")
+            self.access_log.info("access", extra={"request_id": request_id, "http": fields})
+        except Exception:  # noqa: BLE001 - a log line must never break a response
+            self.error(traceback.format_exc())
+
+
+logger_class = AuthserverLogger
+
+
+def on_starting(server) -> None:
+    """Master, before anything forks: start the instance's metrics from a clean folder."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def pre_fork(server, worker) -> None:
+    """Master: a connection opened during preload must not be shared with a child."""
+    if "django.db" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()
+
+
+def child_exit(server, worker) -> None:
+    """Master: a worker is gone; its live gauges must not be summed any more."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if _created_metrics_dir:
+        shutil.rmtree(_created_metrics_dir, ignore_errors=True)
