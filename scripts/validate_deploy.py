@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Check the deploy/ files as far as this machine allows, without Docker or a cluster.
+
+    .venv/bin/python scripts/validate_deploy.py        # one line per check; exit 1 on a failure
+
+- deploy/k8s/*.yaml: every document against the Kubernetes API schemas (kubernetes-validate,
+  strict: unknown fields are errors), plus the rules README "Kubernetes" promises (probes,
+  secret references, non-root, migration Job).
+- deploy/docker-compose.yml: the Compose specification schema (check-jsonschema's vendored
+  copy), plus consistency with nginx.conf (upstream names, the trusted proxy address).
+- deploy/Dockerfile: hadolint, plus multi-stage / non-root / no build tools in the final stage.
+- deploy/nginx.conf: `nginx -t` on a copy pointed at loopback ports and a throwaway certificate
+  (skipped when nginx is not installed: apt-get install nginx).
+- deploy/systemd/authserver.service: `systemd-analyze verify` on a copy whose ExecStart points at
+  this checkout's gunicorn (skipped without systemd-analyze).
+
+tests/deploy/test_deploy_files.py runs the same functions, so `make test` runs them too.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    problems: tuple[str, ...] = ()
+    skipped: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.skipped is None
+
+
+def _tool(name: str) -> str | None:
+    local = BIN / name
+    return str(local) if local.exists() else shutil.which(name)
+
+
+def _run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+
+
+# --- Kubernetes ------------------------------------------------------------------------------
+
+
+def k8s_documents(directory: Path = DEPLOY / "k8s") -> list[tuple[Path, dict]]:
+    docs = []
+    for path in sorted(directory.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append((path, doc))
+    return docs
+
+
+def _containers(doc: dict) -> list[dict]:
+    spec = doc.get("spec", {})
+    template = spec.get("template", {}) if doc["kind"] in {"Deployment", "Job"} else {}
+    return template.get("spec", {}).get("containers", [])
+
+
+def _secret_keys(container: dict) -> set[str]:
+    keys = set()
+    for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            keys.add(ref["key"])
+    return keys
+
+
+def check_kubernetes(directory: Path = DEPLOY / "k8s") -> Result:
+    import kubernetes_validate
+
+    problems: list[str] = []
+    docs = k8s_documents(directory)
+    for path, doc in docs:
+        try:
+            kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{path.name}: {doc.get('kind')}: {exc.message}")
+    kinds = {doc["kind"]: doc for _, doc in docs}
+    for wanted in (
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Job",
+    ):
+        if wanted not in kinds:
+            problems.append(f"no {wanted} manifest")
+    deployment = kinds.get("Deployment")
+    if deployment:
+        (container,) = _containers(deployment)
+        if container.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
+            problems.append("Deployment: readinessProbe must GET /readyz")
+        if container.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
+            problems.append("Deployment: livenessProbe must GET /healthz")
+        missing = {"SECRET_KEY", "DATABASE_URL"} - _secret_keys(container)
+        if missing:
+            problems.append(f"Deployment: {sorted(missing)} must come from a Secret")
+        pod = deployment["spec"]["template"]["spec"]
+        if not pod.get("securityContext", {}).get("runAsNonRoot"):
+            problems.append("Deployment: pods must run as non-root")
+        if not any(v.get("secret", {}).get("secretName") for v in pod.get("volumes", [])):
+            problems.append("Deployment: the key-encryption key must be a mounted Secret")
+    job = kinds.get("Job")
+    if job:
+        (container,) = _containers(job)
+        if container.get("command", [])[-2:] != ["migrate", "--noinput"]:
+            problems.append("Job: must run manage.py migrate --noinput")
+    return Result("kubernetes manifests", tuple(problems))
+
+
+# --- docker-compose --------------------------------------------------------------------------
+
+
+def compose_document(path: Path = DEPLOY / "docker-compose.yml") -> dict:
+    return yaml.safe_load(path.read_text())  # PyYAML resolves the `<<` merge keys
+
+
+def nginx_upstream_servers(path: Path = DEPLOY / "nginx.conf") -> list[str]:
+    block = re.search(r"upstream authserver \{(.*?)\}", path.read_text(), re.S)
+    return re.findall(r"^\s*server\s+(\S+?)[\s;]", block.group(1), re.M) if block else []
+
+
+def check_compose(path: Path = DEPLOY / "docker-compose.yml") -> Result:
+    problems: list[str] = []
+    tool = _tool("check-jsonschema")
+    if tool is None:
+        return Result("docker-compose.yml", skipped="check-jsonschema is not installed")
+    result = _run([tool, "--builtin-schema", "vendor.compose-spec", str(path)])
+    if result.returncode != 0:
+        problems.append((result.stdout + result.stderr).strip())
+    services = compose_document(path)["services"]
+    instances = [
+        name for name, svc in services.items() if svc.get("image", "").startswith("authserver")
+    ]
+    servers = {server.split(":")[0] for server in nginx_upstream_servers()}
+    if not {"postgres", "redis", "nginx"} <= set(services):
+        problems.append("compose must run postgres, redis and nginx")
+    serving = {name for name in instances if "command" not in services[name]}
+    if len(serving) < 2:
+        problems.append(f"compose must run two authserver instances, found {sorted(serving)}")
+    if servers != serving:
+        problems.append(
+            f"nginx upstream {sorted(servers)} != authserver services {sorted(serving)}"
+        )
+    nginx_ip = services["nginx"]["networks"]["backend"]["ipv4_address"]
+    for name in serving:
+        env = services[name]["environment"]
+        if env.get("AUTHSERVER_TRUSTED_PROXIES") != nginx_ip:
+            problems.append(f"{name}: AUTHSERVER_TRUSTED_PROXIES must be nginx's {nginx_ip}")
+        if "migrate" not in services[name].get("depends_on", {}):
+            problems.append(f"{name}: must wait for the migrate service")
+    return Result("docker-compose.yml", tuple(problems))
+
+
+# --- Dockerfile ------------------------------------------------------------------------------
+
+BUILD_TOOLS = ("gcc", "build-essential", "make ", "g++", "clang", "-dev ")
+
+
+def dockerfile_stages(path: Path = DEPLOY / "Dockerfile") -> list[list[str]]:
+    """Instructions per stage, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    stages: list[list[str]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+def check_dockerfile(path: Path = DEPLOY / "Dockerfile") -> Result:
+    problems: list[str] = []
+    tool = _tool("hadolint")
+    if tool is not None:
+        result = _run([tool, "--no-color", str(path)])
+        if result.returncode != 0:
+            problems.append(result.stdout.strip() or result.stderr.strip())
+    stages = dockerfile_stages(path)
+    if len(stages) < 2:
+        problems.append("Dockerfile must be multi-stage")
+        return Result("Dockerfile", tuple(problems))
+    final = stages[-1]
+    users = [line.split(None, 1)[1] for line in final if line.upper().startswith("USER ")]
+    if not users or users[-1].split(":")[0] in {"root", "0"}:
+        problems.append("the final stage must switch to a non-root USER")
+    for line in final:
+        if line.upper().startswith("RUN ") and any(tool in line for tool in BUILD_TOOLS):
+            problems.append(f"build tools in the final stage: {line[:80]}")
+        if line.upper().startswith("COPY ") and "--from=" not in line:
+            problems.append(f"the final stage copies from the build context: {line[:80]}")
+    if not any("collectstatic" in line for stage in stages for line in stage):
+        problems.append("static files are not collected")
+    if not any(line.upper().startswith("CMD ") and "gunicorn.conf.py" in line for line in final):
+        problems.append("the image must run gunicorn with deploy/gunicorn.conf.py")
+    return Result("Dockerfile", tuple(problems))
+
+
+# --- nginx -----------------------------------------------------------------------------------
+
+
+def nginx_local_config(
+    text: str, *, upstreams: Iterable[str], http_port: int, https_port: int, tls_dir: Path
+) -> str:
+    """deploy/nginx.conf pointed at loopback: upstreams, listen ports, certificate folder."""
+    replacements = [
+        ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+        ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
+        ("/etc/nginx/tls/", f"{tls_dir}/"),
+    ]
+    for old, new in replacements:
+        if old not in text:
+            raise ValueError(f"nginx.conf no longer contains {old!r}: update the test copy")
+        text = text.replace(old, new)
+    for name, address in zip(nginx_upstream_servers(), upstreams, strict=True):
+        text = text.replace(f"server {name}", f"server {address}", 1)
+    return text
+
+
+def make_test_certificate(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    _run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout", str(directory / "privkey.pem"), "-out", str(directory / "fullchain.pem"),
+        ]
+    ).check_returncode()  # fmt: skip
+
+
+def check_nginx(path: Path = DEPLOY / "nginx.conf") -> Result:
+    nginx = shutil.which("nginx")
+    if nginx is None:
+        return Result("nginx.conf", skipped="nginx is not installed (apt-get install nginx)")
+    if shutil.which("openssl") is None:
+        return Result("nginx.conf", skipped="openssl is not installed")
+    with tempfile.TemporaryDirectory(prefix="authserver-nginx-") as tmp:
+        work = Path(tmp)
+        make_test_certificate(work / "tls")
+        conf = work / "nginx.conf"
+        conf.write_text(
+            nginx_local_config(
+                path.read_text(),
+                upstreams=["127.0.0.1:9", "127.0.0.1:9"],
+                http_port=18080,
+                https_port=18443,
+                tls_dir=work / "tls",
+            )
+        )
+        result = _run(
+            [nginx, "-t", "-q", "-p", str(work), "-c", str(conf), "-g", f"pid {work}/pid;"]
+        )
+    if result.returncode != 0:
+        return Result("nginx.conf", ((result.stderr or result.stdout).strip(),))
+    return Result("nginx.conf")
+
+
+# --- systemd ---------------------------------------------------------------------------------
+
+
+def check_systemd(path: Path = DEPLOY / "systemd" / "authserver.service") -> Result:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        return Result("systemd unit", skipped="systemd-analyze is not installed")
+    text = path.read_text()
+    target = "/opt/authserver/.venv/bin/gunicorn"
+    if target not in text:
+        return Result("systemd unit", (f"ExecStart no longer runs {target}",))
+    with tempfile.TemporaryDirectory(prefix="authserver-systemd-") as tmp:
+        unit = Path(tmp) / path.name
+        unit.write_text(text.replace(target, str(BIN / "gunicorn")))
+        result = _run([analyze, "verify", str(unit)])
+    output = (result.stdout + result.stderr).strip()
+    if result.returncode != 0 or output:
+        return Result("systemd unit", (output or f"exit {result.returncode}",))
+    return Result("systemd unit")
+
+
+CHECKS = (check_kubernetes, check_compose, check_dockerfile, check_nginx, check_systemd)
+
+
+def main() -> int:
+    failed = False
+    for check in CHECKS:
+        result = check()
+        if result.skipped:
+            print(f"skipped {result.name}: {result.skipped}")
+        elif result.problems:
+            failed = True
+            print(f"FAILED  {result.name}:")
+            for problem in result.problems:
+                print("    " + problem.replace("\n", "\n    "))
+        else:
+            print(f"ok      {result.name}")
+    print("not run here: docker build, docker compose up, kubectl apply (no engine, no cluster)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
