@@ -2,8 +2,7 @@
 
 A client secret is 256 random bits, handed out once (at creation or regeneration) and stored only
 as its SHA-256 digest. Every change to a client goes through a service here, which drops the
-cached copy; the cache entry also expires after CLIENT_CACHE_SECONDS, bounding staleness if the
-cache was unreachable at the moment of the change.
+cached copies (see `client_get` for how long another process may still use the old record).
 """
 
 from __future__ import annotations
@@ -11,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,8 +30,19 @@ from oauth.scopes import OIDC_SCOPES, scope_split
 logger = logging.getLogger(__name__)
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Shared (Redis or database) cache entry lifetime, and this process's copies.
 CLIENT_CACHE_SECONDS = 60
+LOCAL_SECONDS = 30
+LOCAL_MAX_ENTRIES = 2000
+GENERATION_CHECK_SECONDS = 1.0
 _CACHE_KEY = "oauth:client:v1:{}"
+_GENERATION_KEY = "oauth:clients:generation"
+# Test seam, as in tokens/keys.py.
+clock = time.monotonic
+_local: dict[str, tuple[float, dict]] = {}
+_local_lock = threading.Lock()
+_generation_seen: str | None = None
+_generation_checked_at = float("-inf")
 _CACHED_FIELDS = (
     "id",
     "client_id",
@@ -67,41 +79,93 @@ class NewSecret:
 # --- Selectors --------------------------------------------------------------------------------
 
 
-def client_get(*, client_id: str) -> Client | None:
-    """The active client with this client_id, or None. Served from the shared cache."""
-    if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
+def _shared_generation() -> str | None:
+    try:
+        return cache.get(_GENERATION_KEY)
+    except Exception:  # noqa: BLE001 - cache down: local copies expire after LOCAL_SECONDS
         return None
+
+
+def _local_refresh(now: float) -> None:
+    """At most once a second, drop this process's copies if any client changed anywhere."""
+    global _generation_seen, _generation_checked_at  # noqa: PLW0603 - per-process state
+    if now - _generation_checked_at < GENERATION_CHECK_SECONDS:
+        return
+    generation = _shared_generation()
+    with _local_lock:
+        _generation_checked_at = now
+        if generation != _generation_seen:
+            _local.clear()
+            _generation_seen = generation
+
+
+def _record(client_id: str) -> dict | None:
+    """The client's fields from the shared cache, else the database (then cached)."""
     key = _CACHE_KEY.format(client_id)
     try:
         data = cache.get(key)
     except Exception:  # noqa: BLE001 - cache down: read the database
         data = None
     if isinstance(data, dict):
-        client = Client(**data)
+        return data
+    client = Client.objects.filter(client_id=client_id).first()
+    if client is None:
+        return None
+    data = {name: getattr(client, name) for name in _CACHED_FIELDS}
+    try:
+        cache.set(key, data, CLIENT_CACHE_SECONDS)
+    except Exception:  # noqa: BLE001 - the database answered; the cache is an optimisation
+        logger.warning("client cache unavailable")
+    return data
+
+
+def client_get(*, client_id: str) -> Client | None:
+    """The active client with this client_id, or None.
+
+    Served from this process's memory, then the shared cache, then the database. Every change
+    (the services below) drops the shared entry and bumps a shared generation that each process
+    compares at most once a second, so a change (a rotated secret, a deactivation) reaches every
+    worker within about a second; if the cache is unreachable, within LOCAL_SECONDS.
+    """
+    if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
+        return None
+    now = clock()
+    _local_refresh(now)
+    entry = _local.get(client_id)
+    if entry is not None and now - entry[0] < LOCAL_SECONDS:
+        data = entry[1]
     else:
-        client = Client.objects.filter(client_id=client_id).first()
-        if client is None:
+        data = _record(client_id)
+        if data is None:
             return None
-        try:
-            cache.set(
-                key,
-                {name: getattr(client, name) for name in _CACHED_FIELDS},
-                CLIENT_CACHE_SECONDS,
-            )
-        except Exception:  # noqa: BLE001 - the database answered; the cache is an optimisation
-            logger.warning("client cache unavailable")
+        with _local_lock:
+            if len(_local) >= LOCAL_MAX_ENTRIES:
+                _local.clear()
+            _local[client_id] = (now, data)
+    client = Client(**data)
     return client if client.is_active else None
 
 
 def client_cache_invalidate(*, client_id: str) -> None:
+    with _local_lock:
+        _local.pop(client_id, None)
     try:
         cache.delete(_CACHE_KEY.format(client_id))
-    except Exception:  # noqa: BLE001 - the entry expires after CLIENT_CACHE_SECONDS anyway
+        cache.set(_GENERATION_KEY, secrets.token_hex(8), None)
+    except Exception:  # noqa: BLE001 - entries expire anyway
         logger.warning(
-            "client cache unavailable: %s may stay cached for %ss",
+            "client cache unavailable: other processes may use the old %s for %ss",
             client_id,
-            CLIENT_CACHE_SECONDS,
+            LOCAL_SECONDS,
         )
+
+
+def client_cache_clear_local() -> None:
+    """Forget this process's copies (tests; the shared cache is left alone)."""
+    global _generation_checked_at  # noqa: PLW0603
+    with _local_lock:
+        _local.clear()
+        _generation_checked_at = float("-inf")
 
 
 # --- Validation -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.test import Client as BrowserClient
 
-from oauth.clients import client_create
+from oauth.clients import client_cache_clear_local, client_create
 from oauth.models import Client
 from oauth.pkce import s256_challenge
 
@@ -29,6 +29,14 @@ class Registered:
     def basic(self) -> str:
         raw = f"{self.client.client_id}:{self.secret}".encode()
         return "Basic " + base64.b64encode(raw).decode()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_client_cache():
+    """Each test starts without this process's copies of client records."""
+    client_cache_clear_local()
+    yield
+    client_cache_clear_local()
 
 
 @pytest.fixture

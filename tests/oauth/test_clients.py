@@ -9,8 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuthEvent
+from oauth import clients as clients_module
 from oauth.clients import (
     ClientError,
+    client_cache_clear_local,
     client_create,
     client_get,
     client_secret_rotate,
@@ -141,6 +143,7 @@ def test_lookup_refuses_malformed_ids_without_a_query():
 
 def test_lookup_survives_a_broken_cache(settings):
     client = create().client
+    client_cache_clear_local()
     caches = {alias: dict(conf) for alias, conf in settings.CACHES.items()}
     caches["default"]["LOCATION"] = "redis://127.0.0.1:1/0"  # nothing listens there
     settings.CACHES = caches
@@ -156,3 +159,36 @@ def test_update_normalises_and_audits():
         "https://app.example.com/two",
     ]
     assert AuthEvent.objects.filter(event_type="client.changed").exists()
+
+
+def test_a_change_made_by_another_process_is_seen_within_a_second(monkeypatch):
+    from django.core.cache import cache
+
+    now = [1000.0]
+    monkeypatch.setattr(clients_module, "clock", lambda: now[0])
+    client = create().client
+    assert client_get(client_id=client.client_id).is_active
+    # Another worker deactivates the client: the row changes, the shared entry is dropped and
+    # the generation moves on. This process still holds its own copy...
+    Client.objects.filter(pk=client.pk).update(is_active=False)
+    cache.delete(f"oauth:client:v1:{client.client_id}")
+    cache.set("oauth:clients:generation", "changed-elsewhere", None)
+    now[0] += 0.5
+    assert client_get(client_id=client.client_id) is not None
+    # ...for at most a second.
+    now[0] += 0.6
+    assert client_get(client_id=client.client_id) is None
+
+
+def test_local_copies_expire_even_without_the_cache(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(clients_module, "clock", lambda: now[0])
+    monkeypatch.setattr(clients_module, "_shared_generation", lambda: None)
+    client = create().client
+    assert client_get(client_id=client.client_id) is not None
+    Client.objects.filter(pk=client.pk).update(is_active=False)
+    from django.core.cache import cache
+
+    cache.delete(f"oauth:client:v1:{client.client_id}")
+    now[0] += clients_module.LOCAL_SECONDS + 1
+    assert client_get(client_id=client.client_id) is None
