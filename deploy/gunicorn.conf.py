@@ -44,10 +44,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authserver.settings")
-_created_metrics_dir: str | None = None
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    _created_metrics_dir = tempfile.mkdtemp(prefix="authserver-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_metrics_dir
+# The metrics folder must exist, and hold nothing from an earlier run, before the app (and with
+# it prometheus-client) is imported by preload. Once per master: a reload (HUP) re-reads this
+# file while old workers still write their files.
+if os.environ.get("_AUTHSERVER_GUNICORN_MASTER") != str(os.getpid()):
+    os.environ["_AUTHSERVER_GUNICORN_MASTER"] = str(os.getpid())
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        _metrics_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for _stale in _metrics_dir.glob("*.db"):
+            _stale.unlink(missing_ok=True)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authserver-metrics-")
+        os.environ["_AUTHSERVER_CREATED_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 # Reads and checks the environment; a bad value exits here with one line (authserver.startup).
 app_settings = importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
@@ -135,14 +144,6 @@ class AuthserverLogger(Logger):
 logger_class = AuthserverLogger
 
 
-def on_starting(server) -> None:
-    """Master, before anything forks: start the instance's metrics from a clean folder."""
-    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink(missing_ok=True)
-
-
 def pre_fork(server, worker) -> None:
     """Master: a connection opened during preload must not be shared with a child."""
     if "django.db" in sys.modules:
@@ -159,5 +160,7 @@ def child_exit(server, worker) -> None:
 
 
 def on_exit(server) -> None:
-    if _created_metrics_dir:
-        shutil.rmtree(_created_metrics_dir, ignore_errors=True)
+    """Master, at exit: remove the metrics folder if this file created it."""
+    created = os.environ.get("_AUTHSERVER_CREATED_METRICS_DIR")
+    if created:
+        shutil.rmtree(created, ignore_errors=True)
