@@ -1,7 +1,10 @@
 """Typed, call-time view of authserver's own settings.
 
 App code calls `get_config()` instead of reading `django.conf.settings` attributes or the
-environment; it is rebuilt from settings on every call, so test overrides take effect.
+environment. It is built once and rebuilt after any setting changes (Django's `setting_changed`
+signal, sent by override_settings and pytest-django's `settings` fixture), so test overrides take
+effect. Building it reads some forty lazy settings: doing that on every call cost about 0.1 ms,
+several times per token request (bench/README.md).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +51,6 @@ class Config:
     # Metrics (authserver/metrics.py). The scrape token never appears in repr().
     metrics_allowed_ips: tuple[str, ...]
     metrics_token: str | None = field(repr=False)
-    metrics_multiproc_dir: str | None
     # OAuth 2.0 / OpenID Connect (oauth/)
     id_token_ttl: int
 
@@ -55,8 +59,25 @@ class Config:
         return self.mode == "production"
 
 
+_config: Config | None = None
+
+
 def get_config() -> Config:
-    return Config(
+    config = _config
+    if config is None:
+        config = _config_build()
+    return config
+
+
+@receiver(setting_changed)
+def _config_forget(**kwargs) -> None:
+    global _config  # noqa: PLW0603
+    _config = None
+
+
+def _config_build() -> Config:
+    global _config  # noqa: PLW0603
+    _config = Config(
         mode=settings.AUTHSERVER_MODE,
         issuer=settings.AUTHSERVER_ISSUER,
         trusted_proxies=tuple(settings.AUTHSERVER_TRUSTED_PROXIES),
@@ -86,6 +107,6 @@ def get_config() -> Config:
         key_activation_delay=settings.AUTHSERVER_KEY_ACTIVATION_DELAY,
         metrics_allowed_ips=tuple(settings.AUTHSERVER_METRICS_ALLOWED_IPS),
         metrics_token=settings.AUTHSERVER_METRICS_TOKEN,
-        metrics_multiproc_dir=settings.PROMETHEUS_MULTIPROC_DIR,
         id_token_ttl=settings.AUTHSERVER_ID_TOKEN_TTL,
     )
+    return _config

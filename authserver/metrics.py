@@ -2,11 +2,12 @@
 
 Counters and histograms are prometheus-client objects, incremented by small calls from the
 services where the events happen (tokens/sessions.py, accounts/services.py) and by
-RequestMetricsMiddleware. Under gunicorn every worker is a process of its own: with
-PROMETHEUS_MULTIPROC_DIR set (deploy/gunicorn.conf.py sets it) each worker writes its values to
-memory-mapped files there and /metrics sums every worker's files, so one scrape sees the whole
-instance whichever worker answers it. Signing-key gauges are computed at scrape time from this
-process's key ring, which every worker keeps in step with the database.
+RequestMetricsMiddleware. Under gunicorn every worker is a process of its own:
+deploy/gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR (from AUTHSERVER_METRICS_DIR) before the
+app is imported, each worker writes its values to memory-mapped files there, and /metrics sums
+every worker's files, so one scrape sees the whole instance whichever worker answers it.
+Signing-key gauges are computed at scrape time from this process's key ring, which every worker
+keeps in step with the database.
 
 Access (README "Metrics"): a client whose address (accounts.network.client_ip, the same proxy
 policy as the rate limiter) is in AUTHSERVER_METRICS_ALLOWED_IPS, or one presenting
@@ -36,6 +37,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -204,10 +206,10 @@ class SigningKeyCollector:
 
 def metrics_exposition() -> bytes:
     """Every metric in the Prometheus text format: all workers' values, then the key gauges."""
-    directory = get_config().metrics_multiproc_dir
-    if directory:
+    if getattr(values.ValueClass, "_multiprocess", False):
+        # Under gunicorn: PROMETHEUS_MULTIPROC_DIR was set before prometheus-client was imported.
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=directory)
+        multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
     keys = CollectorRegistry(auto_describe=False)

@@ -526,9 +526,18 @@ for _entry in AUTHSERVER_METRICS_ALLOWED_IPS:
 AUTHSERVER_METRICS_TOKEN = _str("AUTHSERVER_METRICS_TOKEN")
 if AUTHSERVER_METRICS_TOKEN is not None and len(AUTHSERVER_METRICS_TOKEN) < 32:
     config_fail("AUTHSERVER_METRICS_TOKEN", "must be at least 32 characters (a random secret)")
-# prometheus-client's own variable: the per-instance folder where gunicorn workers share metric
-# values (deploy/gunicorn.conf.py creates one when unset). Read here so the app knows the mode.
-PROMETHEUS_MULTIPROC_DIR = _str("PROMETHEUS_MULTIPROC_DIR")
+# The per-instance folder where gunicorn workers share metric values: deploy/gunicorn.conf.py
+# hands it to prometheus-client as PROMETHEUS_MULTIPROC_DIR (a temporary folder when unset), so
+# management commands, which do not set that, never write metric files.
+AUTHSERVER_METRICS_DIR = _str("AUTHSERVER_METRICS_DIR")
+_multiproc_dir = _str("PROMETHEUS_MULTIPROC_DIR")
+if _multiproc_dir is not None and not Path(_multiproc_dir).is_dir():
+    config_fail(
+        "PROMETHEUS_MULTIPROC_DIR",
+        f"names {_multiproc_dir!r}, which is not a directory (leave it unset: "
+        "deploy/gunicorn.conf.py sets it from AUTHSERVER_METRICS_DIR)",
+    )
+del _multiproc_dir
 # Read by deploy/gunicorn.conf.py only (the app never looks at them).
 AUTHSERVER_BIND = _list("AUTHSERVER_BIND", ["127.0.0.1:8000"])
 AUTHSERVER_WORKERS = _int("AUTHSERVER_WORKERS", 0)  # 0: 2 x available CPUs + 1, at most 16

@@ -21,9 +21,9 @@ it, before any socket is opened. Command-line flags still override what is set h
 - forwarded_allow_ips is AUTHSERVER_TRUSTED_PROXIES, the same list the login rate limiter
   trusts for X-Forwarded-For; empty means no peer may set X-Forwarded-Proto. (gunicorn always
   trusts peers on a Unix socket: only the proxy should be able to reach one.)
-- Metrics: prometheus-client's multiprocess mode. PROMETHEUS_MULTIPROC_DIR must be private to
-  this instance; when unset a temporary folder is created here and removed at exit. Stale files
-  are removed at start, so counters restart from zero with the instance.
+- Metrics: prometheus-client's multiprocess mode in AUTHSERVER_METRICS_DIR, which must be
+  private to this instance; when unset a temporary folder is created here and removed at exit.
+  Stale files are removed at start, so counters restart from zero with the instance.
 """
 
 from __future__ import annotations
@@ -44,22 +44,24 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authserver.settings")
-# The metrics folder must exist, and hold nothing from an earlier run, before the app (and with
-# it prometheus-client) is imported by preload. Once per master: a reload (HUP) re-reads this
-# file while old workers still write their files.
+# Reads and checks the environment; a bad value exits here with one line (authserver.startup).
+app_settings = importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
+
+# prometheus-client's multiprocess mode: the folder must exist, hold nothing from an earlier
+# run, and be named in PROMETHEUS_MULTIPROC_DIR before the app (and prometheus-client) is
+# imported by preload. Once per master: a reload (HUP) re-reads this file while old workers
+# still write their files.
 if os.environ.get("_AUTHSERVER_GUNICORN_MASTER") != str(os.getpid()):
     os.environ["_AUTHSERVER_GUNICORN_MASTER"] = str(os.getpid())
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    if app_settings.AUTHSERVER_METRICS_DIR:
+        _metrics_dir = Path(app_settings.AUTHSERVER_METRICS_DIR)
         _metrics_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for _stale in _metrics_dir.glob("*.db"):
             _stale.unlink(missing_ok=True)
     else:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authserver-metrics-")
-        os.environ["_AUTHSERVER_CREATED_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-
-# Reads and checks the environment; a bad value exits here with one line (authserver.startup).
-app_settings = importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
+        _metrics_dir = Path(tempfile.mkdtemp(prefix="authserver-metrics-"))
+        os.environ["_AUTHSERVER_CREATED_METRICS_DIR"] = str(_metrics_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
 from gunicorn.glogging import Logger  # noqa: E402
 

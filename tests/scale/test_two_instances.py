@@ -53,9 +53,9 @@ def cluster_env(child_env):
 @contextlib.contextmanager
 def two_instances(env, tmp_path, workers: int = 1):
     """A and B, started in parallel. Each gunicorn master gets its own metrics folder
-    (PROMETHEUS_MULTIPROC_DIR is per instance)."""
+    (AUTHSERVER_METRICS_DIR is per instance)."""
     servers = [
-        Gunicorn({**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{name}")}, workers)
+        Gunicorn({**env, "AUTHSERVER_METRICS_DIR": str(tmp_path / f"metrics-{name}")}, workers)
         for name in ("a", "b")
     ]
     with contextlib.ExitStack() as stack:
