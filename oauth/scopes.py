@@ -15,7 +15,7 @@ MAX_SCOPE_LENGTH = 1000
 
 # Shown on the consent page: (what it is called, what it lets the app do).
 SCOPE_DESCRIPTIONS = {
-    "openid": ("Sign you in", "Know that it is you, by an identifier unique to this app's server."),
+    "openid": ("Sign you in", "Recognise your account each time you come back."),
     "profile": ("Your profile", "Your name and username."),
     "email": ("Your email address", "The email address of your account."),
     "offline_access": (

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
@@ -160,7 +160,14 @@ def _consent_page(request: HttpRequest, client: Client, scopes: list[str], param
     fields = _forwarded(params)
     if params.get(TICKET_PARAM):
         fields.append((TICKET_PARAM, params[TICKET_PARAM]))
-    context = {"client": client, "scopes": scope_describe(scopes), "fields": fields}
+    redirect = urlsplit(params.get("redirect_uri", ""))
+    context = {
+        "client": client,
+        "scopes": scope_describe(scopes),
+        "fields": fields,
+        # Where the answer goes: the host of a web app, the scheme of a native one.
+        "destination": redirect.netloc or redirect.scheme,
+    }
     return render(request, "oauth/consent.html", context)
 
 
