@@ -1,0 +1,83 @@
+"""Migrations must be safe to apply while the previous release still serves (README "Upgrades").
+
+During a rolling upgrade the migration Job runs first and old instances keep serving on the new
+schema until they are replaced. So a migration may only add: new tables, nullable columns (or
+columns with a database-side default), indexes, constraints. Removing or renaming a column or a
+table, or tightening a column, is done in two releases: first stop using it, then remove it.
+Data migrations (RunPython, RunSQL) need a reviewed entry in REVIEWED saying why they are safe.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.migrations import Migration
+from django.db.migrations import operations as ops
+from django.db.migrations.loader import MigrationLoader
+from django.db.models import NOT_PROVIDED
+
+OUR_APPS = {"accounts", "tokens", "audit", "oauth", "authserver"}
+
+# (app, migration name) -> why it is safe while older code serves.
+REVIEWED = {
+    ("accounts", "0002_cache_table"): "creates the database cache table; touches nothing else",
+}
+
+UNSAFE = (
+    ops.RemoveField,
+    ops.DeleteModel,
+    ops.RenameField,
+    ops.RenameModel,
+    ops.AlterModelTable,
+    ops.AlterField,
+    ops.RunPython,
+    ops.RunSQL,
+)
+
+
+def migration_problems(migrations: dict) -> list[str]:
+    """Operations in {(app, name): Migration} that could break the previous release."""
+    problems = []
+    for (app, name), migration in sorted(migrations.items()):
+        if app not in OUR_APPS or (app, name) in REVIEWED:
+            continue
+        created = {op.name_lower for op in migration.operations if isinstance(op, ops.CreateModel)}
+        for op in migration.operations:
+            label = f"{app}.{name}: {op.describe()}"
+            if isinstance(op, UNSAFE):
+                problems.append(label)
+            elif isinstance(op, ops.AddField) and op.model_name_lower not in created:
+                field = op.field
+                if not field.null and field.db_default is NOT_PROVIDED:
+                    problems.append(f"{label} is NOT NULL without db_default")
+    return problems
+
+
+def test_every_migration_is_additive_or_reviewed():
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    assert migration_problems(loader.disk_migrations) == []
+
+
+def test_the_rule_catches_removals_and_not_null_columns():
+    def migration(*operations):
+        return type("Migration", (Migration,), {"operations": list(operations)})("m", "tokens")
+
+    found = migration_problems(
+        {
+            ("tokens", "9001_drop"): migration(ops.RemoveField("session", "ip")),
+            ("tokens", "9002_required"): migration(
+                ops.AddField("session", "flag", models.BooleanField(default=False))
+            ),
+            ("tokens", "9003_fine"): migration(
+                ops.AddField("session", "note", models.TextField(null=True)),
+                ops.AddField("session", "tier", models.IntegerField(db_default=0)),
+            ),
+        }
+    )
+    assert len(found) == 2
+    assert found[0].startswith("tokens.9001_drop: Remove field ip")
+    assert "NOT NULL without db_default" in found[1]
+
+
+def test_reviewed_entries_name_existing_migrations():
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    assert set(REVIEWED) <= set(loader.disk_migrations)
