@@ -6,13 +6,11 @@ Run alone, with the load figures printed: `make test ARGS="tests/scale -k kill -
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import jwt
@@ -20,7 +18,6 @@ import pytest
 import requests
 
 from audit.models import AuthEvent
-from tests.live import Gunicorn
 from tests.scale.client import (
     admin_rotate,
     admin_session,
@@ -30,6 +27,7 @@ from tests.scale.client import (
     login,
     refresh,
 )
+from tests.scale.cluster import readyz_at_once, two_instances
 from tokens.models import RefreshToken, Session, SigningKey
 
 pytestmark = pytest.mark.slow
@@ -48,43 +46,6 @@ def cluster_env(child_env):
         "AUTHSERVER_LOGIN_THROTTLE_PER_IP": "1000",
         "AUTHSERVER_LOG_FORMAT": "json",
     }
-
-
-@contextlib.contextmanager
-def two_instances(env, tmp_path, workers: int = 1):
-    """A and B, started in parallel. Each gunicorn master gets its own metrics folder
-    (AUTHSERVER_METRICS_DIR is per instance)."""
-    servers = [
-        Gunicorn({**env, "AUTHSERVER_METRICS_DIR": str(tmp_path / f"metrics-{name}")}, workers)
-        for name in ("a", "b")
-    ]
-    with contextlib.ExitStack() as stack:
-        with ThreadPoolExecutor(2) as pool:
-            started = [pool.submit(server.__enter__) for server in servers]
-        for server, future in zip(servers, started, strict=True):
-            if future.exception() is None:
-                stack.push(server)  # stopped by __exit__ when the block ends
-        for future in started:
-            future.result()
-        a, b = servers
-        assert a.port != b.port
-        yield a, b
-
-
-def readyz_at_once(urls: list[str]) -> list[requests.Response]:
-    barrier = threading.Barrier(len(urls))
-    results: list[requests.Response | None] = [None] * len(urls)
-
-    def probe(i: int, url: str) -> None:
-        barrier.wait()
-        results[i] = requests.get(url + "/readyz", timeout=30)
-
-    threads = [threading.Thread(target=probe, args=(i, u)) for i, u in enumerate(urls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def test_first_key_once_then_tokens_move_freely_and_revocation_is_shared(
