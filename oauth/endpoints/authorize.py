@@ -18,7 +18,6 @@ newer than that one satisfies the request.
 from __future__ import annotations
 
 import hashlib
-import time
 from urllib.parse import urlencode, urlsplit
 
 from authlib.common.urls import add_params_to_uri
@@ -29,6 +28,7 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -200,7 +200,7 @@ def authorization_endpoint(request: HttpRequest) -> HttpResponse:
         # 6749's set; such a request is malformed, and shown as such (never redirected).
         return _error_response(request, InvalidRequestError(), None)
 
-    now = int(time.time())
+    now = int(timezone.now().timestamp())
     signed_in_at = auth_time(request) if user else None
     prompts = oauth_request.prompts
     must_login, force = _login_needed(
