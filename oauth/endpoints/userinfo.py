@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import jwt
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -53,6 +54,11 @@ def _token_audience(request: Request) -> Any:
     return None
 
 
+@extend_schema_view(
+    # Described by the discovery document, not the first-party API's OpenAPI schema.
+    get=extend_schema(exclude=True),
+    post=extend_schema(exclude=True),
+)
 class UserinfoEndpoint(APIView):
     authentication_classes = [UserinfoAuthentication]
     permission_classes = [IsAuthenticated]
