@@ -106,6 +106,8 @@ class JsonFormatter(logging.Formatter):
                 data = None
             if isinstance(data, dict):
                 payload["data"] = data
+                # Not twice on one line: the event name stands in for the embedded text.
+                payload["message"] = str(data.get("event") or "json")
         for key, value in record.__dict__.items():
             if key not in _RECORD_ATTRIBUTES and key not in payload and not key.startswith("_"):
                 payload[key] = _jsonable(value)

@@ -187,3 +187,32 @@ def test_metrics_sum_every_worker(child_env, tmp_path):
         assert totals == {before + 30}
         pids = {path.stem.rsplit("_", 1)[1] for path in (tmp_path / "metrics").glob("*.db")}
         assert len(pids) >= 2  # both workers wrote values
+
+
+def test_production_instance_answers_probes_by_address_only(child_env, tmp_path):
+    """What an orchestrator sees: production settings (HTTPS redirect, ALLOWED_HOSTS), probed
+    over plain HTTP at the instance's own address."""
+    env = {
+        **child_env,
+        "AUTHSERVER_MODE": "production",
+        "ALLOWED_HOSTS": "id.example.com",
+        "AUTHSERVER_ISSUER": "https://id.example.com",
+        "AUTHSERVER_METRICS_DIR": str(tmp_path),
+    }
+    with Gunicorn(env, workers=1) as server:  # Host: 127.0.0.1:<port>
+        assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
+        ready = requests.get(server.url + "/readyz", timeout=30)
+        assert ready.status_code == 200, ready.text
+        assert requests.get(server.url + "/metrics", timeout=10).status_code == 200
+        page = requests.get(
+            server.url + "/.well-known/jwks.json", timeout=10, allow_redirects=False
+        )
+        assert page.status_code in (301, 400)  # everything else: HTTPS and a known host only
+        proxied = requests.get(
+            server.url + "/.well-known/jwks.json",
+            headers={"Host": "id.example.com"},
+            timeout=10,
+            allow_redirects=False,
+        )
+        assert proxied.status_code == 301
+        assert proxied.headers["Location"] == "https://id.example.com/.well-known/jwks.json"
