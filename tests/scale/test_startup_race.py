@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -19,27 +18,30 @@ pytestmark = pytest.mark.slow
 PROCESSES = 4
 
 # What an instance does on its first request (/readyz, or the first token it signs): load the
-# key ring, creating the first key if the store has never held one. Every process waits for
-# the same wall-clock instant, so all of them find the store empty.
+# key ring, creating the first key if the store has never held one. Every process imports
+# Django, says it is ready, and spins until the go file appears, so all of them find the store
+# empty and start together however slowly each one started up.
 STARTER = """
-import json, sys, time
+import json, os, sys, time
 import django
 django.setup()
+from django.db import connection
+connection.ensure_connection()
 from tokens.keys import active_signing_key, keystore_state
-start_at = float(sys.argv[1])
-while time.time() < start_at:
+print("ready", flush=True)
+while not os.path.exists(sys.argv[1]):
     time.sleep(0.001)
 ready, reason = keystore_state()
 print(json.dumps({"ready": ready, "kid": active_signing_key().kid if ready else None}))
 """
 
 
-def test_processes_starting_together_create_one_first_key(child_env):
+def test_processes_starting_together_create_one_first_key(child_env, tmp_path):
     assert not SigningKey.objects.exists()
-    start_at = time.time() + 4  # after every interpreter has imported Django
+    go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", STARTER, str(start_at)],
+            [sys.executable, "-c", STARTER, str(go)],
             cwd=ROOT,
             env=child_env,
             stdout=subprocess.PIPE,
@@ -48,6 +50,9 @@ def test_processes_starting_together_create_one_first_key(child_env):
         )
         for _ in range(PROCESSES)
     ]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    go.touch()
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=60)

@@ -191,6 +191,7 @@ def test_killing_one_instance_mid_load_loses_no_session(
                     break
                 live = [url for url in (a.url, b.url) if url not in dead]
                 url = live[(i + n) % len(live)]
+                sent_at = time.monotonic()
                 try:
                     response = refresh(url, token, sessions[url])
                 except requests.RequestException as exc:
@@ -212,7 +213,7 @@ def test_killing_one_instance_mid_load_loses_no_session(
                 token = response.json()["refresh_token"]
                 with tally.lock:
                     tally.served[names[url]] += 1
-                    if killed_at:
+                    if killed_at and sent_at > killed_at[0]:
                         tally.served_after_kill[names[url]] += 1
             final_tokens[n] = token
 
