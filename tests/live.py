@@ -53,38 +53,49 @@ def manage(
     )
 
 
-class Gunicorn:
-    """authserver under gunicorn on a free loopback port; use as a context manager."""
+def foreign_env(**settings: str) -> dict[str, str]:
+    """Environment for a process that is not authserver (an example app): nothing of
+    authserver's or the test run's configuration leaks into it."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "AUTHSERVER_", "PYTEST_", "DATABASE_", "REDIS_"))
+        and key != "SECRET_KEY"
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(settings)
+    return env
 
-    def __init__(self, env: Mapping[str, str], workers: int = 2, extra: tuple[str, ...] = ()):
+
+class ServerProcess:
+    """A WSGI app under gunicorn on a free loopback port, as a context manager.
+
+    Subclasses give the command line (`arguments`) and the path polled until the server answers
+    (`ready_path`, with `ready` deciding what counts as an answer).
+    """
+
+    name = "server"
+    ready_path = "/"
+    host = "127.0.0.1"
+
+    def __init__(self, env: Mapping[str, str], port: int = 0, cwd: Path = ROOT):
         self.env = dict(env)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
-        self.extra = extra
-        self.log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
+        self.port = port or free_port()
+        self.url = f"http://{self.host}:{self.port}"
+        self.cwd = cwd
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Gunicorn:
+    def arguments(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self, response: requests.Response) -> bool:
+        return True
+
+    def __enter__(self):
         self.proc = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                # The production configuration (JSON access log, proxy policy, preload, metrics);
-                # the flags below override its bind address, worker count and timeouts.
-                "--config",
-                str(GUNICORN_CONF),
-                "authserver.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(self.workers),
-                "--timeout",
-                "30",
-                "--graceful-timeout",
-                "5",
-                *self.extra,
-            ],
-            cwd=ROOT,
+            [str(BIN / "gunicorn"), *self.arguments(), "--bind", f"127.0.0.1:{self.port}"],
+            cwd=self.cwd,
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -93,15 +104,17 @@ class Gunicorn:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited early:\n{self.output()}")
+                raise RuntimeError(f"{self.name} exited early:\n{self.output()}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if self.ready(requests.get(self.url + self.ready_path, timeout=1)):
                     return self
             except requests.RequestException:
                 pass
             time.sleep(0.1)
         self.__exit__(None, None, None)
-        raise RuntimeError(f"gunicorn did not answer /healthz in 30 s:\n{self.output()}")
+        raise RuntimeError(
+            f"{self.name} did not answer {self.ready_path} in 30 s:\n{self.output()}"
+        )
 
     def output(self) -> str:
         self.log.flush()
@@ -115,3 +128,34 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+class Gunicorn(ServerProcess):
+    """authserver under gunicorn with the production configuration (deploy/gunicorn.conf.py:
+    JSON access log, proxy policy, preload, metrics); the flags override the bind address, the
+    worker count and the timeouts."""
+
+    name = "gunicorn"
+    ready_path = "/healthz"
+
+    def __init__(self, env: Mapping[str, str], workers: int = 2, extra: tuple[str, ...] = ()):
+        super().__init__(env)
+        self.workers = workers
+        self.extra = extra
+
+    def arguments(self) -> list[str]:
+        return [
+            "--config",
+            str(GUNICORN_CONF),
+            "authserver.wsgi",
+            "--workers",
+            str(self.workers),
+            "--timeout",
+            "30",
+            "--graceful-timeout",
+            "5",
+            *self.extra,
+        ]
+
+    def ready(self, response: requests.Response) -> bool:
+        return response.status_code == 200

@@ -13,7 +13,6 @@ import hmac
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -29,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.utils import timezone
 
-from tests.live import BIN, ROOT, Gunicorn, free_port, manage
+from tests.live import ROOT, Gunicorn, ServerProcess, foreign_env, manage
 from tests.tokens.conftest import b64, unsigned
 from tokens import keys
 from tokens.issuance import access_token_issue
@@ -41,65 +40,24 @@ ISSUER = "http://testserver"  # child_env's AUTHSERVER_ISSUER
 pytestmark = pytest.mark.slow
 
 
-class Downstream:
+class Downstream(ServerProcess):
     """examples/downstream_api under gunicorn; a fresh process has an empty JWKS cache."""
 
+    name = "downstream"
+    ready_path = "/hello"
+
     def __init__(self, jwks_url: str, workers: int = 1):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("DJANGO_", "AUTHSERVER_", "PYTEST_", "DATABASE_", "REDIS_"))
-            and key not in {"SECRET_KEY"}
-        }
-        self.env.update(
+        env = foreign_env(
             DJANGO_SETTINGS_MODULE="downstream.settings",
             AUTHSERVER_JWKS_URL=jwks_url,
             AUTHSERVER_ISSUER=ISSUER,
             DOWNSTREAM_AUDIENCE=AUDIENCE,
-            PYTHONUNBUFFERED="1",
         )
+        super().__init__(env, cwd=ROOT / "examples" / "downstream_api")
         self.workers = workers
-        self.log = tempfile.NamedTemporaryFile(prefix="downstream-", suffix=".log", delete=False)  # noqa: SIM115
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Downstream:
-        self.proc = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "downstream.wsgi",
-                "--chdir",
-                str(ROOT / "examples" / "downstream_api"),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(self.workers),
-            ],
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("downstream exited early:\n" + self.output())
-            try:
-                requests.get(self.url + "/hello", timeout=1)
-                return self
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise RuntimeError("downstream did not start:\n" + self.output())
-
-    def output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
+    def arguments(self) -> list[str]:
+        return ["downstream.wsgi", "--workers", str(self.workers)]
 
     def status(self, token: str) -> int:
         response = requests.get(
