@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from authserver.conf import get_config
 from tokens.models import RefreshToken, Session
-from tokens.sessions import refresh_token_hash, session_get_live
+from tokens.sessions import refresh_token_hash, session_get, session_is_usable
 from tokens.verification import MAX_TOKEN_LENGTH, TokenInvalid, access_token_verify
 
 ACCESS_TOKEN = "access_token"  # noqa: S105 - token type names (RFC 7009 §2.1)
@@ -61,7 +61,7 @@ def _access_token(value: str, now: datetime) -> FoundToken | None:
     session = None
     sid = claims.get("sid")
     if sid is not None:
-        session = Session.objects.select_related("user").filter(pk=_uuid(sid)).first()
+        session = session_get(sid=_uuid(sid))
         if session is None:
             return None
     return FoundToken(kind=ACCESS_TOKEN, client_id=client_id, session=session, claims=claims)
@@ -114,7 +114,7 @@ def token_find(value: str, *, now: datetime | None = None) -> FoundToken | None:
 
 def token_is_active(found: FoundToken, *, now: datetime | None = None) -> bool:
     now = now or timezone.now()
-    if found.session is not None and session_get_live(sid=str(found.session.id), now=now) is None:
+    if found.session is not None and not session_is_usable(session=found.session, now=now):
         return False
     row = found.refresh_row
     if row is not None:

@@ -3,7 +3,8 @@
 - A sign-in starts a Session (a refresh-token family) and gets an access token plus, optionally,
   an opaque refresh token (256 random bits) of which only the SHA-256 digest is stored.
 - `refresh_token_rotate` spends the presented token and issues its successor in one transaction
-  under a row lock (one SELECT ... FOR UPDATE, one UPDATE, one INSERT, one UPDATE).
+  under a row lock: on PostgreSQL one SELECT ... FOR UPDATE, the audit INSERT and one statement
+  that inserts the successor, touches the session and marks the token spent.
 - Presenting a token that had already been spent when it was presented is reuse: the whole session
   is revoked (its newest token stops working too) and the event audited (node-oidc-provider and
   RFC 9700 §4.14.2 "refresh token rotation"). A request that presented the token while it was
@@ -16,21 +17,31 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from audit.events import EventType as events
-from audit.services import audit_event_record
+from audit.models import AuthEvent
+from audit.services import (
+    audit_event_insert_params,
+    audit_event_insert_sql,
+    audit_event_prepare,
+    audit_event_record,
+    audit_event_store,
+    audit_event_stored,
+)
 from authserver import metrics
 from authserver.conf import get_config
 from tokens.issuance import access_token_issue
@@ -192,16 +203,11 @@ def refresh_token_rotate(
     presented_at = presented_at or now
     if not isinstance(value, str) or not _REFRESH_TOKEN_RE.match(value):
         raise _refused("malformed")
-    grace = get_config().refresh_reuse_grace_seconds
+    config = get_config()
     failure: RefreshError | None = None
     audit: tuple[str, dict] | None = None
     with transaction.atomic():
-        token = (
-            RefreshToken.objects.select_for_update(of=("self", "session"))
-            .select_related("session", "session__user")
-            .filter(token_hash=refresh_token_hash(value))
-            .first()
-        )
+        token = _token_locked(refresh_token_hash(value))
         if token is None:
             raise _refused("unknown")
         session = token.session
@@ -213,13 +219,17 @@ def refresh_token_rotate(
         parent = token
         if token.consumed_at is not None or token.revoked_at is not None:
             parent, failure, audit = _spent_token_presented(
-                token, presented_at=presented_at, grace=grace, now=now
+                token, presented_at=presented_at, grace=config.refresh_reuse_grace_seconds, now=now
             )
         if failure is None:
             failure, audit = _check_live(token, session, now)
         if failure is None:
-            pair = _rotate(parent, session, now=now, lifetime=access_token_lifetime)
-            audit_event_record(
+            value, digest = _new_refresh_value()
+            session.last_used_at = now
+            session.idle_expires_at = _refresh_expiry(session, now)
+            session.rotations += 1
+            access, expires_in = _access_token(session, now=now, lifetime=access_token_lifetime)
+            event = audit_event_prepare(
                 event=events.TOKEN_REFRESHED,
                 user=session.user,
                 client_id=session.client_id,
@@ -228,13 +238,22 @@ def refresh_token_rotate(
                 user_agent=user_agent,
                 details={"rotation": session.rotations, "grace": parent is not token},
             )
+            spent_at = None
             if parent.consumed_at is None and parent.revoked_at is None:
-                # Marked spent as the last statement before COMMIT, stamped with the time it
+                # Marked spent by the last statement before COMMIT, stamped with the time it
                 # becomes spent: a request that arrived before this instant saw an unspent token.
-                parent.consumed_at = now + timedelta(seconds=time.monotonic() - started)
-                parent.save(update_fields=["consumed_at"])
+                spent_at = now + timedelta(seconds=time.monotonic() - started)
+            _rotation_write(parent, session, digest=digest, now=now, spent_at=spent_at, event=event)
+            if spent_at is not None:
+                parent.consumed_at = spent_at
             _count_issued("refresh", started)
-            return pair
+            return TokenPair(
+                access_token=access,
+                refresh_token=value,
+                expires_in=expires_in,
+                scope=session.scope,
+                session=session,
+            )
     # Revocations made above are committed; now report the failure (and audit it).
     if audit is not None:
         event, details = audit
@@ -293,33 +312,162 @@ def _check_live(
     return None, None
 
 
-def _rotate(
-    parent: RefreshToken, session: Session, *, now: datetime, lifetime: int | None
-) -> TokenPair:
-    value, digest = _new_refresh_value()
-    RefreshToken.objects.create(
-        session=session,
-        parent=parent,
-        token_hash=digest,
-        created_at=now,
-        expires_at=_refresh_expiry(session, now),
+# --- The rotation's statements ------------------------------------------------------------
+# On PostgreSQL a rotation is BEGIN, one locking SELECT, the audit INSERT, one write statement and
+# COMMIT, with SQL written here once: the ORM compiled the same queries afresh on every refresh,
+# which cost more CPU than everything else in the request (bench/README.md). Other databases
+# (SQLite, for `make run`) take the equivalent ORM path.
+
+
+def _columns(model) -> tuple:
+    return tuple(model._meta.concrete_fields)
+
+
+def _user_model():
+    return Session._meta.get_field("user").related_model
+
+
+def _select_list(alias: str, *tables) -> str:
+    quote = connections[alias].ops.quote_name
+    return ", ".join(
+        f"{name}.{quote(field.column)}" for name, model in tables for field in _columns(model)
     )
-    session.last_used_at = now
-    session.idle_expires_at = min(
-        session.expires_at, now + timedelta(seconds=get_config().session_idle_timeout)
+
+
+@functools.cache
+def _lock_sql(alias: str) -> str:
+    """The presented token, its session and user in one row, token and session locked."""
+    quote = connections[alias].ops.quote_name
+    user = _user_model()
+    columns = _select_list(alias, ("t", RefreshToken), ("s", Session), ("u", user))
+    return (
+        f"SELECT {columns} FROM {quote(RefreshToken._meta.db_table)} t "  # noqa: S608 - names only
+        f"JOIN {quote(Session._meta.db_table)} s ON s.id = t.session_id "
+        f"JOIN {quote(user._meta.db_table)} u ON u.{quote(user._meta.pk.column)} = s.user_id "
+        "WHERE t.token_hash = %s FOR UPDATE OF t, s"
     )
-    session.rotations += 1
-    Session.objects.filter(pk=session.pk).update(
-        last_used_at=now, idle_expires_at=session.idle_expires_at, rotations=session.rotations
+
+
+@functools.cache
+def _session_sql(alias: str) -> str:
+    """A session and its user by session id (session_get, on every bearer-authenticated call)."""
+    quote = connections[alias].ops.quote_name
+    user = _user_model()
+    columns = _select_list(alias, ("s", Session), ("u", user))
+    return (
+        f"SELECT {columns} FROM {quote(Session._meta.db_table)} s "  # noqa: S608 - names only
+        f"JOIN {quote(user._meta.db_table)} u ON u.{quote(user._meta.pk.column)} = s.user_id "
+        "WHERE s.id = %s"
     )
-    access, expires_in = _access_token(session, now=now, lifetime=lifetime)
-    return TokenPair(
-        access_token=access,
-        refresh_token=value,
-        expires_in=expires_in,
-        scope=session.scope,
-        session=session,
+
+
+@functools.cache
+def _loading(model) -> tuple[list[str], tuple]:
+    """Attribute names of `model`'s columns, and (index, field) of those that convert values."""
+    fields = _columns(model)
+    return [f.attname for f in fields], tuple(
+        (i, f) for i, f in enumerate(fields) if hasattr(f, "from_db_value")
     )
+
+
+def _instance(model, alias: str, values: Sequence):
+    """A model instance from its columns' values, as the ORM would load it."""
+    names, converting = _loading(model)
+    if converting:
+        values = list(values)
+        for index, field in converting:
+            values[index] = field.from_db_value(values[index], None, connections[alias])
+    return model.from_db(alias, names, values)
+
+
+def _token_locked(digest: bytes) -> RefreshToken | None:
+    """SELECT ... FOR UPDATE OF the token and its session, with the session and user loaded."""
+    alias = router.db_for_write(RefreshToken)
+    if connections[alias].vendor != "postgresql":
+        return (
+            RefreshToken.objects.select_for_update(of=("self", "session"))
+            .select_related("session", "session__user")
+            .filter(token_hash=digest)
+            .first()
+        )
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_lock_sql(alias), [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token_end = len(_columns(RefreshToken))
+    session_end = token_end + len(_columns(Session))
+    token = _instance(RefreshToken, alias, row[:token_end])
+    session = _instance(Session, alias, row[token_end:session_end])
+    session.user = _instance(
+        Session._meta.get_field("user").related_model, alias, row[session_end:]
+    )
+    token.session = session
+    return token
+
+
+_SUCCESSOR_INSERT = (
+    "INSERT INTO tokens_refreshtoken (session_id, parent_id, token_hash, created_at, expires_at) "
+    "VALUES (%s, %s, %s, %s, %s)"
+)
+_SESSION_TOUCH = (
+    "UPDATE tokens_session SET last_used_at = %s, idle_expires_at = %s, rotations = %s "
+    "WHERE id = %s"
+)
+_PARENT_SPEND = "UPDATE tokens_refreshtoken SET consumed_at = %s WHERE id = %s"
+
+
+@functools.cache
+def _rotation_sql(alias: str) -> str:
+    """Successor, session, spend and audit event in one statement (data-modifying CTEs): one
+    round trip instead of four, all written at the same instant, after the token was signed."""
+    # Constant statements only; every value is a parameter.
+    return (
+        f"WITH successor AS ({_SUCCESSOR_INSERT}), touched AS ({_SESSION_TOUCH}), "  # noqa: S608
+        f"spent AS ({_PARENT_SPEND}), event AS ({audit_event_insert_sql(alias)}) "
+        "SELECT * FROM event"
+    )
+
+
+def _rotation_write(
+    parent: RefreshToken,
+    session: Session,
+    *,
+    digest: bytes,
+    now: datetime,
+    spent_at: datetime | None,
+    event: AuthEvent,
+) -> None:
+    """Store the successor of `parent`, the session's new deadlines and rotation count, the
+    audit `event` and, when `spent_at` is given, mark `parent` spent: the spend is written last
+    (or, on PostgreSQL, in the same statement as everything else)."""
+    alias = router.db_for_write(RefreshToken)
+    if connections[alias].vendor != "postgresql" or spent_at is None:
+        # Other databases, and the grace-window reissue (its parent was revoked, not spent).
+        audit_event_store(event)
+        RefreshToken.objects.create(
+            session=session,
+            parent=parent,
+            token_hash=digest,
+            created_at=now,
+            expires_at=session.idle_expires_at,
+        )
+        Session.objects.filter(pk=session.pk).update(
+            last_used_at=now, idle_expires_at=session.idle_expires_at, rotations=session.rotations
+        )
+        if spent_at is not None:
+            RefreshToken.objects.filter(pk=parent.pk).update(consumed_at=spent_at)
+        return
+    params = [
+        *(session.pk, parent.pk, digest, now, session.idle_expires_at),
+        *(now, session.idle_expires_at, session.rotations, session.pk),
+        *(spent_at, parent.pk),
+        *audit_event_insert_params(event, alias),
+    ]
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_rotation_sql(alias), params)
+        event_id = cursor.fetchone()[0]
+    audit_event_stored(event, event_id, alias)
 
 
 def session_revoke(*, session: Session, reason: str, now: datetime | None = None) -> bool:
@@ -363,22 +511,41 @@ def user_sessions_revoke(*, user, reason: str, now: datetime | None = None) -> i
     return len(ids)
 
 
+def session_get(*, sid) -> Session | None:
+    """The session with this id (its user loaded), whatever its state; None for a bad id."""
+    try:
+        pk = sid if isinstance(sid, uuid.UUID) else uuid.UUID(str(sid))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    alias = router.db_for_read(Session)
+    if connections[alias].vendor != "postgresql":
+        return Session.objects.select_related("user").filter(pk=pk).first()
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_session_sql(alias), [pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(_columns(Session))
+    session = _instance(Session, alias, row[:split])
+    session.user = _instance(_user_model(), alias, row[split:])
+    return session
+
+
+def session_is_usable(*, session: Session, now: datetime | None = None) -> bool:
+    """Whether tokens of `session` may still be used: not revoked or expired, its user active,
+    and no password change since it began."""
+    return session.is_live(now or timezone.now()) and _user_may_continue(session) is None
+
+
 def session_get_live(*, sid: str, user=None, now: datetime | None = None) -> Session | None:
     """The session named by an access token's `sid`, if it may still be used.
 
     Dead when revoked, expired, its user is inactive, or the password changed after it began.
     """
-    now = now or timezone.now()
-    try:
-        query = Session.objects.select_related("user").filter(pk=sid)
-        if user is not None:
-            query = query.filter(user=user)
-        session = query.first()
-    except (ValueError, TypeError):
+    session = session_get(sid=sid)
+    if session is None or (user is not None and session.user_id != user.pk):
         return None
-    if session is None or not session.is_live(now) or _user_may_continue(session) is not None:
-        return None
-    return session
+    return session if session_is_usable(session=session, now=now) else None
 
 
 def session_list_live(*, user, now: datetime | None = None) -> list[Session]:

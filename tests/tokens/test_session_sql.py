@@ -1,0 +1,162 @@
+"""The session engine's hand-written SQL (tokens/sessions.py) loads and writes exactly what the
+ORM would: same instances, same rows, fewer statements."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import uuid
+
+import pytest
+from django.db import connection, transaction
+from django.forms.models import model_to_dict
+from django.test.utils import CaptureQueriesContext
+
+from audit.models import AuthEvent
+from tests.live import ROOT, base_env, manage
+from tokens.models import RefreshToken, Session
+from tokens.sessions import (
+    _token_locked,
+    refresh_token_rotate,
+    session_get,
+    session_get_live,
+    session_start,
+)
+
+pytestmark = pytest.mark.django_db
+CLIENT = "authserver"
+
+
+def fields(instance) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+
+@pytest.fixture
+def pair(make_user):
+    user = make_user(password_changed_at=None)
+    return session_start(user=user, client_id=CLIENT, audience=["api"], ip="192.0.2.7")
+
+
+def test_locked_token_equals_what_the_orm_loads(pair):
+    digest = hashlib.sha256(pair.refresh_token.encode()).digest()
+    with transaction.atomic():
+        token = _token_locked(digest)
+    orm = RefreshToken.objects.select_related("session", "session__user").get(token_hash=digest)
+    assert fields(token) | {"token_hash": bytes(token.token_hash)} == fields(orm) | {
+        "token_hash": bytes(orm.token_hash)
+    }
+    assert fields(token.session) == fields(orm.session)
+    assert fields(token.session.user) == fields(orm.session.user)
+    assert token.session.ip == "192.0.2.7"
+    assert not token._state.adding and token.session.user._state.db == "default"
+
+
+def test_unknown_digest_finds_nothing():
+    with transaction.atomic():
+        assert _token_locked(b"\0" * 32) is None
+
+
+def test_session_get_equals_the_orm_and_refuses_bad_ids(pair):
+    session = session_get(sid=str(pair.session.id))
+    orm = Session.objects.select_related("user").get(pk=pair.session.pk)
+    assert fields(session) == fields(orm)
+    assert fields(session.user) == fields(orm.user)
+    assert session_get(sid=pair.session.id).pk == orm.pk
+    for bad in ("", "not-a-uuid", None, 12, str(uuid.uuid4())):
+        assert session_get(sid=bad) is None
+
+
+def test_session_get_live_checks_the_user_filter(pair, make_user):
+    assert session_get_live(sid=str(pair.session.id), user=pair.session.user) is not None
+    assert session_get_live(sid=str(pair.session.id), user=make_user()) is None
+
+
+def test_a_rotation_is_four_statements_and_writes_what_the_orm_would(pair):
+    with CaptureQueriesContext(connection) as queries:
+        second = refresh_token_rotate(
+            value=pair.refresh_token, client_id=CLIENT, ip="192.0.2.8", user_agent="ua"
+        )
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    # BEGIN ... COMMIT (SAVEPOINT ... RELEASE inside the test's transaction) around two statements.
+    assert statements[1:] in (["SELECT", "WITH", "COMMIT"], ["SELECT", "WITH", "RELEASE"])
+    assert statements[0] in ("BEGIN", "SAVEPOINT"), statements
+    old = RefreshToken.objects.get(token_hash=hashlib.sha256(pair.refresh_token.encode()).digest())
+    new = RefreshToken.objects.get(
+        token_hash=hashlib.sha256(second.refresh_token.encode()).digest()
+    )
+    session = Session.objects.get(pk=pair.session.pk)
+    assert old.consumed_at is not None and old.revoked_at is None
+    assert new.parent_id == old.pk and new.session_id == session.pk
+    assert new.consumed_at is None and new.revoked_at is None
+    assert new.expires_at == session.idle_expires_at
+    assert session.rotations == 1 and session.last_used_at == new.created_at
+    # The returned session is what the database now holds.
+    assert fields(second.session) == fields(session)
+    event = AuthEvent.objects.get(event_type="token.refreshed", session_id=session.pk)
+    assert model_to_dict(event) | {"id": None} == {
+        "id": None,
+        "event_type": "token.refreshed",
+        "occurred_at": event.occurred_at,
+        "user": session.user_id,
+        "user_public_id": session.user.public_id,
+        "client_id": CLIENT,
+        "session_id": session.pk,
+        "ip": "192.0.2.8",
+        "user_agent": "ua",
+        "details": {"rotation": 1, "grace": False},
+    }
+
+
+def test_grace_reissue_takes_the_step_by_step_path(pair, settings):
+    settings.AUTHSERVER_REFRESH_REUSE_GRACE_SECONDS = 30
+    lost = refresh_token_rotate(value=pair.refresh_token, client_id=CLIENT)
+    retry = refresh_token_rotate(value=pair.refresh_token, client_id=CLIENT)
+    rows = {r.pk: r for r in RefreshToken.objects.filter(session=pair.session)}
+    lost_row = next(
+        r
+        for r in rows.values()
+        if bytes(r.token_hash) == hashlib.sha256(lost.refresh_token.encode()).digest()
+    )
+    assert lost_row.revoked_at is not None
+    assert any(r.parent_id == lost_row.pk for r in rows.values())
+    assert Session.objects.get(pk=pair.session.pk).rotations == 2
+    assert AuthEvent.objects.filter(event_type="token.refreshed").count() == 2
+    assert retry.refresh_token
+
+
+SQLITE_SCRIPT = """
+from accounts.models import User
+from tokens.sessions import RefreshError, refresh_token_rotate, session_start
+from audit.models import AuthEvent
+user = User.objects.create(username="lite", email="lite@example.com")
+first = session_start(user=user, client_id="authserver", audience=["api"])
+second = refresh_token_rotate(value=first.refresh_token, client_id="authserver")
+third = refresh_token_rotate(value=second.refresh_token, client_id="authserver")
+try:
+    refresh_token_rotate(value=first.refresh_token, client_id="authserver")
+except RefreshError as exc:
+    print("reuse:", exc.reason)
+print("rotations:", third.session.rotations)
+print("events:", AuthEvent.objects.filter(event_type="token.refreshed").count())
+"""
+
+
+@pytest.mark.slow
+def test_sqlite_takes_the_orm_path(tmp_path):
+    """`make run` uses SQLite, where the PostgreSQL statements do not apply."""
+    env = base_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    env.pop("REDIS_URL", None)
+    migrated = manage("migrate", "--noinput", env=env, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", SQLITE_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["reuse: reuse_detected", "rotations: 2", "events: 2"]
