@@ -142,3 +142,47 @@ class InfrastructureEndpointsMiddleware:
         match = resolve(request.path_info)
         request.resolver_match = match
         return match.func(request, *match.args, **match.kwargs)
+
+
+# Paths whose clients are programs, not people with a browser: the first-party token API, the
+# OAuth back channel and the published keys. Exact paths; anything else (the hosted pages, the
+# admin, /api/v1/auth/csrf which sets the CSRF cookie) takes the full chain.
+MACHINE_PATHS = frozenset(
+    {
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/oauth/token",
+        "/oauth/introspect",
+        "/oauth/revoke",
+    }
+)
+
+
+class MachinePathsMiddleware:
+    """Serve MACHINE_PATHS without the browser middleware that follows it in MIDDLEWARE.
+
+    Sessions, the CSRF cookie, request.user, messages and X-Frame-Options serve pages; on these
+    paths they did nothing but cost about a quarter of a millisecond per request, a sizeable
+    share of a token request (bench/README.md). What still applies: everything before this
+    middleware (request id, metrics, HTTPS redirect and security headers), the ALLOWED_HOSTS
+    check CommonMiddleware would make, and each view's own rules: these views are CSRF-exempt
+    (cookie-mode refresh checks CSRF itself, tokens/apis.py) and answer database outages with
+    their own 503 (DRF's exception handler, oauth.protocol).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info not in MACHINE_PATHS:
+            return self.get_response(request)
+        request.get_host()  # DisallowedHost -> 400, as on every other path
+        match = resolve(request.path_info)
+        request.resolver_match = match
+        response = match.func(request, *match.args, **match.kwargs)
+        if callable(getattr(response, "render", None)):  # DRF responses are rendered lazily
+            response = response.render()
+        return response

@@ -163,6 +163,13 @@ elif _engine == "django.db.backends.postgresql":
     _db.setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", _int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
     )
+    # Server-side parameters and prepared statements (psycopg 3): a statement run 5 times on a
+    # connection is prepared, so PostgreSQL parses and plans the hot queries once per connection
+    # instead of on every request (bench/README.md). Turn off behind a transaction-pooling
+    # PgBouncer older than 1.21, which cannot keep prepared statements apart.
+    if _bool("DATABASE_PREPARED_STATEMENTS", default=True):
+        _db["OPTIONS"].setdefault("server_side_binding", True)
+        _db["OPTIONS"].setdefault("prepare_threshold", 5)
 else:
     config_fail("DATABASE_URL", f"must be a sqlite:// or postgres:// URL, got engine {_engine!r}")
 DATABASES = {"default": _db}
@@ -218,6 +225,8 @@ MIDDLEWARE = [
     "authserver.middleware.InfrastructureEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The token endpoints and the JWKS skip the browser middleware below (bench/README.md).
+    "authserver.middleware.MachinePathsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
