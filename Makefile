@@ -31,6 +31,15 @@ run: $(VENV)/.prod-installed
 test: $(VENV)/.test-installed
 	$(PY) scripts/runtests.py $(ARGS)
 
+$(VENV)/.bench-installed: requirements/base.txt requirements/prod.txt requirements/bench.txt | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements/bench.txt
+	@touch $@
+
+# Benchmark (bench/README.md): a few minutes; PostgreSQL from DATABASE_URL (default the local
+# server on 127.0.0.1:5432) and Redis from REDIS_URL. `make bench ARGS="--scenarios refresh"`.
+bench: $(VENV)/.bench-installed
+	$(PY) bench/run.py $(ARGS)
+
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -1,0 +1,128 @@
+"""bench/run.py (`make bench`): a short smoke run, and the target arithmetic. The full benchmark
+is never a test and nothing here depends on timing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from bench import load
+from bench.run import SCENARIOS, Row, targets
+from tests.live import ROOT
+
+
+def row(scenario: str, concurrency: int, cpu: float, rps: float = 100.0, errors: int = 0) -> Row:
+    return Row(
+        scenario=scenario,
+        concurrency=concurrency,
+        requests=100,
+        rps=rps,
+        p50_ms=1.0,
+        p99_ms=2.0,
+        errors=errors,
+        cpu_ms_per_request=cpu,
+        postgres_ms_per_request=0.0,
+        server_core_busy=1.0,
+        generator_core_busy=0.2,
+    )
+
+
+def verdicts(rows, floor_ms=100.0, skipped=None) -> dict[str, bool | None]:
+    checks = targets(rows, {"password_check_ms": floor_ms}, skipped or {})
+    return {c.name.split()[0]: c.passed for c in checks}
+
+
+def test_targets_pass_and_fail_on_the_worst_level():
+    rows = [
+        row("healthz", 8, 1.0),
+        row("healthz", 32, 1.0),
+        row("jwks", 8, 1.1),
+        row("jwks", 32, 1.3),  # 1.3 x healthz at c=32
+        row("refresh", 8, 3.9),
+        row("refresh", 32, 3.9, rps=90),
+        row("login", 8, 120.0),
+        row("login", 32, 131.0),
+        row("client_credentials", 8, 1.5),
+        row("client_credentials", 32, 1.6, rps=89),  # < 0.9 x c=8
+        row("introspection", 8, 1.9, errors=1),
+        row("introspection", 32, 1.9),
+    ]
+    result = verdicts(rows)
+    assert result["rotating"] is True
+    assert result["client_credentials"] is True
+    assert result["introspection"] is True
+    assert result["JWKS"] is False
+    assert result["login"] is False  # 131 > 1.3 x 100
+    assert result["zero"] is False
+    assert result["throughput"] is False
+
+
+def test_scenarios_not_run_are_reported_not_passed():
+    skipped = {"client_credentials": "n/a (oauth not installed)"}
+    result = verdicts([row("healthz", 8, 1.0)], skipped=skipped)
+    assert result["client_credentials"] is None
+    assert result["rotating"] is None
+
+
+def test_percentile_is_nearest_rank():
+    values = sorted(float(v) for v in range(1, 101))
+    assert load.percentile(values, 0.50) == 50.0
+    assert load.percentile(values, 0.99) == 99.0
+    assert load.percentile([7.0], 0.99) == 7.0
+
+
+def test_chart_is_drawn(tmp_path):
+    pytest.importorskip("matplotlib")
+    from bench.chart import draw
+
+    report = {
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "server": {"worker_class": "gthread", "workers": 3},
+        "rows": [
+            {"scenario": "healthz", "concurrency": c, "rps": 100.0 * c, "p99_ms": 2.0 * c}
+            for c in (1, 8, 32)
+        ],
+    }
+    assert draw(report, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_smoke_run_prints_the_table_targets_and_json(child_env, tmp_path):
+    env = {k: v for k, v in child_env.items() if k != "DJANGO_SETTINGS_MODULE"}
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/run.py",
+            "--smoke",
+            "--reuse-database",
+            "--no-chart",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(
+        r"^scenario\s+conc\s+req/s\s+p50 ms\s+p99 ms\s+errors\s+CPU ms/req", result.stdout, re.M
+    )
+    for name in SCENARIOS:
+        assert re.search(rf"^{name}\s+1\s+[\d.]+", result.stdout, re.M), name
+    assert re.search(r"^floors .*RS256 sign .* ms; password check argon2", result.stdout, re.M)
+    assert re.search(r"^(PASS|FAIL)\s+rotating refresh <= 4 ms", result.stdout, re.M)
+    assert re.search(r"^(PASS|FAIL)\s+zero errors", result.stdout, re.M)
+    report = json.loads(out.read_text())
+    assert {r["scenario"] for r in report["rows"]} == set(SCENARIOS)
+    assert all(r["errors"] == 0 for r in report["rows"]), report["rows"]
+    assert all(r["cpu_ms_per_request"] > 0 for r in report["rows"])
+    assert report["floors"]["password_check_ms"] > report["floors"]["rs256_sign_ms"] > 0
