@@ -41,7 +41,7 @@ def jwks(request: HttpRequest) -> HttpResponse:
         "Cache-Control": f"public, max-age={get_config().jwks_max_age}",
         "ETag": etag,
     }
-    if_none_match = request.headers.get("If-None-Match")
+    if_none_match = request.META.get("HTTP_IF_NONE_MATCH")  # not request.headers: built per call
     if if_none_match and _etag_matches(if_none_match, etag):
         return HttpResponse(status=304, headers=headers)
     return HttpResponse(body, content_type="application/json", headers=headers)
