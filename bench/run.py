@@ -562,6 +562,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--profile", metavar="DIR", help="py-spy record at the top concurrency")
     parser.add_argument(
+        "--external",
+        action="append",
+        metavar="COMMAND",
+        help="instead of the scenarios, run this load generator command (see external())",
+    )
+    parser.add_argument(
         "--reuse-database",
         action="store_true",
         help="use DATABASE_URL as it is (already migrated) instead of a scratch database",
@@ -630,6 +636,9 @@ def run(
         if http_status(server.port, "GET", "/readyz") != 200:
             sys.exit("bench: /readyz is not 200:\n" + gunicorn.output()[-3000:])
         oauth_served = seeded.oauth and http_status(server.port, "POST", "/oauth/token", b"") != 404
+        if args.external:
+            external(server, seeded, args)
+            return 0
         plans = []
         for name in args.scenarios:
             if name in OAUTH_SCENARIOS and not oauth_served:
@@ -736,6 +745,50 @@ def run(
         drawn = draw(report, Path(args.chart))
         print(f"wrote {args.chart}" if drawn else "no chart: matplotlib is not installed")
     return 0
+
+
+def external(server: Server, seeded: Seed, args: argparse.Namespace) -> None:
+    """Run each --external command (another load generator) against the server, pinned to the
+    load generator's core, and report the server's CPU per request it answered, counted from
+    gunicorn's access log. Placeholders: {url}, {cc_basic} and {rs_basic} (Authorization header
+    values of the client_credentials client and the resource server), {access_token} (a user's
+    access token to introspect), {refresh_token} (one unspent refresh token)."""
+    from django.db import connections
+
+    pair = sessions_start(seeded.usernames[:1])[0]
+    connections.close_all()
+    values = {
+        "url": f"http://127.0.0.1:{server.port}",
+        "cc_basic": load.basic_auth(*seeded.cc_client) if seeded.cc_client else "",
+        "rs_basic": load.basic_auth(*seeded.rs_client) if seeded.rs_client else "",
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+    }
+    for template in args.external:
+        command = template.format(**values)
+        pids = server.pin()
+        answered = server.gunicorn.output().count('"message":"access"')
+        before = cpu.snapshot(pids)
+        started = time.monotonic()
+        result = subprocess.run(  # noqa: S602 - the operator's own command line
+            command,
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+        after = cpu.snapshot(set(pids) | set(server.pids()))
+        seconds, _ = after.seconds_since(before)
+        answered = server.gunicorn.output().count('"message":"access"') - answered
+        print(f"$ {template}")
+        print(result.stdout.rstrip() or result.stderr.rstrip())
+        per_request = seconds * 1000 / answered if answered else math.nan
+        print(
+            f"=> {answered} requests answered in {elapsed:.1f} s (gunicorn access log), server "
+            f"CPU {seconds:.2f} s = {per_request:.2f} ms/request\n"
+        )
 
 
 def scenario_for(name: str, seeded: Seed, vus: int) -> tuple[load.Scenario, list]:
