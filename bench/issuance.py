@@ -26,10 +26,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.scratch import database_url_required, scratch_database  # noqa: E402
 
 
 def _client_process(port: int, threads: int, seconds: float, queue) -> None:
@@ -86,27 +87,12 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith(("postgres://", "postgresql://")):
-        sys.exit(
-            "bench: DATABASE_URL must point at PostgreSQL (an account that may CREATE DATABASE)"
-        )
+    base = database_url_required()
     if args.reuse_database:
         run(args, base)
         return
-    import psycopg
-
-    scratch = f"authserver_bench_{os.getpid()}"
-    parts = urlsplit(base)
-    scratch_url = urlunsplit(parts._replace(path="/" + scratch))
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {scratch}")
-        admin.execute(f"CREATE DATABASE {scratch}")
-    try:
-        run(args, scratch_url)
-    finally:
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
+    with scratch_database(base) as url:
+        run(args, url)
 
 
 def run(args: argparse.Namespace, database_url: str) -> None:
