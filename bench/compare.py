@@ -167,6 +167,7 @@ def compare(common, sides, extra_env, admin_url, database_url, redis_url, plan) 
         for gun in guns:
             gun.__exit__(None, None, None)
         connections.close_all()
+        run.cache_keys_delete(redis_url, env["AUTHSERVER_CACHE_KEY_PREFIX"])
     print(f"load average at end {cpu.load_average()}")
     return 0
 

@@ -676,6 +676,7 @@ def run(
         server.close()
         gunicorn.__exit__(None, None, None)
         connections.close_all()
+        cache_keys_delete(redis_url, env["AUTHSERVER_CACHE_KEY_PREFIX"])
     load_end = cpu.load_average()
 
     report = {
@@ -745,6 +746,18 @@ def run(
         drawn = draw(report, Path(args.chart))
         print(f"wrote {args.chart}" if drawn else "no chart: matplotlib is not installed")
     return 0
+
+
+def cache_keys_delete(redis_url: str, prefix: str) -> None:
+    """Remove this run's keys (its own prefix) from the shared Redis; never FLUSHDB."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"{prefix}:*", count=500):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 def external(server: Server, seeded: Seed, args: argparse.Namespace) -> None:
