@@ -714,6 +714,7 @@ def run(
         + f", {args.rounds} x {args.seconds:g} s per row (medians) after {args.warmup:g} s "
         f"warm-ups; {plan.describe()}"
     )
+    print(f"settings: {report['server']['settings']}")
     print(
         "load average at start {:.2f} {:.2f} {:.2f}, at end {:.2f} {:.2f} {:.2f}".format(
             *load_start, *load_end
