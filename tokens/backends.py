@@ -59,10 +59,12 @@ class SigningKeyBackend(TokenBackend):
         )
 
     def decode(  # type: ignore[override]
-        self, token: str, *, audience: str | list[str], now: datetime
+        self, token: str, *, audience: str | list[str] | None, now: datetime
     ) -> dict[str, Any]:
         """Verify signature, iss and aud (PyJWT), then exp/iat/nbf against `now` with leeway.
 
+        `audience=None` accepts any audience the token names (the authorization server reading
+        its own tokens); `aud` must still be a non-empty string or list of them.
         Raises jwt.InvalidTokenError subclasses; the caller turns them into a short reason.
         """
         claims = jwt.decode(
@@ -73,11 +75,19 @@ class SigningKeyBackend(TokenBackend):
             issuer=self.issuer,
             options={
                 "require": list(REQUIRED_CLAIMS),
+                "verify_aud": audience is not None,
                 "verify_exp": False,
                 "verify_iat": False,
                 "verify_nbf": False,
             },
         )
+        if audience is None:
+            aud = claims["aud"]
+            names = [aud] if isinstance(aud, str) else aud
+            if not isinstance(names, list) or not names:
+                raise jwt.InvalidAudienceError("invalid audience")
+            if any(not isinstance(name, str) or not name for name in names):
+                raise jwt.InvalidAudienceError("invalid audience")
         leeway = self.get_leeway().total_seconds()
         moment = now.timestamp()
         for name in ("exp", "iat", "nbf"):

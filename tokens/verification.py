@@ -22,6 +22,17 @@ ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
 REFUSED_HEADER_PARAMETERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
 
 
+class _AnyAudience:
+    def __repr__(self) -> str:
+        return "ANY_AUDIENCE"
+
+
+# For the authorization server reading its own tokens (introspection, revocation): accept
+# whatever audience the token names, checking everything else. Saves decoding the token a
+# second time just to read its `aud` (PyJWT checks every base64 character in Python).
+ANY_AUDIENCE = _AnyAudience()
+
+
 class TokenInvalid(Exception):
     """The token must not be accepted; `reason` is short and safe to send back to the client."""
 
@@ -50,10 +61,11 @@ def _header(token: str | bytes) -> tuple[str, dict[str, Any]]:
 def access_token_verify(
     token: str | bytes,
     *,
-    audience: str | Sequence[str] | None = None,
+    audience: str | Sequence[str] | _AnyAudience | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The claims of a valid access token for `audience` (default AUTHSERVER_DEFAULT_AUDIENCE).
+    """The claims of a valid access token for `audience` (default AUTHSERVER_DEFAULT_AUDIENCE;
+    ANY_AUDIENCE: whichever it names).
 
     Raises TokenInvalid for anything else, and KeyStoreUnavailable if the key store cannot be
     read at all.
@@ -76,7 +88,10 @@ def access_token_verify(
 
     if audience is None:
         audience = get_config().default_audience
-    expected = audience if isinstance(audience, str) else list(audience)
+    if audience is ANY_AUDIENCE:
+        expected = None
+    else:
+        expected = audience if isinstance(audience, str) else list(audience)
     try:
         claims = key.backend.decode(token, audience=expected, now=now)
     except jwt.ExpiredSignatureError:
