@@ -318,7 +318,7 @@ def measure(
     pids = server.pin()  # backends opened during the warm-up join the server's core
     before = cpu.snapshot(pids)
     profiler = profile_start(server, scenario.name, concurrency, args)
-    result = load.run(server.port, scenario, vu_states, args.seconds)
+    result = load.run(server.port, scenario, vu_states, window_seconds(scenario.name, args))
     backends = server.pg_backends()
     after = cpu.snapshot(set(pids) | set(server.pids()))
     profile_stop(profiler, args)
@@ -348,6 +348,15 @@ def measure(
         generator_core_busy=result.generator_cpu / result.elapsed if result.elapsed > 0 else 0.0,
         exited_processes=exited,
     )
+
+
+# A sign-in costs one Argon2id check (about a third of a second of CPU here): login windows are
+# longer so that each holds a few dozen requests, not a handful, and its rates mean something.
+LONGER_WINDOWS = {"login": 3}
+
+
+def window_seconds(scenario: str, args: argparse.Namespace) -> float:
+    return args.seconds * (1 if args.smoke else LONGER_WINDOWS.get(scenario, 1))
 
 
 def combine(measured: list[Row]) -> Row:
@@ -395,7 +404,7 @@ def profile_start(server: Server, scenario: str, concurrency: int, args: argpars
         "--format",
         "raw",
         "--duration",
-        str(max(1, math.ceil(args.seconds))),
+        str(max(1, math.ceil(window_seconds(scenario, args)))),
         "--output",
         str(out),
     ]
@@ -407,7 +416,7 @@ def profile_stop(profiler, args: argparse.Namespace) -> None:
         return
     proc, out = profiler
     try:
-        proc.wait(timeout=args.seconds + 30)
+        proc.wait(timeout=args.seconds * max(LONGER_WINDOWS.values()) + 30)
     except subprocess.TimeoutExpired:
         proc.terminate()
         proc.wait()
@@ -711,8 +720,9 @@ def run(
     print(
         f"authserver bench {report['started_at']}: gunicorn {args.worker_class} x{workers}"
         + (f" ({args.threads} threads)" if args.worker_class == "gthread" else "")
-        + f", {args.rounds} x {args.seconds:g} s per row (medians) after {args.warmup:g} s "
-        f"warm-ups; {plan.describe()}"
+        + f", {args.rounds} x {args.seconds:g} s per row"
+        f" (login {window_seconds('login', args):g} s; medians)"
+        f" after {args.warmup:g} s warm-ups; {plan.describe()}"
     )
     print(f"settings: {report['server']['settings']}")
     print(
