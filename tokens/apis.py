@@ -112,6 +112,14 @@ def _token_response(pair: TokenPair, status: int = 200) -> Response:
     return response
 
 
+def _session_ended_response() -> Response:
+    """204 after a logout; in browser mode the refresh cookie is cleared as well."""
+    response = Response(status=204, headers=NO_STORE)
+    if _cookie_mode():
+        response.delete_cookie(REFRESH_COOKIE_NAME, path=REFRESH_COOKIE_PATH, samesite="Strict")
+    return response
+
+
 def _presented_refresh_token(request: Request, data: dict | None) -> str:
     if _cookie_mode():
         _enforce_csrf(request)
@@ -259,10 +267,7 @@ class AuthLogoutApi(JsonApi):
                 session_id=session.id,
                 **_request_meta(request),
             )
-        response = Response(status=204, headers=NO_STORE)
-        if _cookie_mode():
-            response.delete_cookie(REFRESH_COOKIE_NAME, path=REFRESH_COOKIE_PATH, samesite="Strict")
-        return response
+        return _session_ended_response()
 
 
 class BearerApi(JsonApi):
@@ -281,10 +286,7 @@ class AuthLogoutAllApi(BearerApi):
             details={"sessions": count},
             **_request_meta(request),
         )
-        response = Response(status=204, headers=NO_STORE)
-        if _cookie_mode():
-            response.delete_cookie(REFRESH_COOKIE_NAME, path=REFRESH_COOKIE_PATH, samesite="Strict")
-        return response
+        return _session_ended_response()
 
 
 class AuthCsrfApi(JsonApi):
