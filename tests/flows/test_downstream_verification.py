@@ -272,7 +272,7 @@ def test_rotation_under_load_and_revocation(authserver, child_env):
 
     # 4. Emergency revocation of the old key: it leaves the JWKS at once (every worker within a
     #    second); verifiers fetching the JWKS from then on reject its tokens.
-    rotate(child_env, "--revoke", old_kid)
+    rotate(child_env, f"--revoke={old_kid}")  # a kid may start with "-"
     wait_until_every_worker_serves(authserver, lambda kids: old_kid not in kids)
     with Downstream(jwks_url) as after_revocation:
         assert after_revocation.status(old_token) == 401
