@@ -180,6 +180,19 @@ def _issue_code(grant, oauth_request: OAuthRequest, user, signed_in_at: int) -> 
 # --- Views -------------------------------------------------------------------------------------
 
 
+def _validated_grant(request: HttpRequest, oauth_request, user, state):
+    """authlib's validation of the authorization request: the grant, or the error response
+    (an error page, or a redirect with `error` and `state` where RFC 6749 §4.1.2.1 allows it)."""
+    try:
+        return authorization_server().get_consent_grant(oauth_request, end_user=user)
+    except OAuth2Error as error:
+        return _error_response(request, error, state)
+    except ValueError:
+        # authlib refuses to build an error whose text would carry characters outside RFC
+        # 6749's set; such a request is malformed, and shown as such (never redirected).
+        return _error_response(request, InvalidRequestError(), None)
+
+
 @csrf_exempt  # the client's page may POST the request (OpenID Connect Core §3.1.2.1)
 @page_headers
 @require_http_methods(["GET", "POST"])
@@ -191,14 +204,9 @@ def authorization_endpoint(request: HttpRequest) -> HttpResponse:
     oauth_request = OAuthRequest(request, params)
     state = params.get("state")
     user = _signed_in_user(request)
-    try:
-        grant = authorization_server().get_consent_grant(oauth_request, end_user=user)
-    except OAuth2Error as error:
-        return _error_response(request, error, state)
-    except ValueError:
-        # authlib refuses to build an error whose text would carry characters outside RFC
-        # 6749's set; such a request is malformed, and shown as such (never redirected).
-        return _error_response(request, InvalidRequestError(), None)
+    grant = _validated_grant(request, oauth_request, user, state)
+    if isinstance(grant, HttpResponse):
+        return grant
 
     now = int(timezone.now().timestamp())
     signed_in_at = auth_time(request) if user else None
@@ -245,14 +253,9 @@ def consent_decision(request: HttpRequest) -> HttpResponse:
     oauth_request = OAuthRequest(request, params)
     state = params.get("state")
     user = _signed_in_user(request)
-    try:
-        grant = authorization_server().get_consent_grant(oauth_request, end_user=user)
-    except OAuth2Error as error:
-        return _error_response(request, error, state)
-    except ValueError:
-        # authlib refuses to build an error whose text would carry characters outside RFC
-        # 6749's set; such a request is malformed, and shown as such (never redirected).
-        return _error_response(request, InvalidRequestError(), None)
+    grant = _validated_grant(request, oauth_request, user, state)
+    if isinstance(grant, HttpResponse):
+        return grant
     signed_in_at = auth_time(request) if user else None
     if user is None or signed_in_at is None:
         # Signed out (or the session expired) while the consent page was open.
