@@ -234,10 +234,12 @@ def _load(generation: str | None, *, now: datetime, create_first: bool) -> KeyRi
     config = get_config()
     mono = clock()
     rows = list(SigningKey.objects.filter(state__in=SigningKey.PUBLISHED_STATES))
-    if not rows and create_first and not SigningKey.objects.exists():
+    if not rows and create_first:
         from tokens.rotation import signing_key_create_first
 
-        signing_key_create_first(now=now)
+        if not SigningKey.objects.exists():
+            signing_key_create_first(now=now)
+        # Read again either way: another process may have committed the first key since.
         rows = list(SigningKey.objects.filter(state__in=SigningKey.PUBLISHED_STATES))
     rows.sort(key=lambda r: (_STATE_ORDER[r.state], -r.created_at.timestamp()))
     keys = {row.kid: _published(row, config.issuer, config.token_leeway) for row in rows}

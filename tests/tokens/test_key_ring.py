@@ -137,6 +137,25 @@ def test_racing_threads_create_exactly_one_first_key():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_first_key_committed_elsewhere_mid_load_is_picked_up(child_env):
+    """Another process commits the first key after this one found no published key but before it
+    asks whether the store is empty: this process must sign with that key, not report none."""
+    elsewhere = []
+
+    def another_process_commits_first(execute, sql, params, many, context):
+        if not elsewhere and "tokens_signingkey" in sql and "LIMIT 1" in sql:
+            elsewhere.append(manage("rotate_signing_keys", "--activate-now", env=child_env))
+        return execute(sql, params, many, context)
+
+    keys.keyring_reset()
+    with connection.execute_wrapper(another_process_commits_first):
+        ready, reason = keys.keystore_state()
+    assert elsewhere and elsewhere[0].returncode == 0, elsewhere
+    assert ready, reason
+    assert keys.active_signing_key().kid == SigningKey.objects.get().kid
+
+
+@pytest.mark.django_db(transaction=True)
 def test_racing_rotations_publish_exactly_one_next_key():
     signing_key_create_first()
     results = _race(signing_key_rotate, 5)
