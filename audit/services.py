@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts.network import client_ip
 from audit.events import EventType
 from audit.models import CLIENT_ID_MAX_LENGTH, USER_AGENT_MAX_LENGTH, AuthEvent
+from authserver.logs import JsonMessage
 
 logger = logging.getLogger("authserver.audit")
 _internal_logger = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def audit_event_store(row: AuthEvent) -> None:
     alias = router.db_for_write(AuthEvent)
     if not connections[alias].features.can_return_columns_from_insert:
         row.save(using=alias, force_insert=True)
-        logger.info(audit_log_line(row))
+        logger.info(JsonMessage(audit_log_payload(row), encoder=_Encoder))
         return
     with connections[alias].cursor() as cursor:
         cursor.execute(audit_event_insert_sql(alias), audit_event_insert_params(row, alias))
@@ -231,12 +232,17 @@ def audit_event_stored(row: AuthEvent, pk: int, alias: str) -> None:
     row.pk = pk
     row._state.adding = False
     row._state.db = alias
-    logger.info(audit_log_line(row))
+    logger.info(JsonMessage(audit_log_payload(row), encoder=_Encoder))
 
 
 def audit_log_line(event: AuthEvent) -> str:
     """The event as one line of JSON (control characters escaped, so one record per line)."""
-    payload = {
+    return str(JsonMessage(audit_log_payload(event), encoder=_Encoder))
+
+
+def audit_log_payload(event: AuthEvent) -> dict[str, Any]:
+    """What the event's log line says: JSON log lines embed it as `data`."""
+    return {
         "audit_event_id": event.pk,
         "event": event.event_type,
         "occurred_at": event.occurred_at.isoformat(),
@@ -247,4 +253,3 @@ def audit_log_line(event: AuthEvent) -> str:
         "user_agent": event.user_agent or None,
         "details": event.details,
     }
-    return json.dumps(payload, cls=_Encoder, sort_keys=True, separators=(",", ":"))

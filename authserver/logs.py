@@ -81,6 +81,38 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+class JsonMessage:
+    """A log message that is a JSON object. JsonFormatter embeds `data` in its line as is;
+    every other formatter prints the object as one line of JSON text (sorted keys)."""
+
+    __slots__ = ("data", "encoder")
+
+    def __init__(self, data: dict[str, Any], *, encoder: type[json.JSONEncoder] | None = None):
+        self.data = data
+        self.encoder = encoder
+
+    def __str__(self) -> str:
+        return json.dumps(self.data, cls=self.encoder, sort_keys=True, separators=(",", ":"))
+
+
+def json_log_payload(
+    *, created: float, level: str, logger: str, message: str, request_id: str | None
+) -> dict[str, Any]:
+    """The fields every JSON log line starts with (JsonFormatter, and the access log, which
+    writes its lines without a LogRecord)."""
+    return {
+        "time": datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": logger,
+        "message": message,
+        "request_id": request_id,
+    }
+
+
+def json_log_dumps(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id, extras, exception.
 
@@ -89,17 +121,20 @@ class JsonFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        payload: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": message,
-            "request_id": getattr(record, "request_id", None),
-        }
-        if message.startswith("{") and message.endswith("}"):
+        structured = record.msg if isinstance(record.msg, JsonMessage) else None
+        message = record.getMessage() if structured is None else ""
+        payload = json_log_payload(
+            created=record.created,
+            level=record.levelname,
+            logger=record.name,
+            message=message,
+            request_id=getattr(record, "request_id", None),
+        )
+        if structured is not None:
+            # Already a dict: embedded without the round trip through text (the audit trail).
+            payload["data"] = structured.data
+            payload["message"] = str(structured.data.get("event") or "json")
+        elif message.startswith("{") and message.endswith("}"):
             try:
                 data = json.loads(message)
             except ValueError:
@@ -115,7 +150,7 @@ class JsonFormatter(logging.Formatter):
             payload["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             payload["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+        return json_log_dumps(payload)
 
 
 class PlainFormatter(logging.Formatter):

@@ -158,3 +158,18 @@ def test_str_names_type_and_time_only(db):
     event = audit_event_record(event=EventType.LOGIN_FAILED, details={"reason": "locked"})
     assert str(event).startswith("login.failed at ")
     assert "locked" not in str(event)
+
+
+def test_json_log_lines_embed_the_same_event_as_data(make_user, caplog):
+    from authserver.logs import JsonFormatter, PlainFormatter
+
+    caplog.set_level(logging.INFO, logger="authserver.audit")
+    audit_event_record(event=EventType.SESSION_REVOKED, user=make_user(), details={"n": 1})
+    (record,) = [r for r in caplog.records if r.name == "authserver.audit"]
+    text = json.loads(record.getMessage())
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    payload = json.loads(line)
+    assert payload["data"] == text
+    assert payload["message"] == "session.revoked" and payload["logger"] == "authserver.audit"
+    assert PlainFormatter().format(record).endswith(record.getMessage())

@@ -236,6 +236,23 @@ class TestBadInput:
         assert response.status_code == 400
         assert response.json()["error"] == "invalid_request"
 
+    @pytest.mark.parametrize(
+        ("body", "description"),
+        [
+            ({}, "refresh_token: This field is required."),
+            ({"refresh_token": None}, "refresh_token: This field is required."),
+            ({"refresh_token": ""}, "refresh_token: This field may not be blank."),
+            ({"refresh_token": 42}, "refresh_token: Not a valid string."),
+            ({"refresh_token": ["a"]}, "refresh_token: Not a valid string."),
+            ([], "The request body must be a JSON object."),
+            ("text", "The request body must be a JSON object."),
+        ],
+    )
+    def test_refresh_without_a_token_string_is_400(self, api, body, description):
+        response = api.post(REFRESH, json.dumps(body), content_type="application/json")
+        assert response.status_code == 400
+        assert response.json() == {"error": "invalid_request", "error_description": description}
+
     def test_oversized_fields_are_400(self, api):
         response = api.post(LOGIN, {"username": "a" * 300, "password": "x"}, format="json")
         assert response.status_code == 400
