@@ -466,8 +466,31 @@ def _worst_cpu(rows: list[Row], scenario: str) -> tuple[float, int] | None:
     return max(measured) if measured else None
 
 
-def targets(rows: list[Row], floor: dict, skipped: dict[str, str]) -> list[Target]:
+def paired_ratio(
+    runs: dict[tuple[str, int], list[Row]], a: tuple[str, int], b: tuple[str, int], metric: str
+) -> float | None:
+    """a's `metric` over b's, taken within each round and then the median over rounds.
+
+    The two runs of a round are seconds apart, so a drift in the neighbours' load over the
+    minutes of a benchmark (bench/README.md "Noise") divides out; a ratio of two medians taken
+    separately keeps it (one round with a busy neighbour during c=32 but not c=8 decides)."""
+    pairs = zip(runs.get(a, []), runs.get(b, []), strict=False)
+    values = [getattr(x, metric) / getattr(y, metric) for x, y in pairs if getattr(y, metric) > 0]
+    return statistics.median(values) if values else None
+
+
+def targets(
+    rows: list[Row],
+    floor: dict,
+    skipped: dict[str, str],
+    runs: dict[tuple[str, int], list[Row]] | None = None,
+) -> list[Target]:
+    """The issue's targets. Costs are the rows' (medians over rounds, the worst level counts);
+    ratios between two runs are `paired_ratio`s of the rounds in `runs` (default: the rows,
+    one round)."""
     out: list[Target] = []
+    if runs is None:
+        runs = {(r.scenario, r.concurrency): [r] for r in rows}
 
     def cpu_limit(scenario: str, title: str, limit: float) -> None:
         worst = _worst_cpu(rows, scenario)
@@ -489,7 +512,11 @@ def targets(rows: list[Row], floor: dict, skipped: dict[str, str]) -> list[Targe
 
     jwks, health = _by(rows, "jwks"), _by(rows, "healthz")
     ratios = [
-        (jwks[c].cpu_ms_per_request / health[c].cpu_ms_per_request, c) for c in jwks if c in health
+        (ratio, c)
+        for c in jwks
+        if c in health
+        and (ratio := paired_ratio(runs, ("jwks", c), ("healthz", c), "cpu_ms_per_request"))
+        is not None
     ]
     if ratios:
         worst, conc = max(ratios)
@@ -535,11 +562,9 @@ def targets(rows: list[Row], floor: dict, skipped: dict[str, str]) -> list[Targe
     else:
         worst = None
         for name in SCENARIOS:
-            by = _by(rows, name)
-            if high in by and low in by and by[low].rps > 0:
-                ratio = by[high].rps / by[low].rps
-                if worst is None or ratio < worst[0]:
-                    worst = (ratio, name)
+            ratio = paired_ratio(runs, (name, high), (name, low), "rps")
+            if ratio is not None and (worst is None or ratio < worst[0]):
+                worst = (ratio, name)
         if worst is None:
             out.append(Target(title, None, "not run"))
         else:
@@ -552,9 +577,9 @@ def targets(rows: list[Row], floor: dict, skipped: dict[str, str]) -> list[Targe
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="measured time per run")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured time per run")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="measurements per scenario and level (medians)"
+        "--rounds", type=int, default=5, help="measurements per scenario and level (medians)"
     )
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time before each")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated VU counts")
@@ -639,6 +664,7 @@ def run(
         os.sched_setaffinity(0, plan.client)
     server = Server(gunicorn, admin_url, plan)
     rows: list[Row] = []
+    runs: dict[tuple[str, int], list[Row]] = {}
     skipped: dict[str, str] = {}
     warnings: list[str] = []
     try:
@@ -655,7 +681,6 @@ def run(
                 continue
             plans.append((name, *scenario_for(name, seeded, vus)))
         connections.close_all()
-        runs: dict[tuple[str, int], list[Row]] = {}
         # Rounds visit every scenario and level in turn, so that a change in the neighbours'
         # load over the run spreads over all of them instead of landing on one.
         for round_number in range(1, args.rounds + 1):
@@ -710,10 +735,11 @@ def run(
         "rounds": args.rounds,
         "floors": floor,
         "rows": [asdict(r) for r in rows],
+        "rounds_measured": [asdict(r) for measured in runs.values() for r in measured],
         "skipped": skipped,
         "warnings": warnings,
     }
-    checks = targets(rows, floor, skipped)
+    checks = targets(rows, floor, skipped, runs)
     report["targets"] = [asdict(t) for t in checks]
 
     print()

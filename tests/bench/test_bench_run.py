@@ -61,6 +61,24 @@ def test_targets_pass_and_fail_on_the_worst_level():
     assert result["throughput"] is False
 
 
+def test_ratios_pair_the_runs_of_each_round():
+    """A neighbour busy during one round's c=32 run and another round's c=8 run must not decide
+    the throughput ratio; a real drop at c=32 in most rounds must."""
+
+    def rounds(rates: list[tuple[float, float]]) -> dict:
+        return {
+            ("refresh", 8): [row("refresh", 8, 2.0, rps=low) for low, _ in rates],
+            ("refresh", 32): [row("refresh", 32, 2.0, rps=high) for _, high in rates],
+        }
+
+    drifting = rounds([(500, 480), (300, 290), (480, 470), (310, 300), (520, 500)])
+    separate = [row("refresh", 8, 2.0, rps=480), row("refresh", 32, 2.0, rps=290)]
+    assert targets(separate, {"password_check_ms": 1}, {})[-1].passed is False
+    assert targets(separate, {"password_check_ms": 1}, {}, drifting)[-1].passed is True
+    dropping = rounds([(500, 400), (300, 290), (480, 380), (310, 240), (520, 510)])
+    assert targets(separate, {"password_check_ms": 1}, {}, dropping)[-1].passed is False
+
+
 def test_scenarios_not_run_are_reported_not_passed():
     skipped = {"client_credentials": "n/a (oauth not installed)"}
     result = verdicts([row("healthz", 8, 1.0)], skipped=skipped)

@@ -41,6 +41,19 @@ def test_activate_now_then_revoke():
     assert SigningKey.objects.get(kid=old).state == "revoked"
 
 
+@pytest.mark.parametrize("form", ["separate", "joined"])
+def test_revoke_takes_a_kid_that_starts_with_a_dash(form):
+    """base64url kids start with "-" one time in 64; both spellings of the option must work."""
+    keys.active_signing_key()
+    run("rotate_signing_keys", "--activate-now")
+    key = SigningKey.objects.get(state="retired")
+    SigningKey.objects.filter(pk=key.pk).update(kid="-" + key.kid[1:])
+    kid = "-" + key.kid[1:]
+    args = ["--revoke", kid] if form == "separate" else [f"--revoke={kid}"]
+    assert f"revoked {kid}" in run("rotate_signing_keys", *args)
+    assert SigningKey.objects.get(kid=kid).state == "revoked"
+
+
 def test_revoke_of_an_unknown_kid_is_a_command_error():
     keys.active_signing_key()
     with pytest.raises(CommandError, match="no signing key"):

@@ -30,8 +30,32 @@ def _when(value) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else "-"
 
 
+def _revoke_value_joined(args: list[str]) -> list[str]:
+    """`--revoke KID` as `--revoke=KID`: a kid is base64url and may start with "-", which
+    argparse would otherwise read as an option and refuse ("expected one argument")."""
+    joined: list[str] = []
+    pending = iter(args)
+    for arg in pending:
+        if arg == "--revoke":
+            value = next(pending, None)
+            joined.append(arg if value is None else f"--revoke={value}")
+        else:
+            joined.append(arg)
+    return joined
+
+
 class Command(BaseCommand):
     help = "Rotate, schedule, revoke or list the signing keys (see README: rotation runbook)."
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parse_args = parser.parse_args
+
+        def parse_with_kids(args=None, namespace=None):
+            return parse_args(None if args is None else _revoke_value_joined(list(args)), namespace)
+
+        parser.parse_args = parse_with_kids
+        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         mode = parser.add_mutually_exclusive_group()
