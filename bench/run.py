@@ -802,7 +802,9 @@ def external(server: Server, seeded: Seed, args: argparse.Namespace) -> None:
     load generator's core, and report the server's CPU per request it answered, counted from
     gunicorn's access log. Placeholders: {url}, {cc_basic} and {rs_basic} (Authorization header
     values of the client_credentials client and the resource server), {access_token} (a user's
-    access token to introspect), {refresh_token} (one unspent refresh token)."""
+    access token to introspect), {refresh_token} (one unspent refresh token), {refresh_tokens}
+    (comma-separated unspent refresh tokens, one per seeded user, fresh for every command:
+    bench/wrk/refresh.lua chains them)."""
     from django.db import connections
 
     pair = sessions_start(seeded.usernames[:1])[0]
@@ -815,6 +817,10 @@ def external(server: Server, seeded: Seed, args: argparse.Namespace) -> None:
         "refresh_token": pair.refresh_token,
     }
     for template in args.external:
+        if "{refresh_tokens}" in template:
+            pairs = sessions_start(seeded.usernames)
+            connections.close_all()
+            values["refresh_tokens"] = ",".join(p.refresh_token for p in pairs)
         command = template.format(**values)
         pids = server.pin()
         answered = server.gunicorn.output().count('"message":"access"')
