@@ -326,9 +326,14 @@ def _failed_ring(generation: str | None, reason: str) -> KeyRing:
     )
 
 
-def _reload(now: datetime) -> KeyRing:
+_UNREAD = object()
+
+
+def _reload(now: datetime, generation: object = _UNREAD) -> KeyRing:
+    """Load a new snapshot; `generation` is the cache's token when the caller just read it."""
     global _ring  # noqa: PLW0603
-    generation = _generation()
+    if generation is _UNREAD:
+        generation = _generation()
     try:
         ring = _load(generation, now=now, create_first=True)
     except KeyStoreUnavailable as exc:
@@ -366,28 +371,32 @@ def keyring(now: datetime | None = None) -> KeyRing:
     now = now or timezone.now()
     ring = _ring
     mono = clock()
-    if (
-        ring is not None
-        and mono - ring.checked_at < CHECK_INTERVAL_SECONDS
-        and (ring.due_at is None or now < ring.due_at)
-    ):
+    due = ring is not None and ring.due_at is not None and now >= ring.due_at
+    if ring is not None and mono - ring.checked_at < CHECK_INTERVAL_SECONDS and not due:
         return ring
-    with _lock:
-        ring = _ring
-        mono = clock()
-        if ring is None:
-            ring = _reload(now)
-        elif mono - ring.checked_at >= CHECK_INTERVAL_SECONDS:
+    generation: object = _UNREAD
+    if ring is not None and mono - ring.checked_at >= CHECK_INTERVAL_SECONDS:
+        with _lock:
+            claimed = _ring is ring and clock() - ring.checked_at >= CHECK_INTERVAL_SECONDS
+            if claimed:
+                ring.checked_at = mono  # this thread checks; the others keep serving the snapshot
+        if not claimed and not due and _ring is not None:
+            return _ring
+        if claimed:
+            # Outside the lock: a cache that hangs instead of refusing stalls this thread only.
             generation = _generation()  # None: cache unreachable, rely on the snapshot age
-            stale = mono - ring.loaded_at >= get_config().key_cache_seconds
+    with _lock:
+        current = _ring
+        if current is None:
+            current = _reload(now)
+        elif current is ring and generation is not _UNREAD:
+            stale = clock() - ring.loaded_at >= get_config().key_cache_seconds
             changed = generation is not None and generation != ring.generation
             if stale or changed or ring.error:
-                ring = _reload(now)
-            else:
-                ring.checked_at = mono
-        if ring.due_at is not None and now >= ring.due_at and ring.error is None:
-            ring = _maintain(ring, now)
-        return ring
+                current = _reload(now, generation)
+        if current.due_at is not None and now >= current.due_at and current.error is None:
+            current = _maintain(current, now)
+        return current
 
 
 def active_signing_key(now: datetime | None = None) -> ActiveKey:

@@ -4,6 +4,7 @@ and one first key however many workers race for it."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.core.cache import cache
@@ -102,6 +103,38 @@ def test_unreachable_cache_falls_back_to_the_snapshot_age(settings, fake_clock, 
     SigningKey.objects.filter(kid=kid).update(state=SigningKey.State.REVOKED)
     fake_clock.value += settings.AUTHSERVER_KEY_CACHE_SECONDS
     assert kid not in {k.kid for k in keys.published_keys()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hanging_cache_stalls_only_the_thread_that_checks(fake_clock, monkeypatch):
+    """A cache that hangs instead of refusing must not hold the key ring's lock: while one
+    thread waits on it, the others keep signing from the snapshot."""
+    kid = keys.active_signing_key().kid
+    generation = keys.keyring().generation
+    entered, release = threading.Event(), threading.Event()
+
+    class HangingCache:
+        def get(self, key, default=None):
+            entered.set()
+            release.wait(10)
+            return generation
+
+        def add(self, *args, **kwargs):
+            return False
+
+    monkeypatch.setattr(keys, "cache", HangingCache())
+    fake_clock.value += keys.CHECK_INTERVAL_SECONDS + 0.5  # a check is due
+    checker = threading.Thread(target=keys.active_signing_key)
+    checker.start()
+    try:
+        assert entered.wait(5)
+        started = time.monotonic()
+        assert keys.active_signing_key().kid == kid
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+        checker.join(10)
+    assert not checker.is_alive()
 
 
 def _race(target, count: int) -> list:
