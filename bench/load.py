@@ -1,23 +1,26 @@
-"""The load generator: closed-loop virtual users on keep-alive http.client connections.
+"""The load generator: closed-loop virtual users on keep-alive HTTP/1.1 connections.
 
 Each virtual user (VU) sends its next request as soon as the previous answer arrived, for a fixed
-time. VUs are threads spread over up to four forked processes (no GIL contention between them),
-all pinned to the load generator's core. A VU carries a state: the user it logs in as, the
-refresh token its previous response returned, the access token it introspects.
+time. VUs are spread over up to four forked processes, all pinned to the load generator's core;
+each process serves its VUs from one event loop over non-blocking reads (as wrk does), not a
+thread per VU. A VU carries a state: the user it logs in as, the refresh token its previous
+response returned, the access token it introspects.
 
-Only the standard library is used here, so the generator costs little per request: one
-http.client round trip, a status check, and for the refresh chain one small json.loads.
+Only the standard library is used here, so the generator costs little per request: one request
+written, one response parsed (Content-Length or chunked), a status check, and for the refresh
+chain one small json.loads. A server that closes the connection (gunicorn's sync workers) gets a
+new one for the next request.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import math
 import multiprocessing
 import os
-import threading
+import selectors
+import socket
 import time
 from array import array
 from collections.abc import Callable, Sequence
@@ -128,43 +131,70 @@ class LoadResult:
     states: list[object] = field(default_factory=list)
 
 
-def _vu(
-    port: int,
-    scenario: Scenario,
-    state: object,
-    start_at: float,
-    deadline: float,
-    out: dict,
-) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
-    latencies = array("d")
-    errors = served = 0
-    pause = start_at - time.monotonic()
-    if pause > 0:
-        time.sleep(pause)
-    clock = time.perf_counter
-    while time.monotonic() < deadline:
-        method, path, body, headers = scenario.build(state)
-        started = clock()
-        try:
-            conn.request(method, path, body, headers)
-            response = conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException):
-            errors += 1
-            conn.close()
-            if scenario.stateful:  # the token may have been spent: the chain is broken
-                break
-            continue
-        latencies.append(clock() - started)
-        served += 1
-        ok, state, usable = scenario.judge(response.status, data, state)
-        if not ok:
-            errors += 1
-            if not usable:
-                break
-    conn.close()
-    out.update(latencies=latencies, errors=errors, served=served, end=time.monotonic(), state=state)
+def _request_bytes(request: Request) -> bytes:
+    method, path, body, headers = request
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+
+class _BadResponse(Exception):
+    pass
+
+
+def parse_response(buffer: bytes | bytearray) -> tuple[int, bytes, int, bool] | None:
+    """(status, body, bytes used, server closes) of the first whole HTTP/1.1 response in
+    `buffer`, or None while it is incomplete. Content-Length and chunked bodies."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    try:
+        status = int(head[0].split(" ", 2)[1])
+    except (IndexError, ValueError):
+        raise _BadResponse(head[0][:80]) from None
+    headers = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip().lower()
+    closes = headers.get("connection") == "close"
+    position = end + 4
+    if headers.get("transfer-encoding") == "chunked":
+        body = bytearray()
+        while True:
+            line_end = buffer.find(b"\r\n", position)
+            if line_end < 0:
+                return None
+            size = int(bytes(buffer[position:line_end]).split(b";")[0], 16)
+            position = line_end + 2
+            if size == 0:
+                trailer_end = buffer.find(b"\r\n", position)
+                if trailer_end < 0:
+                    return None
+                return status, bytes(body), trailer_end + 2, closes
+            if len(buffer) < position + size + 2:
+                return None
+            body += buffer[position : position + size]
+            position += size + 2
+    length = int(headers.get("content-length", "0"))
+    if len(buffer) < position + length:
+        return None
+    return status, bytes(buffer[position : position + length]), position + length, closes
+
+
+class _Vu:
+    """One virtual user: a keep-alive connection and the state of its chain."""
+
+    __slots__ = ("buffer", "done", "sent_at", "sock", "state")
+
+    def __init__(self, state: object):
+        self.state = state
+        self.sock: socket.socket | None = None
+        self.buffer = bytearray()
+        self.sent_at = 0.0
+        self.done = False
 
 
 def _process(
@@ -175,26 +205,107 @@ def _process(
     deadline: float,
     pipe,
 ) -> None:
-    outs: list[dict] = [{} for _ in states]
-    threads = [
-        threading.Thread(target=_vu, args=(port, scenario, state, start_at, deadline, out))
-        for state, out in zip(states, outs, strict=True)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    """The VUs of one process, on one event loop over their sockets: each VU sends its next
+    request as soon as its answer is in, and no VU waits for another's turn at a lock (threads
+    blocked in recv had to take the GIL in turn to read their answers, which at 32 VUs left the
+    server short of work for whole milliseconds)."""
+    selector = selectors.DefaultSelector()
+    vus = [_Vu(state) for state in states]
     latencies = array("d")
-    for out in outs:
-        latencies.extend(out["latencies"])
+    errors = served = 0
+    clock = time.perf_counter
+
+    def send(vu: _Vu) -> bool:
+        try:
+            if vu.sock is None:
+                vu.sock = socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT)
+                vu.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                selector.register(vu.sock, selectors.EVENT_READ, vu)
+            vu.buffer.clear()
+            vu.sent_at = clock()
+            vu.sock.sendall(_request_bytes(scenario.build(vu.state)))
+        except OSError:
+            return False
+        return True
+
+    def close(vu: _Vu) -> None:
+        if vu.sock is not None:
+            selector.unregister(vu.sock)
+            vu.sock.close()
+            vu.sock = None
+
+    def failed(vu: _Vu) -> None:
+        nonlocal errors
+        errors += 1
+        close(vu)
+        if scenario.stateful:  # the token may have been spent: the chain is broken
+            vu.done = True
+
+    def next_request(vu: _Vu) -> None:
+        while not vu.done and time.monotonic() < deadline:
+            if send(vu):
+                return
+            failed(vu)
+        vu.done = True
+        close(vu)
+
+    pause = start_at - time.monotonic()
+    if pause > 0:
+        time.sleep(pause)
+    for vu in vus:
+        next_request(vu)
+    while any(not vu.done for vu in vus):
+        events = selector.select(timeout=REQUEST_TIMEOUT)
+        if not events:  # nothing answered for REQUEST_TIMEOUT: every waiting VU failed
+            for vu in vus:
+                if not vu.done:
+                    failed(vu)
+                    vu.done = True
+            break
+        for key, _mask in events:
+            vu = key.data
+            try:
+                data = vu.sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                failed(vu)
+                next_request(vu)
+                continue
+            vu.buffer += data
+            try:
+                parsed = parse_response(vu.buffer)
+            except (_BadResponse, ValueError):
+                failed(vu)
+                next_request(vu)
+                continue
+            if parsed is None:
+                continue
+            status, body, _used, closes = parsed
+            latencies.append(clock() - vu.sent_at)
+            served += 1
+            ok, vu.state, usable = scenario.judge(status, body, vu.state)
+            if closes:
+                close(vu)
+            if not ok:
+                errors += 1
+                if not usable:
+                    vu.done = True
+                    close(vu)
+                    continue
+            next_request(vu)
+    end = time.monotonic()
+    for vu in vus:
+        close(vu)
+    selector.close()
     times = os.times()
     pipe.send(
         {
             "latencies": latencies.tobytes(),
-            "errors": sum(o["errors"] for o in outs),
-            "served": sum(o["served"] for o in outs),
-            "end": max(o["end"] for o in outs),
-            "states": [o["state"] for o in outs],
+            "errors": errors,
+            "served": served,
+            "end": end,
+            "states": [vu.state for vu in vus],
             "cpu": times.user + times.system,
         }
     )
