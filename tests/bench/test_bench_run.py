@@ -144,3 +144,20 @@ def test_smoke_run_prints_the_table_targets_and_json(child_env, tmp_path):
     assert all(r["errors"] == 0 for r in report["rows"]), report["rows"]
     assert all(r["cpu_ms_per_request"] > 0 for r in report["rows"])
     assert report["floors"]["password_check_ms"] > report["floors"]["rs256_sign_ms"] > 0
+
+
+def test_response_parser_reads_length_and_chunked_bodies_and_waits_for_the_rest():
+    fixed = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
+    assert load.parse_response(fixed) == (200, b"hello", len(fixed), False)
+    assert load.parse_response(fixed[:-1]) is None
+    assert load.parse_response(fixed[:20]) is None
+    chunked = (
+        b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b'4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n'
+    )
+    assert load.parse_response(chunked) == (401, b'{"a":1}', len(chunked), True)
+    assert load.parse_response(chunked[:-2]) is None
+    two = fixed + fixed
+    assert load.parse_response(two)[2] == len(fixed)  # the first response only
+    with pytest.raises(load._BadResponse):
+        load.parse_response(b"garbage\r\n\r\n")
