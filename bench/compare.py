@@ -18,11 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,8 +110,11 @@ def compare(common, sides, extra_env, admin_url, database_url, redis_url, plan) 
             os.sched_setaffinity(0, plan.server)
             try:
                 if name == "B" and common.b_root:
-                    gun = GunicornAt(
-                        Path(common.b_root), server_env, workers, run.gunicorn_args(args)
+                    gun = Gunicorn(
+                        server_env,
+                        workers=workers,
+                        extra=run.gunicorn_args(args),
+                        root=Path(common.b_root),
                     )
                 else:
                     gun = Gunicorn(server_env, workers=workers, extra=run.gunicorn_args(args))
@@ -170,65 +170,6 @@ def compare(common, sides, extra_env, admin_url, database_url, redis_url, plan) 
         run.cache_keys_delete(redis_url, env["AUTHSERVER_CACHE_KEY_PREFIX"])
     print(f"load average at end {cpu.load_average()}")
     return 0
-
-
-class GunicornAt:
-    """tests.live.Gunicorn's contract (proc, port, output, context manager) for a server run
-    from another checkout, with that checkout's deploy/gunicorn.conf.py."""
-
-    def __init__(self, root: Path, env: dict, workers: int, extra: tuple[str, ...]):
-        from tests.live import free_port
-
-        self.root, self.env, self.workers, self.extra = root, env, workers, extra
-        self.port = free_port()
-        self.log = root / "var" / f"gunicorn-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> GunicornAt:
-        self.log.parent.mkdir(exist_ok=True)
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "gunicorn"),
-                    "--config",
-                    str(self.root / "deploy" / "gunicorn.conf.py"),
-                    "authserver.wsgi",
-                    "--bind",
-                    f"127.0.0.1:{self.port}",
-                    "--workers",
-                    str(self.workers),
-                    *self.extra,
-                ],
-                cwd=self.root,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn ({self.root}) exited early:\n{self.output()}")
-            try:
-                if run.http_status(self.port, "GET", "/healthz") == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError(f"gunicorn ({self.root}) did not answer /healthz:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 def _backends_of(server: run.Server):

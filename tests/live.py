@@ -138,15 +138,23 @@ class Gunicorn(ServerProcess):
     name = "gunicorn"
     ready_path = "/healthz"
 
-    def __init__(self, env: Mapping[str, str], workers: int = 2, extra: tuple[str, ...] = ()):
-        super().__init__(env)
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        workers: int = 2,
+        extra: tuple[str, ...] = (),
+        root: Path = ROOT,
+    ):
+        """`root`: the checkout to serve, with its own deploy/gunicorn.conf.py (bench/compare.py
+        runs another one beside this)."""
+        super().__init__(env, cwd=root)
         self.workers = workers
         self.extra = extra
 
     def arguments(self) -> list[str]:
         return [
             "--config",
-            str(GUNICORN_CONF),
+            str(self.cwd / GUNICORN_CONF.relative_to(ROOT)),
             "authserver.wsgi",
             "--workers",
             str(self.workers),
