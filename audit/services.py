@@ -192,7 +192,7 @@ def audit_event_store(row: AuthEvent) -> None:
     alias = router.db_for_write(AuthEvent)
     if not connections[alias].features.can_return_columns_from_insert:
         row.save(using=alias, force_insert=True)
-        logger.info(JsonMessage(audit_log_payload(row), encoder=_Encoder))
+        _log_event(row)
         return
     with connections[alias].cursor() as cursor:
         cursor.execute(audit_event_insert_sql(alias), audit_event_insert_params(row, alias))
@@ -232,12 +232,13 @@ def audit_event_stored(row: AuthEvent, pk: int, alias: str) -> None:
     row.pk = pk
     row._state.adding = False
     row._state.db = alias
-    logger.info(JsonMessage(audit_log_payload(row), encoder=_Encoder))
+    _log_event(row)
 
 
-def audit_log_line(event: AuthEvent) -> str:
-    """The event as one line of JSON (control characters escaped, so one record per line)."""
-    return str(JsonMessage(audit_log_payload(event), encoder=_Encoder))
+def _log_event(event: AuthEvent) -> None:
+    """The event's log line: one line of JSON as text (control characters escaped, so one
+    record per line), embedded as `data` by the JSON formatter."""
+    logger.info(JsonMessage(audit_log_payload(event), encoder=_Encoder))
 
 
 def audit_log_payload(event: AuthEvent) -> dict[str, Any]:
