@@ -38,11 +38,13 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def manage(
+def run_python(
     *args: str, env: Mapping[str, str], stdin: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
+    """This interpreter on `args` (a script of the checkout, `-c CODE`, ...) from the checkout's
+    root, output captured as text; the caller checks the return code."""
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env=dict(env),
         input=stdin,
@@ -51,6 +53,12 @@ def manage(
         timeout=timeout,
         check=False,
     )
+
+
+def manage(
+    *args: str, env: Mapping[str, str], stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return run_python("manage.py", *args, env=env, stdin=stdin, timeout=timeout)
 
 
 def foreign_env(**settings: str) -> dict[str, str]:

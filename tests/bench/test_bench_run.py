@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
 from bench import load
 from bench.run import SCENARIOS, Row, targets
-from tests.live import ROOT
+from tests.live import run_python
 
 
 def row(scenario: str, concurrency: int, cpu: float, rps: float = 100.0, errors: int = 0) -> Row:
@@ -113,22 +111,15 @@ def test_chart_is_drawn(tmp_path):
 def test_smoke_run_prints_the_table_targets_and_json(child_env, tmp_path):
     env = {k: v for k, v in child_env.items() if k != "DJANGO_SETTINGS_MODULE"}
     out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "bench/run.py",
-            "--smoke",
-            "--reuse-database",
-            "--no-chart",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
+    result = run_python(
+        "bench/run.py",
+        "--smoke",
+        "--reuse-database",
+        "--no-chart",
+        "--json",
+        str(out),
         env=env,
-        capture_output=True,
-        text=True,
         timeout=600,
-        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 
 import pytest
 import requests
 
-from tests.live import BIN, GUNICORN_CONF, ROOT, Gunicorn, base_env
+from tests.live import BIN, GUNICORN_CONF, ROOT, Gunicorn, base_env, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -29,15 +28,7 @@ print(json.dumps({k: conf[k] for k in (
 
 
 def read_conf(env: dict[str, str], *, one_cpu: bool = False) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", READ_CONF, *(["one-cpu"] if one_cpu else [])],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("-c", READ_CONF, *(["one-cpu"] if one_cpu else []), env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.live import ROOT
+from tests.live import run_python
 
 
 @pytest.mark.slow
 def test_issuance_bench_runs_and_reports_rates(child_env):
     env = {k: v for k, v in child_env.items() if k != "DJANGO_SETTINGS_MODULE"}
     command = ["bench/issuance.py", "--seconds", "0.4", "--clients", "2", "--reuse-database"]
-    result = subprocess.run(
-        [sys.executable, *command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_python(*command, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert re.search(r"JWKS under gunicorn .*: [\d,]+ req/s \(0 errors\)", result.stdout)
     assert re.search(r"issuance service .*: [\d,]+ tokens/s", result.stdout)

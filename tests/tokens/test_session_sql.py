@@ -4,8 +4,6 @@ ORM would: same instances, same rows, fewer statements."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -14,7 +12,7 @@ from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuthEvent
-from tests.live import ROOT, base_env, manage
+from tests.live import base_env, manage
 from tokens.models import RefreshToken, Session
 from tokens.sessions import (
     _token_locked,
@@ -149,14 +147,6 @@ def test_sqlite_takes_the_orm_path(tmp_path):
     env.pop("REDIS_URL", None)
     migrated = manage("migrate", "--noinput", env=env, timeout=300)
     assert migrated.returncode == 0, migrated.stderr
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", SQLITE_SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = manage("shell", "--no-imports", "-c", SQLITE_SCRIPT, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:3] == ["reuse: reuse_detected", "rotations: 2", "events: 2"]
