@@ -33,11 +33,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.health_checked_at = time.monotonic()
 
     def close_if_health_check_failed(self):
-        if (
-            self.connection is None
-            or not self.health_check_enabled
-            or self.health_check_done
-        ):
+        if self.connection is None or not self.health_check_enabled or self.health_check_done:
             return
         checked_at = self.health_checked_at
         now = time.monotonic()
