@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable
 
 from django.core.exceptions import BadRequest as DjangoBadRequest
@@ -50,6 +51,11 @@ def error_response(
     return json_response({"error": error, "error_description": description}, status, headers)
 
 
+# C0 controls and DEL. One regex search instead of a Python loop over every character: the loop
+# was a tenth of an introspection's CPU, whose token parameter is a JWT of ~800 characters.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def form_parameters(request: HttpRequest) -> QueryDict:
     """The form body of a POST, checked; raises BadRequest (invalid_request)."""
     media_type = request.content_type.split(";")[0].strip().lower()
@@ -70,7 +76,7 @@ def form_parameters(request: HttpRequest) -> QueryDict:
         values = form.getlist(key)
         if len(values) > 1:
             raise BadRequest(f"The {key[:40]} parameter must not be repeated.")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key + values[0]):
+        if _CONTROL_CHARACTER.search(key) or _CONTROL_CHARACTER.search(values[0]):
             raise BadRequest("Parameters must not contain control characters.")
     return form
 

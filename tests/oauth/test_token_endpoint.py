@@ -101,6 +101,36 @@ def test_repeated_parameter_is_invalid_request(http, machine):
     assert_error(response, "invalid_request")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "grant_type=client_credentials&scope=orders%3Aread%00",
+        "grant_type=client_credentials%0A",
+        "grant_type=client_credentials&sc%1Fope=orders%3Aread",
+        "grant_type=client_credentials&scope=%7F",
+        "grant_type=client_credentials&scope=orders%3Aread%0D%0AX-Injected%3A%201",
+    ],
+)
+def test_control_characters_in_names_or_values_are_invalid_request(http, machine, body):
+    response = http.post(
+        TOKEN, body, content_type="application/x-www-form-urlencoded",
+        HTTP_AUTHORIZATION=machine.basic(),
+    )  # fmt: skip
+    body = assert_error(response, "invalid_request")
+    assert body["error_description"] == "Parameters must not contain control characters."
+
+
+def test_printable_and_non_ascii_characters_pass_the_control_check(http, machine):
+    # Space, tilde and a non-ASCII letter are not controls: the request gets as far as the
+    # scope check (an unknown scope), not the control-character refusal.
+    response = http.post(
+        TOKEN, "grant_type=client_credentials&scope=caf%C3%A9%20~%20x",
+        content_type="application/x-www-form-urlencoded", HTTP_AUTHORIZATION=machine.basic(),
+    )  # fmt: skip
+    body = assert_error(response, "invalid_scope")
+    assert "control characters" not in body.get("error_description", "")
+
+
 def test_missing_grant_type(http, machine):
     assert_error(form_post(http, TOKEN, {"scope": "a"}, machine.basic()), "invalid_request")
 
