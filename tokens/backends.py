@@ -20,6 +20,7 @@ from typing import Any
 import jwt
 from rest_framework_simplejwt.backends import TokenBackend
 
+from tokens import jws
 from tokens.jwk import PrivateKey, PublicKey
 
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti")
@@ -67,7 +68,7 @@ class SigningKeyBackend(TokenBackend):
         its own tokens); `aud` must still be a non-empty string or list of them.
         Raises jwt.InvalidTokenError subclasses; the caller turns them into a short reason.
         """
-        claims = jwt.decode(
+        claims = jws.decode(
             token,
             self.prepared_verifying_key,
             algorithms=[self.algorithm],

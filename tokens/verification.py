@@ -15,6 +15,7 @@ import jwt
 from django.utils import timezone
 
 from authserver.conf import get_config
+from tokens import jws
 from tokens.keys import published_key
 
 MAX_TOKEN_LENGTH = 8192
@@ -52,7 +53,7 @@ def _header(token: str | bytes) -> tuple[str, dict[str, Any]]:
     if token.count(".") != 2:
         raise TokenInvalid("malformed token")
     try:
-        header = jwt.get_unverified_header(token)
+        header = jws.get_unverified_header(token)
     except (jwt.InvalidTokenError, ValueError, TypeError):
         raise TokenInvalid("malformed token") from None
     return token, header
