@@ -466,6 +466,16 @@ def _worst_cpu(rows: list[Row], scenario: str) -> tuple[float, int] | None:
     return max(measured) if measured else None
 
 
+def visit_order(plans: list, levels: list[int], round_number: int) -> list[tuple]:
+    """(plan, concurrency) in the order round `round_number` measures them: odd rounds forward,
+    even rounds backward (ABBA). The runs a ratio pairs (c=32 with c=8, JWKS with /healthz) are
+    then measured first in half the rounds and second in the other half, so a drift of the
+    machine's speed during a round, or a cost the earlier run leaves to the later one, does not
+    always fall on the same side of the ratio."""
+    order = [(plan, level) for plan in plans for level in levels]
+    return order if round_number % 2 else order[::-1]
+
+
 def paired_ratio(
     runs: dict[tuple[str, int], list[Row]], a: tuple[str, int], b: tuple[str, int], metric: str
 ) -> float | None:
@@ -684,17 +694,18 @@ def run(
         # Rounds visit every scenario and level in turn, so that a change in the neighbours'
         # load over the run spreads over all of them instead of landing on one.
         for round_number in range(1, args.rounds + 1):
-            for name, scenario, states in plans:
-                for concurrency in args.concurrency:
-                    row = measure(server, scenario, states, concurrency, args, warnings)
-                    runs.setdefault((name, concurrency), []).append(row)
-                    print(
-                        f"  round {round_number}/{args.rounds} {name} c={concurrency}: "
-                        f"{row.rps:.1f} req/s, {row.cpu_ms_per_request:.2f} ms CPU/req, "
-                        f"{row.errors} errors",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+            for (name, scenario, states), concurrency in visit_order(
+                plans, args.concurrency, round_number
+            ):
+                row = measure(server, scenario, states, concurrency, args, warnings)
+                runs.setdefault((name, concurrency), []).append(row)
+                print(
+                    f"  round {round_number}/{args.rounds} {name} c={concurrency}: "
+                    f"{row.rps:.1f} req/s, {row.cpu_ms_per_request:.2f} ms CPU/req, "
+                    f"{row.errors} errors",
+                    file=sys.stderr,
+                    flush=True,
+                )
         rows = [combine(measured) for measured in runs.values()]
         if not server.postgres_visible:
             warnings.append(

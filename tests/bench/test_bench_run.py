@@ -9,7 +9,7 @@ import re
 import pytest
 
 from bench import load
-from bench.run import SCENARIOS, Row, targets
+from bench.run import SCENARIOS, Row, targets, visit_order
 from tests.live import run_python
 
 
@@ -75,6 +75,21 @@ def test_ratios_pair_the_runs_of_each_round():
     assert targets(separate, {"password_check_ms": 1}, {}, drifting)[-1].passed is True
     dropping = rounds([(500, 400), (300, 290), (480, 380), (310, 240), (520, 510)])
     assert targets(separate, {"password_check_ms": 1}, {}, dropping)[-1].passed is False
+
+
+def test_rounds_alternate_the_order_of_the_paired_runs():
+    plans = ["healthz", "jwks"]
+    first = visit_order(plans, [1, 8, 32], 1)
+    second = visit_order(plans, [1, 8, 32], 2)
+    assert first == [(p, c) for p in plans for c in (1, 8, 32)]
+    assert second == first[::-1]
+    assert visit_order(plans, [1, 8, 32], 3) == first
+    # Each pair a ratio divides is measured c=8 first in one round, c=32 first in the next.
+    for plan in plans:
+        assert first.index((plan, 8)) < first.index((plan, 32))
+        assert second.index((plan, 8)) > second.index((plan, 32))
+    assert first.index(("healthz", 8)) < first.index(("jwks", 8))
+    assert second.index(("healthz", 8)) > second.index(("jwks", 8))
 
 
 def test_scenarios_not_run_are_reported_not_passed():
