@@ -204,19 +204,27 @@ _INSERT_FIELDS = tuple(f for f in AuthEvent._meta.concrete_fields if not f.prima
 
 
 @functools.cache
-def audit_event_insert_sql(alias: str) -> str:
+def audit_event_insert_sql(alias: str, only_if_rows_in: str | None = None) -> str:
     """`INSERT ... RETURNING id` of one event, with `audit_event_insert_params` as parameters.
 
     Built once per database: the ORM compiled the same INSERT afresh on every call, which cost
     more CPU than the insert itself on the sign-in and refresh paths (bench/README.md). No model
     signals are sent; nothing listens for AuthEvent saves (auditing is an explicit call).
+    `only_if_rows_in` names a common table expression of the same statement: the event is
+    inserted once per row it returns (tokens/sessions.py inserts it only if the spend happened).
     """
     quote = connections[alias].ops.quote_name
+    placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))
+    source = (
+        f"VALUES ({placeholders})"
+        if only_if_rows_in is None
+        else f"SELECT {placeholders} FROM {quote(only_if_rows_in)}"  # noqa: S608 - a CTE name
+    )
     # Only names from the model's own metadata go into the text; every value is a parameter.
-    return "INSERT INTO {} ({}) VALUES ({}) RETURNING {}".format(  # noqa: S608
+    return "INSERT INTO {} ({}) {} RETURNING {}".format(
         quote(AuthEvent._meta.db_table),
         ", ".join(quote(f.column) for f in _INSERT_FIELDS),
-        ", ".join(["%s"] * len(_INSERT_FIELDS)),
+        source,
         quote(AuthEvent._meta.pk.column),
     )
 

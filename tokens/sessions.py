@@ -2,9 +2,11 @@
 
 - A sign-in starts a Session (a refresh-token family) and gets an access token plus, optionally,
   an opaque refresh token (256 random bits) of which only the SHA-256 digest is stored.
-- `refresh_token_rotate` spends the presented token and issues its successor in one transaction
-  under a row lock: on PostgreSQL one SELECT ... FOR UPDATE, the audit INSERT and one statement
-  that inserts the successor, touches the session and marks the token spent.
+- `refresh_token_rotate` spends the presented token and issues its successor atomically. On
+  PostgreSQL the common case is two statements: a read of the token, and one statement that
+  spends it and writes the successor, the session and the audit event only if the token is still
+  unspent at that moment. Everything else (a spent, revoked or expired token, a lost race,
+  SQLite) is decided in one transaction under a row lock on the token and its session.
 - Presenting a token that had already been spent when it was presented is reuse: the whole session
   is revoked (its newest token stops working too) and the event audited (node-oidc-provider and
   RFC 9700 §4.14.2 "refresh token rotation"). A request that presented the token while it was
@@ -203,11 +205,18 @@ def refresh_token_rotate(
     presented_at = presented_at or now
     if not isinstance(value, str) or not _REFRESH_TOKEN_RE.match(value):
         raise _refused("malformed")
+    digest = refresh_token_hash(value)
+    issue = _Issue(
+        lifetime=access_token_lifetime, ip=ip, user_agent=user_agent, now=now, started=started
+    )
+    pair = _rotate_unlocked(digest, client_id=client_id, issue=issue)
+    if pair is not None:
+        return pair
     config = get_config()
     failure: RefreshError | None = None
     audit: tuple[str, dict] | None = None
     with transaction.atomic():
-        token = _token_locked(refresh_token_hash(value))
+        token = _token_load(digest, lock=True)
         if token is None:
             raise _refused("unknown")
         session = token.session
@@ -224,36 +233,9 @@ def refresh_token_rotate(
         if failure is None:
             failure, audit = _check_live(token, session, now)
         if failure is None:
-            value, digest = _new_refresh_value()
-            session.last_used_at = now
-            session.idle_expires_at = _refresh_expiry(session, now)
-            session.rotations += 1
-            access, expires_in = _access_token(session, now=now, lifetime=access_token_lifetime)
-            event = audit_event_prepare(
-                event=events.TOKEN_REFRESHED,
-                user=session.user,
-                client_id=session.client_id,
-                session_id=session.id,
-                ip=ip,
-                user_agent=user_agent,
-                details={"rotation": session.rotations, "grace": parent is not token},
-            )
-            spent_at = None
-            if parent.consumed_at is None and parent.revoked_at is None:
-                # Marked spent by the last statement before COMMIT, stamped with the time it
-                # becomes spent: a request that arrived before this instant saw an unspent token.
-                spent_at = now + timedelta(seconds=time.monotonic() - started)
-            _rotation_write(parent, session, digest=digest, now=now, spent_at=spent_at, event=event)
-            if spent_at is not None:
-                parent.consumed_at = spent_at
-            _count_issued("refresh", started)
-            return TokenPair(
-                access_token=access,
-                refresh_token=value,
-                expires_in=expires_in,
-                scope=session.scope,
-                session=session,
-            )
+            pair = _successor_issue(parent, session, grace=parent is not token, issue=issue)
+            assert pair is not None  # noqa: S101 - unconditional under the row lock
+            return pair
     # Revocations made above are committed; now report the failure (and audit it).
     if audit is not None:
         event, details = audit
@@ -268,6 +250,103 @@ def refresh_token_rotate(
         )
     metrics.refresh_failed(reason=failure.reason)
     raise failure
+
+
+@dataclass(frozen=True)
+class _Issue:
+    """What a rotation's new pair and audit event need from the request."""
+
+    lifetime: int | None
+    ip: str | None
+    user_agent: str
+    now: datetime
+    started: float  # time.monotonic() when the request reached refresh_token_rotate
+
+
+def _rotate_unlocked(digest: bytes, *, client_id: str | None, issue: _Issue) -> TokenPair | None:
+    """The common case on PostgreSQL, in two statements and no explicit transaction.
+
+    The token, its session and user are read without a lock; if all is well the new pair is
+    made and one statement spends the token and writes the successor, the session and the audit
+    event, all only if the token is at that moment still unspent and unrevoked in an unrevoked
+    session (`_rotation_sql(alias, conditional=True)`). One statement is atomic by itself: BEGIN,
+    the row lock and COMMIT are round trips saved. None means "decide under the row lock": the
+    token is not in the common case (unknown, spent, revoked, expired, another client's, its user
+    ended), another database is in use, or a concurrent request changed the token between the
+    read and the write, in which case what this request made is dropped unseen.
+    """
+    alias = router.db_for_write(RefreshToken)
+    if connections[alias].vendor != "postgresql":
+        return None
+    token = _token_load(digest, lock=False)
+    if token is None:
+        return None
+    session = token.session
+    now = issue.now
+    if (
+        (client_id is not None and session.client_id != client_id)
+        or session.revoked_at is not None
+        or token.consumed_at is not None
+        or token.revoked_at is not None
+        or token.expires_at <= now
+        or not session.is_live(now)
+        or _user_may_continue(session) is not None
+    ):
+        return None
+    return _successor_issue(token, session, grace=False, issue=issue, conditional=True)
+
+
+def _successor_issue(
+    parent: RefreshToken,
+    session: Session,
+    *,
+    grace: bool,
+    issue: _Issue,
+    conditional: bool = False,
+) -> TokenPair | None:
+    """Make the new pair under `parent` and store it (see `_rotation_write`); None if
+    `conditional` and the parent was no longer unspent when the write ran."""
+    now = issue.now
+    value, digest = _new_refresh_value()
+    session.last_used_at = now
+    session.idle_expires_at = _refresh_expiry(session, now)
+    session.rotations += 1
+    access, expires_in = _access_token(session, now=now, lifetime=issue.lifetime)
+    event = audit_event_prepare(
+        event=events.TOKEN_REFRESHED,
+        user=session.user,
+        client_id=session.client_id,
+        session_id=session.id,
+        ip=issue.ip,
+        user_agent=issue.user_agent,
+        details={"rotation": session.rotations, "grace": grace},
+    )
+    spent_at = None
+    if parent.consumed_at is None and parent.revoked_at is None:
+        # Marked spent by the last statement, stamped with the time it becomes spent: a request
+        # that arrived before this instant saw an unspent token.
+        spent_at = now + timedelta(seconds=time.monotonic() - issue.started)
+    written = _rotation_write(
+        parent,
+        session,
+        digest=digest,
+        now=now,
+        spent_at=spent_at,
+        event=event,
+        conditional=conditional,
+    )
+    if not written:
+        return None
+    if spent_at is not None:
+        parent.consumed_at = spent_at
+    _count_issued("refresh", issue.started)
+    return TokenPair(
+        access_token=access,
+        refresh_token=value,
+        expires_in=expires_in,
+        scope=session.scope,
+        session=session,
+    )
 
 
 def _spent_token_presented(
@@ -313,10 +392,11 @@ def _check_live(
 
 
 # --- The rotation's statements ------------------------------------------------------------
-# On PostgreSQL a rotation is BEGIN, one locking SELECT, the audit INSERT, one write statement and
-# COMMIT, with SQL written here once: the ORM compiled the same queries afresh on every refresh,
-# which cost more CPU than everything else in the request (bench/README.md). Other databases
-# (SQLite, for `make run`) take the equivalent ORM path.
+# On PostgreSQL a rotation is a read and one conditional write statement (the common case), or
+# BEGIN, one locking SELECT, one write statement and COMMIT, with SQL written here once: the ORM
+# compiled the same queries afresh on every refresh, which cost more CPU than everything else in
+# the request (bench/README.md). Other databases (SQLite, for `make run`) take the equivalent ORM
+# path under the lock.
 
 
 def _columns(model) -> tuple:
@@ -335,8 +415,9 @@ def _select_list(alias: str, *tables) -> str:
 
 
 @functools.cache
-def _lock_sql(alias: str) -> str:
-    """The presented token, its session and user in one row, token and session locked."""
+def _token_sql(alias: str, lock: bool) -> str:
+    """The presented token, its session and user in one row; with `lock`, token and session
+    locked."""
     quote = connections[alias].ops.quote_name
     user = _user_model()
     columns = _select_list(alias, ("t", RefreshToken), ("s", Session), ("u", user))
@@ -344,7 +425,7 @@ def _lock_sql(alias: str) -> str:
         f"SELECT {columns} FROM {quote(RefreshToken._meta.db_table)} t "  # noqa: S608 - names only
         f"JOIN {quote(Session._meta.db_table)} s ON s.id = t.session_id "
         f"JOIN {quote(user._meta.db_table)} u ON u.{quote(user._meta.pk.column)} = s.user_id "
-        "WHERE t.token_hash = %s FOR UPDATE OF t, s"
+        "WHERE t.token_hash = %s" + (" FOR UPDATE OF t, s" if lock else "")
     )
 
 
@@ -380,18 +461,17 @@ def _instance(model, alias: str, values: Sequence):
     return model.from_db(alias, names, values)
 
 
-def _token_locked(digest: bytes) -> RefreshToken | None:
-    """SELECT ... FOR UPDATE OF the token and its session, with the session and user loaded."""
+def _token_load(digest: bytes, *, lock: bool) -> RefreshToken | None:
+    """The token with its session and user loaded; with `lock`, SELECT ... FOR UPDATE OF the
+    token and its session."""
     alias = router.db_for_write(RefreshToken)
     if connections[alias].vendor != "postgresql":
-        return (
-            RefreshToken.objects.select_for_update(of=("self", "session"))
-            .select_related("session", "session__user")
-            .filter(token_hash=digest)
-            .first()
-        )
+        tokens = RefreshToken.objects.select_related("session", "session__user")
+        if lock:
+            tokens = tokens.select_for_update(of=("self", "session"))
+        return tokens.filter(token_hash=digest).first()
     with connections[alias].cursor() as cursor:
-        cursor.execute(_lock_sql(alias), [digest])
+        cursor.execute(_token_sql(alias, lock), [digest])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -415,13 +495,35 @@ _SESSION_TOUCH = (
     "WHERE id = %s"
 )
 _PARENT_SPEND = "UPDATE tokens_refreshtoken SET consumed_at = %s WHERE id = %s"
+# The conditional rotation (`_rotate_unlocked`): the spend decides, every other write follows it.
+# Under READ COMMITTED an UPDATE that finds its row locked waits and re-checks its WHERE on the
+# committed row, so of two requests spending one token only the first matches.
+_PARENT_SPEND_IF_UNSPENT = (
+    "UPDATE tokens_refreshtoken t SET consumed_at = %s FROM tokens_session s "
+    "WHERE t.id = %s AND t.consumed_at IS NULL AND t.revoked_at IS NULL "
+    "AND s.id = t.session_id AND s.revoked_at IS NULL RETURNING t.id"
+)
+_SUCCESSOR_INSERT_IF_SPENT = (
+    "INSERT INTO tokens_refreshtoken (session_id, parent_id, token_hash, created_at, expires_at) "
+    "SELECT %s, spent.id, %s, %s, %s FROM spent"
+)
+_SESSION_TOUCH_IF_SPENT = _SESSION_TOUCH + " AND EXISTS (SELECT FROM spent)"
 
 
 @functools.cache
-def _rotation_sql(alias: str) -> str:
+def _rotation_sql(alias: str, conditional: bool = False) -> str:
     """Successor, session, spend and audit event in one statement (data-modifying CTEs): one
-    round trip instead of four, all written at the same instant, after the token was signed."""
+    round trip instead of four, all written at the same instant, after the token was signed.
+    `conditional`: only if the spend matched (the token still unspent, its session unrevoked);
+    the statement then returns no row."""
     # Constant statements only; every value is a parameter.
+    if conditional:
+        return (
+            f"WITH spent AS ({_PARENT_SPEND_IF_UNSPENT}), "  # noqa: S608
+            f"successor AS ({_SUCCESSOR_INSERT_IF_SPENT}), touched AS ({_SESSION_TOUCH_IF_SPENT}), "
+            f"event AS ({audit_event_insert_sql(alias, only_if_rows_in='spent')}) "
+            "SELECT * FROM event"
+        )
     return (
         f"WITH successor AS ({_SUCCESSOR_INSERT}), touched AS ({_SESSION_TOUCH}), "  # noqa: S608
         f"spent AS ({_PARENT_SPEND}), event AS ({audit_event_insert_sql(alias)}) "
@@ -437,10 +539,12 @@ def _rotation_write(
     now: datetime,
     spent_at: datetime | None,
     event: AuthEvent,
-) -> None:
+    conditional: bool = False,
+) -> bool:
     """Store the successor of `parent`, the session's new deadlines and rotation count, the
     audit `event` and, when `spent_at` is given, mark `parent` spent: the spend is written last
-    (or, on PostgreSQL, in the same statement as everything else)."""
+    (or, on PostgreSQL, in the same statement as everything else). `conditional` (PostgreSQL,
+    `spent_at` given): write nothing unless `parent` is still unspent; False if so."""
     alias = router.db_for_write(RefreshToken)
     if connections[alias].vendor != "postgresql" or spent_at is None:
         # Other databases, and the grace-window reissue (its parent was revoked, not spent).
@@ -457,17 +561,29 @@ def _rotation_write(
         )
         if spent_at is not None:
             RefreshToken.objects.filter(pk=parent.pk).update(consumed_at=spent_at)
-        return
-    params = [
-        *(session.pk, parent.pk, digest, now, session.idle_expires_at),
-        *(now, session.idle_expires_at, session.rotations, session.pk),
-        *(spent_at, parent.pk),
-        *audit_event_insert_params(event, alias),
-    ]
+        return True
+    touch = (now, session.idle_expires_at, session.rotations, session.pk)
+    if conditional:
+        params = [
+            *(spent_at, parent.pk),
+            *(session.pk, digest, now, session.idle_expires_at),
+            *touch,
+            *audit_event_insert_params(event, alias),
+        ]
+    else:
+        params = [
+            *(session.pk, parent.pk, digest, now, session.idle_expires_at),
+            *touch,
+            *(spent_at, parent.pk),
+            *audit_event_insert_params(event, alias),
+        ]
     with connections[alias].cursor() as cursor:
-        cursor.execute(_rotation_sql(alias), params)
-        event_id = cursor.fetchone()[0]
-    audit_event_stored(event, event_id, alias)
+        cursor.execute(_rotation_sql(alias, conditional), params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    audit_event_stored(event, row[0], alias)
+    return True
 
 
 def session_revoke(*, session: Session, reason: str, now: datetime | None = None) -> bool:

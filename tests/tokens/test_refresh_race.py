@@ -8,8 +8,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from audit.models import AuthEvent
+from tokens import sessions
 from tokens.models import RefreshToken, Session
-from tokens.sessions import RefreshError, refresh_token_rotate, session_start
+from tokens.sessions import RefreshError, refresh_token_rotate, session_revoke, session_start
 
 CLIENT = "authserver"
 RACERS = 20
@@ -63,3 +65,66 @@ def test_parallel_refreshes_of_one_token_give_exactly_one_success(make_user, set
     assert RefreshToken.objects.filter(session=session).count() == 2
     # The one live token is the winner's, and it keeps working.
     refresh_token_rotate(value=successes[0].refresh_token, client_id=CLIENT)
+
+
+# --- Between the unlocked read and the conditional write (tokens/sessions.py _rotate_unlocked) --
+
+
+def interleaved(monkeypatch, competitor) -> None:
+    """Run `competitor()` to completion, on its own connection, while the next refresh is
+    between its read of the token and its write (the access token is signed in between)."""
+    real = sessions._access_token
+    ran = []
+
+    def sign_after_the_competitor(session, **kwargs):
+        if not ran:
+            ran.append(True)
+            thread = threading.Thread(target=own_connection(competitor))
+            thread.start()
+            thread.join(timeout=60)
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(sessions, "_access_token", sign_after_the_competitor)
+
+
+def own_connection(call):
+    def run() -> None:
+        try:
+            call()
+        finally:
+            connection.close()
+
+    return run
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_token_spent_between_the_read_and_the_write_is_a_lost_race(make_user, monkeypatch):
+    pair = session_start(user=make_user(), client_id=CLIENT, audience=["api"])
+    winner = []
+    interleaved(
+        monkeypatch,
+        lambda: winner.append(refresh_token_rotate(value=pair.refresh_token, client_id=CLIENT)),
+    )
+    with pytest.raises(RefreshError) as refused:
+        refresh_token_rotate(value=pair.refresh_token, client_id=CLIENT)
+    assert refused.value.reason == "concurrent_use"
+    assert len(winner) == 1
+    session = Session.objects.get(pk=pair.session.pk)
+    assert session.revoked_at is None and session.rotations == 1
+    assert RefreshToken.objects.filter(session=session).count() == 2  # nothing of the loser's
+    assert AuthEvent.objects.filter(event_type="token.refreshed").count() == 1
+    refresh_token_rotate(value=winner[0].refresh_token, client_id=CLIENT)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_revoked_between_the_read_and_the_write_issues_nothing(make_user, monkeypatch):
+    pair = session_start(user=make_user(), client_id=CLIENT, audience=["api"])
+    interleaved(
+        monkeypatch,
+        lambda: session_revoke(session=Session.objects.get(pk=pair.session.pk), reason="logout"),
+    )
+    with pytest.raises(RefreshError) as refused:
+        refresh_token_rotate(value=pair.refresh_token, client_id=CLIENT)
+    assert refused.value.reason == "session_revoked"
+    assert RefreshToken.objects.filter(session_id=pair.session.pk).count() == 1
+    assert not AuthEvent.objects.filter(event_type="token.refreshed").exists()

@@ -15,7 +15,8 @@ from audit.models import AuthEvent
 from tests.live import base_env, manage
 from tokens.models import RefreshToken, Session
 from tokens.sessions import (
-    _token_locked,
+    RefreshError,
+    _token_load,
     refresh_token_rotate,
     session_get,
     session_get_live,
@@ -39,7 +40,7 @@ def pair(make_user):
 def test_locked_token_equals_what_the_orm_loads(pair):
     digest = hashlib.sha256(pair.refresh_token.encode()).digest()
     with transaction.atomic():
-        token = _token_locked(digest)
+        token = _token_load(digest, lock=True)
     orm = RefreshToken.objects.select_related("session", "session__user").get(token_hash=digest)
     assert fields(token) | {"token_hash": bytes(token.token_hash)} == fields(orm) | {
         "token_hash": bytes(orm.token_hash)
@@ -52,7 +53,8 @@ def test_locked_token_equals_what_the_orm_loads(pair):
 
 def test_unknown_digest_finds_nothing():
     with transaction.atomic():
-        assert _token_locked(b"\0" * 32) is None
+        assert _token_load(b"\0" * 32, lock=True) is None
+    assert _token_load(b"\0" * 32, lock=False) is None
 
 
 def test_session_get_equals_the_orm_and_refuses_bad_ids(pair):
@@ -70,15 +72,15 @@ def test_session_get_live_checks_the_user_filter(pair, make_user):
     assert session_get_live(sid=str(pair.session.id), user=make_user()) is None
 
 
-def test_a_rotation_is_four_statements_and_writes_what_the_orm_would(pair):
+def test_a_rotation_is_two_statements_and_writes_what_the_orm_would(pair):
     with CaptureQueriesContext(connection) as queries:
         second = refresh_token_rotate(
             value=pair.refresh_token, client_id=CLIENT, ip="192.0.2.8", user_agent="ua"
         )
     statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
-    # BEGIN ... COMMIT (SAVEPOINT ... RELEASE inside the test's transaction) around two statements.
-    assert statements[1:] in (["SELECT", "WITH", "COMMIT"], ["SELECT", "WITH", "RELEASE"])
-    assert statements[0] in ("BEGIN", "SAVEPOINT"), statements
+    # A read without a lock and one conditional write; no BEGIN/SAVEPOINT, no COMMIT.
+    assert statements == ["SELECT", "WITH"], statements
+    assert "FOR UPDATE" not in queries.captured_queries[0]["sql"]
     old = RefreshToken.objects.get(token_hash=hashlib.sha256(pair.refresh_token.encode()).digest())
     new = RefreshToken.objects.get(
         token_hash=hashlib.sha256(second.refresh_token.encode()).digest()
@@ -104,6 +106,26 @@ def test_a_rotation_is_four_statements_and_writes_what_the_orm_would(pair):
         "user_agent": "ua",
         "details": {"rotation": 1, "grace": False},
     }
+
+
+def test_unlocked_read_equals_the_locked_one(pair):
+    digest = hashlib.sha256(pair.refresh_token.encode()).digest()
+    read = _token_load(digest, lock=False)
+    with transaction.atomic():
+        locked = _token_load(digest, lock=True)
+    assert fields(read) == fields(locked)
+    assert fields(read.session) == fields(locked.session)
+    assert fields(read.session.user) == fields(locked.session.user)
+
+
+def test_a_spent_token_is_decided_under_the_row_lock(pair):
+    refresh_token_rotate(value=pair.refresh_token, client_id=CLIENT)
+    with CaptureQueriesContext(connection) as queries, pytest.raises(RefreshError) as refused:
+        refresh_token_rotate(value=pair.refresh_token, client_id=CLIENT)
+    assert refused.value.reason == "reuse_detected"
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert "FOR UPDATE" not in sql[0]  # the unlocked read saw it spent ...
+    assert any("FOR UPDATE OF t, s" in q for q in sql[1:])  # ... and the lock decided
 
 
 def test_grace_reissue_takes_the_step_by_step_path(pair, settings):
