@@ -497,11 +497,16 @@ _SESSION_TOUCH = (
 _PARENT_SPEND = "UPDATE tokens_refreshtoken SET consumed_at = %s WHERE id = %s"
 # The conditional rotation (`_rotate_unlocked`): the spend decides, every other write follows it.
 # Under READ COMMITTED an UPDATE that finds its row locked waits and re-checks its WHERE on the
-# committed row, so of two requests spending one token only the first matches.
+# committed row, so of two requests spending one token only the first matches. Token and session
+# are each found by primary key, and the NULL tests are written so that they do not match the
+# predicates of the partial "live" indexes (tokens_refresh_live, tokens_session_user_live): with
+# `consumed_at IS NULL AND revoked_at IS NULL` the planner chose those indexes on tables without
+# statistics and scanned every live token and session, plus the entries of every token spent
+# since the last vacuum, on each refresh (tests/tokens/test_session_sql.py checks the plan).
 _PARENT_SPEND_IF_UNSPENT = (
-    "UPDATE tokens_refreshtoken t SET consumed_at = %s FROM tokens_session s "
-    "WHERE t.id = %s AND t.consumed_at IS NULL AND t.revoked_at IS NULL "
-    "AND s.id = t.session_id AND s.revoked_at IS NULL RETURNING t.id"
+    "UPDATE tokens_refreshtoken SET consumed_at = %s "
+    "WHERE id = %s AND COALESCE(consumed_at, revoked_at) IS NULL "
+    "AND (SELECT revoked_at FROM tokens_session WHERE id = %s) IS NULL RETURNING id"
 )
 _SUCCESSOR_INSERT_IF_SPENT = (
     "INSERT INTO tokens_refreshtoken (session_id, parent_id, token_hash, created_at, expires_at) "
@@ -565,7 +570,7 @@ def _rotation_write(
     touch = (now, session.idle_expires_at, session.rotations, session.pk)
     if conditional:
         params = [
-            *(spent_at, parent.pk),
+            *(spent_at, parent.pk, session.pk),
             *(session.pk, digest, now, session.idle_expires_at),
             *touch,
             *audit_event_insert_params(event, alias),

@@ -10,9 +10,11 @@ import pytest
 from django.db import connection, transaction
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from audit.models import AuthEvent
 from tests.live import base_env, manage
+from tokens import sessions
 from tokens.models import RefreshToken, Session
 from tokens.sessions import (
     RefreshError,
@@ -128,6 +130,26 @@ def test_a_spent_token_is_decided_under_the_row_lock(pair):
     assert any("FOR UPDATE OF t, s" in q for q in sql[1:])  # ... and the lock decided
 
 
+def plan(sql: str, params: list) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (COSTS OFF) " + sql, params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_the_refresh_statements_find_rows_by_key_not_by_the_live_indexes(pair):
+    """On tables without statistics (a fresh install, the benchmark's scratch database) a
+    `consumed_at IS NULL AND revoked_at IS NULL` test made the planner scan the partial "live"
+    indexes, which hold every live token and session and the entries of every token spent
+    since the last vacuum, on each refresh."""
+    token = RefreshToken.objects.get(session=pair.session)
+    now = timezone.now()
+    spend = plan(sessions._PARENT_SPEND_IF_UNSPENT, [now, token.pk, pair.session.pk])
+    assert "tokens_refreshtoken_pkey" in spend and "tokens_session_pkey" in spend, spend
+    assert "_live" not in spend, spend
+    read = plan(sessions._token_sql("default", False), [bytes(token.token_hash)])
+    assert "token_hash_key" in read and "_live" not in read, read
+
+
 def test_grace_reissue_takes_the_step_by_step_path(pair, settings):
     settings.AUTHSERVER_REFRESH_REUSE_GRACE_SECONDS = 30
     lost = refresh_token_rotate(value=pair.refresh_token, client_id=CLIENT)
@@ -149,6 +171,7 @@ SQLITE_SCRIPT = """
 from accounts.models import User
 from tokens.sessions import RefreshError, refresh_token_rotate, session_start
 from audit.models import AuthEvent
+from tokens import sessions
 user = User.objects.create(username="lite", email="lite@example.com")
 first = session_start(user=user, client_id="authserver", audience=["api"])
 second = refresh_token_rotate(value=first.refresh_token, client_id="authserver")
