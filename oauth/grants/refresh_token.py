@@ -1,8 +1,8 @@
 """The refresh token grant (RFC 6749 §6), through the session engine.
 
 authlib authenticates the client and checks the grant is allowed; tokens.sessions.
-refresh_token_rotate spends the token and issues its successor in one transaction, with reuse
-detection (a spent token presented again revokes the whole session) and the client binding.
+refresh_token_rotate spends the token and issues its successor atomically, with reuse detection
+(a spent token presented again revokes the whole session) and the client binding.
 """
 
 from __future__ import annotations

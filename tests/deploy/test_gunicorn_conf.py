@@ -56,6 +56,22 @@ def test_values_come_from_the_settings_module():
     assert conf["wsgi_app"] == "authserver.wsgi:application"
 
 
+PRE_FORK = """
+import gc, runpy
+conf = runpy.run_path(CONF_PATH)
+before = gc.get_freeze_count()
+conf["pre_fork"](None, None)
+print(before, gc.get_freeze_count())
+""".replace("CONF_PATH", repr(str(GUNICORN_CONF)))
+
+
+def test_pre_fork_freezes_the_preloaded_objects():
+    result = run_python("-c", PRE_FORK, env=base_env())
+    assert result.returncode == 0, result.stderr
+    before, after = map(int, result.stdout.split()[-2:])
+    assert before == 0 and after > 10_000  # settings, Django and the app, imported by the conf
+
+
 def test_no_trusted_proxy_means_no_forwarded_header_is_believed():
     conf = read_conf(base_env(AUTHSERVER_TRUSTED_PROXIES=""))
     assert conf["forwarded_allow_ips"] == ""  # not gunicorn's default of 127.0.0.1,::1
