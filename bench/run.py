@@ -589,7 +589,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured time per run")
     parser.add_argument(
-        "--rounds", type=int, default=5, help="measurements per scenario and level (medians)"
+        "--rounds", type=int, default=6, help="measurements per scenario and level (medians)"
     )
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time before each")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated VU counts")
