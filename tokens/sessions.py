@@ -288,8 +288,7 @@ def _rotate_unlocked(digest: bytes, *, client_id: str | None, issue: _Issue) -> 
         or session.revoked_at is not None
         or token.consumed_at is not None
         or token.revoked_at is not None
-        or token.expires_at <= now
-        or not session.is_live(now)
+        or _expired(token, session, now)
         or _user_may_continue(session) is not None
     ):
         return None
@@ -379,10 +378,15 @@ def _spent_token_presented(
     )
 
 
+def _expired(token: RefreshToken, session: Session, now: datetime) -> bool:
+    """The token or its session has run out (both rotation paths ask this one question)."""
+    return token.expires_at <= now or not session.is_live(now)
+
+
 def _check_live(
     token: RefreshToken, session: Session, now: datetime
 ) -> tuple[RefreshError | None, tuple[str, dict] | None]:
-    if token.expires_at <= now or not session.is_live(now):
+    if _expired(token, session, now):
         return RefreshError("expired"), None
     reason = _user_may_continue(session)
     if reason is not None:
