@@ -1,10 +1,10 @@
 """The load generator: closed-loop virtual users on keep-alive HTTP/1.1 connections.
 
 Each virtual user (VU) sends its next request as soon as the previous answer arrived, for a fixed
-time. VUs are spread over up to four forked processes, all pinned to the load generator's core;
-each process serves its VUs from one event loop over non-blocking reads (as wrk does), not a
-thread per VU. A VU carries a state: the user it logs in as, the refresh token its previous
-response returned, the access token it introspects.
+time. VUs are spread over a few (by default two) forked processes, all pinned to the load
+generator's core; each process serves its VUs from one event loop over non-blocking reads (as
+wrk does), not a thread per VU. A VU carries a state: the user it logs in as, the refresh token
+its previous response returned, the access token it introspects.
 
 Only the standard library is used here, so the generator costs little per request: one request
 written, one response parsed (Content-Length or chunked), a status check, and for the refresh
@@ -18,6 +18,7 @@ import base64
 import json
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import selectors
 import socket
@@ -28,7 +29,11 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 REQUEST_TIMEOUT = 30.0
-MAX_PROCESSES = 4
+# Generator processes (all on the generator's core). Checked against wrk (bench/run.py
+# --crosscheck, bench/README.md): with 4, the server spent 13-24 % more CPU per introspection
+# than under wrk, with 1 or 2 it was within a few per cent; 2 is the default.
+PROCESSES = 2
+TICK_SECONDS = 0.05
 _JSON = {"Content-Type": "application/json"}
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -312,10 +317,18 @@ def _process(
     pipe.close()
 
 
-def run(port: int, scenario: Scenario, states: Sequence[object], seconds: float) -> LoadResult:
-    """Drive `len(states)` VUs for `seconds`; returns when every VU has had its last answer."""
+def run(
+    port: int,
+    scenario: Scenario,
+    states: Sequence[object],
+    seconds: float,
+    tick: Callable[[], object] | None = None,
+    processes: int = PROCESSES,
+) -> LoadResult:
+    """Drive `len(states)` VUs for `seconds`; returns when every VU has had its last answer.
+    `tick` is called every TICK_SECONDS in this (the parent) process while the VUs run."""
     concurrency = len(states)
-    processes = min(concurrency, MAX_PROCESSES)
+    processes = max(1, min(concurrency, processes))
     chunks = [list(states[i::processes]) for i in range(processes)]
     context = multiprocessing.get_context("fork")
     start_at = time.monotonic() + 0.1 + 0.02 * processes  # every thread starts together
@@ -330,13 +343,20 @@ def run(port: int, scenario: Scenario, states: Sequence[object], seconds: float)
         sender.close()
         pipes.append(receiver)
         procs.append(proc)
-    results = []
-    for receiver, proc in zip(pipes, procs, strict=True):
-        try:
-            results.append(receiver.recv())
-        except EOFError:
-            raise RuntimeError(f"load generator process {proc.pid} died") from None
+    received: dict[object, dict] = {}
+    while len(received) < len(pipes):
+        waiting = [receiver for receiver in pipes if receiver not in received]
+        for receiver in multiprocessing.connection.wait(waiting, timeout=TICK_SECONDS):
+            try:
+                received[receiver] = receiver.recv()
+            except EOFError:
+                proc = procs[pipes.index(receiver)]
+                raise RuntimeError(f"load generator process {proc.pid} died") from None
+        if tick is not None:
+            tick()
+    for proc in procs:
         proc.join()
+    results = [received[receiver] for receiver in pipes]
     latencies = array("d")
     for result in results:
         latencies.frombytes(result["latencies"])

@@ -255,12 +255,16 @@ class Server:
         self.plan = plan
         self.admin = psycopg.connect(admin_url, autocommit=True)
         self.postgres_visible = True
+        self._pinned: set[int] = set()
 
-    def pg_backends(self) -> list[int]:
+    def _app_backends(self) -> list[int]:
         rows = self.admin.execute(
             "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [SERVER_APP_NAME]
         ).fetchall()
-        pids = [row[0] for row in rows]
+        return [row[0] for row in rows]
+
+    def pg_backends(self) -> list[int]:
+        pids = self._app_backends()
         visible = [pid for pid in pids if cpu.process_visible(pid)]
         if len(visible) < len(pids):
             self.postgres_visible = False
@@ -270,10 +274,23 @@ class Server:
         return cpu.process_tree(self.gunicorn.proc.pid) + self.pg_backends()
 
     def pin(self) -> list[int]:
+        """Pin gunicorn's process tree and its PostgreSQL backends to the server's core."""
         pids = self.pids()
-        if self.plan.pinned:
-            cpu.pin(pids, self.plan.server)
+        self._pin_new(pids)
         return pids
+
+    def pin_backends(self) -> None:
+        """Pin the PostgreSQL backends that appeared since the last call: called every few tens
+        of milliseconds while load runs. PostgreSQL starts a backend for each new connection of
+        a gunicorn thread, and a backend started mid-window would otherwise run on any core, the
+        load generator's included (a wrk run once got 1.06 cores of server CPU that way)."""
+        self._pin_new(self._app_backends())
+
+    def _pin_new(self, pids: list[int]) -> None:
+        if self.plan.pinned:
+            new = [pid for pid in pids if pid not in self._pinned]
+            cpu.pin(new, self.plan.server)
+            self._pinned.update(new)
 
     def close(self) -> None:
         self.admin.close()
@@ -313,20 +330,27 @@ def measure(
 ) -> Row:
     vu_states = states[:concurrency]
     if args.warmup > 0:
-        warm = load.run(server.port, scenario, vu_states, args.warmup)
+        warm = load.run(
+            server.port, scenario, vu_states, args.warmup, processes=args.generator_processes
+        )
         vu_states = warm.states
     pids = server.pin()  # backends opened during the warm-up join the server's core
     before = cpu.snapshot(pids)
     profiler = profile_start(server, scenario.name, concurrency, args)
-    result = load.run(server.port, scenario, vu_states, window_seconds(scenario.name, args))
+    result = load.run(
+        server.port,
+        scenario,
+        vu_states,
+        window_seconds(scenario.name, args),
+        tick=server.pin_backends,
+        processes=args.generator_processes,
+    )
     backends = server.pg_backends()
     after = cpu.snapshot(set(pids) | set(server.pids()))
     profile_stop(profiler, args)
     states[:concurrency] = result.states
     server_seconds, exited = after.seconds_since(before)
-    postgres_seconds, _ = cpu.Snapshot(
-        {pid: t for pid, t in after.ticks.items() if pid in backends}
-    ).seconds_since(before)
+    postgres_seconds = postgres_share(after, before, backends)
     if exited:
         warnings.append(
             f"{scenario.name} c={concurrency}: {exited} server process(es) exited during the "
@@ -348,6 +372,13 @@ def measure(
         generator_core_busy=result.generator_cpu / result.elapsed if result.elapsed > 0 else 0.0,
         exited_processes=exited,
     )
+
+
+def postgres_share(after: cpu.Snapshot, before: cpu.Snapshot, backends: list[int]) -> float:
+    """CPU seconds of the PostgreSQL backends `backends` between the two snapshots."""
+    return cpu.Snapshot(
+        {pid: t for pid, t in after.ticks.items() if pid in backends}
+    ).seconds_since(before)[0]
 
 
 # A sign-in costs one Argon2id check (about a third of a second of CPU here): login windows are
@@ -597,6 +628,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker-class", choices=("gthread", "sync"), default="gthread")
     parser.add_argument("--workers", type=int, default=0, help="0: 2 x server cores + 1")
     parser.add_argument("--threads", type=int, default=4, help="per gthread worker")
+    parser.add_argument(
+        "--generator-processes",
+        type=int,
+        default=load.PROCESSES,
+        help="load generator processes, all on its core (bench/load.py)",
+    )
     parser.add_argument("--log-level", default="INFO", help="AUTHSERVER_LOG_LEVEL of the server")
     parser.add_argument(
         "--gunicorn-config", help="instead of deploy/gunicorn.conf.py (to compare settings)"
@@ -610,6 +647,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         metavar="COMMAND",
         help="instead of the scenarios, run this load generator command (see external())",
+    )
+    parser.add_argument(
+        "--crosscheck",
+        nargs="?",
+        const=str(RESULTS / "crosscheck.json"),
+        metavar="JSON",
+        help="instead of the table, each scenario with our generator and with wrk in turns "
+        "(bench/crosscheck.py); rounds to JSON (default bench/results/crosscheck.json)",
     )
     parser.add_argument(
         "--reuse-database",
@@ -627,6 +672,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown or not args.concurrency or min(args.concurrency) < 1:
         parser.error(f"unknown scenario(s) {sorted(unknown)} or bad --concurrency")
+    if not 1 <= args.generator_processes <= 16:
+        parser.error("--generator-processes must be 1-16")
     if not 0.1 <= args.seconds <= 120 or not 0 <= args.warmup <= 30 or not 1 <= args.rounds <= 10:
         parser.error("--seconds must be 0.1-120, --warmup 0-30, --rounds 1-10 (bounded run)")
     return args
@@ -684,6 +731,10 @@ def run(
         if args.external:
             external(server, seeded, args)
             return 0
+        if args.crosscheck:
+            from bench.crosscheck import crosscheck
+
+            return crosscheck(server, seeded, args)
         plans = []
         for name in args.scenarios:
             if name in OAUTH_SCENARIOS and not oauth_served:
@@ -814,7 +865,7 @@ def external(server: Server, seeded: Seed, args: argparse.Namespace) -> None:
     gunicorn's access log. Placeholders: {url}, {cc_basic} and {rs_basic} (Authorization header
     values of the client_credentials client and the resource server), {access_token} (a user's
     access token to introspect), {refresh_token} (one unspent refresh token), {refresh_tokens}
-    (comma-separated unspent refresh tokens, one per seeded user, fresh for every command:
+    (comma-separated unspent refresh tokens, two per seeded user, fresh for every command:
     bench/wrk/refresh.lua chains them)."""
     from django.db import connections
 
@@ -829,33 +880,85 @@ def external(server: Server, seeded: Seed, args: argparse.Namespace) -> None:
     }
     for template in args.external:
         if "{refresh_tokens}" in template:
-            pairs = sessions_start(seeded.usernames)
+            pairs = sessions_start(seeded.usernames * 2)  # refresh.lua: more than connections
             connections.close_all()
             values["refresh_tokens"] = ",".join(p.refresh_token for p in pairs)
         command = template.format(**values)
-        pids = server.pin()
-        answered = server.gunicorn.output().count('"message":"access"')
-        before = cpu.snapshot(pids)
-        started = time.monotonic()
-        result = subprocess.run(  # noqa: S602 - the operator's own command line
-            command,
-            shell=True,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        elapsed = time.monotonic() - started
-        after = cpu.snapshot(set(pids) | set(server.pids()))
-        seconds, _ = after.seconds_since(before)
-        answered = server.gunicorn.output().count('"message":"access"') - answered
+        ran = measure_command(server, command)
         print(f"$ {template}")
-        print(result.stdout.rstrip() or result.stderr.rstrip())
-        per_request = seconds * 1000 / answered if answered else math.nan
+        print(ran.stdout.rstrip() or ran.stderr.rstrip())
         print(
-            f"=> {answered} requests answered in {elapsed:.1f} s (gunicorn access log), server "
-            f"CPU {seconds:.2f} s = {per_request:.2f} ms/request\n"
+            f"=> {ran.answered} requests answered in {ran.elapsed:.1f} s (gunicorn access log), "
+            f"server CPU {ran.seconds:.2f} s = {ran.cpu_ms_per_request:.2f} ms/request, server "
+            f"core {ran.seconds / ran.elapsed:.0%} busy\n"
         )
+
+
+@dataclass
+class CommandRun:
+    stdout: str
+    stderr: str
+    answered: int  # requests in gunicorn's access log
+    seconds: float  # server CPU seconds (gunicorn tree + its PostgreSQL backends)
+    postgres_seconds: float  # the backends' share
+    elapsed: float
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.seconds * 1000 / self.answered if self.answered else math.nan
+
+    @property
+    def postgres_ms_per_request(self) -> float:
+        return self.postgres_seconds * 1000 / self.answered if self.answered else math.nan
+
+
+def measure_command(server: Server, command: str) -> CommandRun:
+    """Run another load generator's command line to its end, with the server CPU accounting of
+    the table, the requests counted in gunicorn's access log."""
+    pids = server.pin()
+    answered = server.gunicorn.output().count('"message":"access"')
+    before = cpu.snapshot(pids)
+    started = time.monotonic()
+    stdout, stderr = _run_pinning(command, server)
+    elapsed = time.monotonic() - started
+    # A generator that stops at its deadline (wrk) leaves requests in flight: the server still
+    # finishes them (and logs them). Count their CPU in this run, not the next one's.
+    server_idle_wait(server, pids)
+    backends = server.pg_backends()
+    after = cpu.snapshot(set(pids) | set(server.pids()))
+    seconds, _ = after.seconds_since(before)
+    postgres_seconds = postgres_share(after, before, backends)
+    answered = server.gunicorn.output().count('"message":"access"') - answered
+    return CommandRun(stdout, stderr, answered, seconds, postgres_seconds, elapsed)
+
+
+def server_idle_wait(server: Server, pids: list[int], limit: float = 60.0) -> None:
+    """Wait until the server's processes spend less than 2 % of a core over 0.1 s."""
+    deadline = time.monotonic() + limit
+    last = cpu.snapshot(pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = cpu.snapshot(set(pids) | set(server.pids()))
+        busy, _ = now.seconds_since(last)
+        if busy < 0.002:
+            return
+        last = now
+
+
+def _run_pinning(command: str, server: Server) -> tuple[str, str]:
+    """Run `command` to its end (at most 600 s), pinning new PostgreSQL backends meanwhile."""
+    proc = subprocess.Popen(  # noqa: S602 - the operator's own command line
+        command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            return proc.communicate(timeout=load.TICK_SECONDS)
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            server.pin_backends()
 
 
 def scenario_for(name: str, seeded: Seed, vus: int) -> tuple[load.Scenario, list]:

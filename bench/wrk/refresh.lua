@@ -1,14 +1,23 @@
--- wrk script for bench/run.py --external: the refresh chain. Every response's refresh token is
--- the one a later request sends, so each token is used exactly once, as a client would.
--- BENCH_TOKENS: comma-separated unspent refresh tokens, at least as many as connections per
--- thread (run.py's {refresh_tokens} holds 32). Use one wrk thread (-t1): tokens are per thread.
+-- wrk script for bench/run.py --external and --crosscheck: the refresh chain. Every response's
+-- refresh token is the one a later request sends, so each token is used exactly once, as a
+-- client would. BENCH_TOKENS: comma-separated unspent refresh tokens, MORE than the connections
+-- per thread: wrk builds one request more than it sends (counted: 749 built, 716 answered,
+-- 32 in flight), and a token short leaves a connection sending a dead one, answered 401 at a
+-- fraction of a refresh's cost. run.py's {refresh_tokens} and --crosscheck hold twice as many.
+-- Use one wrk thread (-t1): the tokens are per thread.
 -- wrk -t1 -c8 -d5s -s bench/wrk/refresh.lua http://127.0.0.1:PORT/api/v1/auth/refresh
 local tokens = {}
 for token in string.gmatch(os.getenv("BENCH_TOKENS") or "", "[^,]+") do
   tokens[#tokens + 1] = token
 end
 
-local failed = 0
+-- Counted in each thread's own Lua state; done() runs in another, so it asks every thread.
+failed = 0
+local threads = {}
+
+function setup(thread)
+  threads[#threads + 1] = thread
+end
 
 function request()
   local token = table.remove(tokens, 1)
@@ -25,10 +34,14 @@ function response(status, headers, body)
     tokens[#tokens + 1] = token
   else
     failed = failed + 1
-    io.stderr:write("refresh failed: status " .. status .. "\n")
+    io.stderr:write("refresh failed: status " .. status .. " " .. string.sub(body, 1, 120) .. "\n")
   end
 end
 
 function done(summary, latency, requests)
-  io.write(string.format("refresh chain: %d failed responses\n", failed))
+  local total = 0
+  for _, thread in ipairs(threads) do
+    total = total + thread:get("failed")
+  end
+  io.write(string.format("refresh chain: %d failed responses\n", total))
 end
