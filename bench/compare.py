@@ -146,6 +146,7 @@ def compare(common, sides, extra_env, admin_url, database_url, redis_url, plan) 
                 results: dict[str, list[run.Row]] = {"A": [], "B": []}
                 for _ in range(common.rounds):
                     for name in sides:
+                        run.states_renew(scenario_name, seeded, states[name])
                         row = run.measure(
                             servers[name], scenario, states[name], concurrency, sides[name], []
                         )

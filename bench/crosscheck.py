@@ -77,8 +77,9 @@ def wrk_command(
         f"--timeout {load.REQUEST_TIMEOUT:g}s"
     )
 
-    def post(path: str, body: str, auth: str) -> str:
+    def post(path: str, body: str, auth: str, expect: str) -> str:
         env = f"BENCH_BODY={shlex.quote(body)} BENCH_AUTH={shlex.quote(auth)}"
+        env += f" BENCH_EXPECT={shlex.quote(expect)}"  # what bench/load.py's judges look for
         return f"{env} {base} -s {shlex.quote(str(WRK_DIR / 'post.lua'))} {url}{path}"
 
     if name == "healthz":
@@ -95,9 +96,10 @@ def wrk_command(
         return f"BENCH_TOKENS={shlex.quote(token)} {base} -s {script} {url}/api/v1/auth/refresh"
     if name == "client_credentials":
         auth = load.basic_auth(*seeded.cc_client)
-        return post("/oauth/token", "grant_type=client_credentials", auth)
+        return post("/oauth/token", "grant_type=client_credentials", auth, '"access_token"')
     if name == "introspection":
-        return post("/oauth/introspect", f"token={token}", load.basic_auth(*seeded.rs_client))
+        auth = load.basic_auth(*seeded.rs_client)
+        return post("/oauth/introspect", f"token={token}", auth, '"active":true')
     raise ValueError(name)
 
 
@@ -111,12 +113,12 @@ def crosscheck(server: run.Server, seeded: run.Seed, args: argparse.Namespace) -
     url = f"http://127.0.0.1:{server.port}"
     names = [n for n in args.scenarios if n not in run.OAUTH_SCENARIOS or seeded.oauth]
     plans = [(name, *run.scenario_for(name, seeded, max(args.concurrency))) for name in names]
-    access_token = run.sessions_start(seeded.usernames[:1])[0].access_token
-    connections.close_all()
     pairs: list[Pair] = []
 
     def wrk_run(name: str, concurrency: int, seconds: float) -> run.CommandRun:
-        token = access_token
+        token = ""
+        if name == "introspection":  # a new one per run, as run.states_renew for ours
+            token = run.access_tokens(seeded, 1)[0]
         if name == "refresh":  # a fresh chain per run: wrk does not hand its tokens back
             users = seeded.usernames * 2  # refresh.lua needs more tokens than connections
             token = ",".join(p.refresh_token for p in run.sessions_start(users))
@@ -135,6 +137,7 @@ def crosscheck(server: run.Server, seeded: run.Seed, args: argparse.Namespace) -
             measured: dict[str, object] = {}
             for side in ("ours", "wrk") if round_number % 2 else ("wrk", "ours"):
                 if side == "ours":
+                    run.states_renew(name, seeded, states)
                     measured[side] = run.measure(server, scenario, states, concurrency, args, [])
                 else:
                     if args.warmup > 0:

@@ -1,5 +1,7 @@
 -- wrk script for bench/run.py --external and --crosscheck: POST a form body with an
--- Authorization header. BENCH_AUTH: the header value; BENCH_BODY: the form body.
+-- Authorization header. BENCH_AUTH: the header value; BENCH_BODY: the form body;
+-- BENCH_EXPECT (optional): text a good answer's body holds, spaces ignored ('"active":true':
+-- an expired token is answered 200 {"active":false}, cheaply, and must count as a failure).
 -- wrk -t1 -c8 -d5s -s bench/wrk/post.lua http://127.0.0.1:PORT/oauth/token
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
@@ -14,8 +16,11 @@ function setup(thread)
   threads[#threads + 1] = thread
 end
 
+local expect = os.getenv("BENCH_EXPECT") or ""
+
 function response(status, headers, body)
-  if status ~= 200 then
+  local compact = (string.gsub(body, " ", ""))
+  if status ~= 200 or (expect ~= "" and not string.find(compact, expect, 1, true)) then
     failed = failed + 1
   end
 end
