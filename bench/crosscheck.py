@@ -69,7 +69,7 @@ def wrk_command(
     token: str,
 ) -> str:
     """The wrk command line of scenario `name`; `token` is the access token to introspect or a
-    comma-separated list of unspent refresh tokens (at least `concurrency`)."""
+    comma-separated list of unspent refresh tokens (more than `concurrency`)."""
     # wrk takes whole seconds (-d0.5s is refused); its default 2 s timeout would cut off logins
     # queued behind others at c=32 (our generator waits load.REQUEST_TIMEOUT).
     base = (
@@ -104,8 +104,6 @@ def wrk_command(
 
 
 def crosscheck(server: run.Server, seeded: run.Seed, args: argparse.Namespace) -> int:
-    from django.db import connections
-
     wrk = shutil.which("wrk")
     if wrk is None:
         print("bench: --crosscheck needs wrk (apt-get install wrk)")
@@ -120,9 +118,7 @@ def crosscheck(server: run.Server, seeded: run.Seed, args: argparse.Namespace) -
         if name == "introspection":  # a new one per run, as run.states_renew for ours
             token = run.access_tokens(seeded, 1)[0]
         if name == "refresh":  # a fresh chain per run: wrk does not hand its tokens back
-            users = seeded.usernames * 2  # refresh.lua needs more tokens than connections
-            token = ",".join(p.refresh_token for p in run.sessions_start(users))
-            connections.close_all()
+            token = run.refresh_chain_tokens(seeded)
         command = wrk_command(wrk, name, url, concurrency, seconds, seeded, token)
         return run.measure_command(server, command)
 

@@ -886,9 +886,7 @@ def external(server: Server, seeded: Seed, args: argparse.Namespace) -> None:
     }
     for template in args.external:
         if "{refresh_tokens}" in template:
-            pairs = sessions_start(seeded.usernames * 2)  # refresh.lua: more than connections
-            connections.close_all()
-            values["refresh_tokens"] = ",".join(p.refresh_token for p in pairs)
+            values["refresh_tokens"] = refresh_chain_tokens(seeded)
         command = template.format(**values)
         ran = measure_command(server, command)
         print(f"$ {template}")
@@ -975,6 +973,16 @@ def access_tokens(seeded: Seed, count: int) -> list[str]:
     tokens = [pair.access_token for pair in sessions_start(seeded.usernames[:count])]
     connections.close_all()
     return tokens
+
+
+def refresh_chain_tokens(seeded: Seed) -> str:
+    """Unspent refresh tokens for bench/wrk/refresh.lua, comma-separated: two per seeded user,
+    because the script needs more tokens than connections."""
+    from django.db import connections
+
+    pairs = sessions_start(seeded.usernames * 2)
+    connections.close_all()
+    return ",".join(pair.refresh_token for pair in pairs)
 
 
 def states_renew(name: str, seeded: Seed, states: list) -> None:
