@@ -10,13 +10,7 @@ end
 local password = os.getenv("BENCH_PASSWORD") or ""
 local next_user = 0
 
--- Counted in each thread's own Lua state; done() runs in another, so it asks every thread.
-failed = 0
-local threads = {}
-
-function setup(thread)
-  threads[#threads + 1] = thread
-end
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "failures.lua")
 
 function request()
   next_user = next_user % #users + 1
@@ -31,10 +25,4 @@ function response(status, headers, body)
   end
 end
 
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do
-    total = total + thread:get("failed")
-  end
-  io.write(string.format("login: %d failed responses\n", total))
-end
+done = failures_done("login")

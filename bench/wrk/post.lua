@@ -8,13 +8,7 @@ wrk.body = os.getenv("BENCH_BODY")
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
 
--- Counted in each thread's own Lua state; done() runs in another, so it asks every thread.
-failed = 0
-local threads = {}
-
-function setup(thread)
-  threads[#threads + 1] = thread
-end
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "failures.lua")
 
 local expect = os.getenv("BENCH_EXPECT") or ""
 
@@ -25,10 +19,4 @@ function response(status, headers, body)
   end
 end
 
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do
-    total = total + thread:get("failed")
-  end
-  io.write(string.format("post: %d failed responses\n", total))
-end
+done = failures_done("post")

@@ -11,13 +11,7 @@ for token in string.gmatch(os.getenv("BENCH_TOKENS") or "", "[^,]+") do
   tokens[#tokens + 1] = token
 end
 
--- Counted in each thread's own Lua state; done() runs in another, so it asks every thread.
-failed = 0
-local threads = {}
-
-function setup(thread)
-  threads[#threads + 1] = thread
-end
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "failures.lua")
 
 function request()
   local token = table.remove(tokens, 1)
@@ -38,10 +32,4 @@ function response(status, headers, body)
   end
 end
 
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do
-    total = total + thread:get("failed")
-  end
-  io.write(string.format("refresh chain: %d failed responses\n", total))
-end
+done = failures_done("refresh chain")
