@@ -30,8 +30,9 @@ from urllib.parse import urlencode
 
 REQUEST_TIMEOUT = 30.0
 # Generator processes (all on the generator's core). Checked against wrk (bench/run.py
-# --crosscheck, bench/README.md): with 4, the server spent 13-24 % more CPU per introspection
-# than under wrk, with 1 or 2 it was within a few per cent; 2 is the default.
+# --crosscheck, bench/README.md): with 4, introspection cost the server 5-32 % more CPU than
+# under wrk; with 1 or 2 the gap was smaller in some runs, not in all. Weak evidence: 2 is the
+# default as the lighter setting (`--generator-processes` changes it).
 PROCESSES = 2
 TICK_SECONDS = 0.05
 _JSON = {"Content-Type": "application/json"}
