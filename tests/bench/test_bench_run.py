@@ -10,7 +10,7 @@ import pytest
 
 from bench import load
 from bench.run import SCENARIOS, Row, targets, visit_order
-from tests.live import run_python
+from tests.bench import bench_smoke
 
 
 def row(scenario: str, concurrency: int, cpu: float, rps: float = 100.0, errors: int = 0) -> Row:
@@ -124,18 +124,8 @@ def test_chart_is_drawn(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_run_prints_the_table_targets_and_json(child_env, tmp_path):
-    env = {k: v for k, v in child_env.items() if k != "DJANGO_SETTINGS_MODULE"}
     out = tmp_path / "bench.json"
-    result = run_python(
-        "bench/run.py",
-        "--smoke",
-        "--reuse-database",
-        "--no-chart",
-        "--json",
-        str(out),
-        env=env,
-        timeout=600,
-    )
+    result = bench_smoke(child_env, "--no-chart", "--json", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(
         r"^scenario\s+conc\s+req/s\s+p50 ms\s+p99 ms\s+errors\s+CPU ms/req", result.stdout, re.M

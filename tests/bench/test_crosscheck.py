@@ -17,7 +17,7 @@ import pytest
 from bench import cpu, load
 from bench.crosscheck import wrk_errors
 from bench.run import SERVER_APP_NAME, Server
-from tests.live import run_python
+from tests.bench import bench_smoke
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:40000/api/v1/auth/refresh
   1 threads and 8 connections
@@ -95,18 +95,9 @@ def test_crosscheck_smoke_run_has_no_errors_with_either_generator(child_env, tmp
     """The refresh chain under wrk has more live tokens than connections (wrk builds one request
     more than it sends; with a token per connection one connection sends a dead token, answered
     401, and the run exits 1)."""
-    env = {k: v for k, v in child_env.items() if k != "DJANGO_SETTINGS_MODULE"}
     out = tmp_path / "crosscheck.json"
-    result = run_python(
-        "bench/run.py",
-        "--smoke",
-        "--reuse-database",
-        "--scenarios",
-        "refresh,introspection",
-        "--crosscheck",
-        str(out),
-        env=env,
-        timeout=600,
+    result = bench_smoke(
+        child_env, "--scenarios", "refresh,introspection", "--crosscheck", str(out)
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "wrk/ours" in result.stdout
