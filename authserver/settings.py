@@ -551,7 +551,7 @@ if _multiproc_dir is not None and not Path(_multiproc_dir).is_dir():
 del _multiproc_dir
 # Read by deploy/gunicorn.conf.py only (the app never looks at them).
 AUTHSERVER_BIND = _list("AUTHSERVER_BIND", ["127.0.0.1:8000"])
-AUTHSERVER_WORKERS = _int("AUTHSERVER_WORKERS", 0)  # 0: 2 x available CPUs + 1, at most 16
+AUTHSERVER_WORKERS = _int("AUTHSERVER_WORKERS", 0)  # 0: one per available CPU, at most 16
 AUTHSERVER_THREADS = _int("AUTHSERVER_THREADS", 4, minimum=1)
 AUTHSERVER_WORKER_TIMEOUT = _int("AUTHSERVER_WORKER_TIMEOUT", 30, minimum=5)
 AUTHSERVER_GRACEFUL_TIMEOUT = _int("AUTHSERVER_GRACEFUL_TIMEOUT", 25, minimum=1)

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import cpu, run  # noqa: E402
+from bench import cpu, run, sockets  # noqa: E402
 from bench.scratch import database_url_required, scratch_database  # noqa: E402
 
 
@@ -106,7 +106,7 @@ def compare(common, sides, extra_env, admin_url, database_url, redis_url, plan) 
                 "PGAPPNAME": run.SERVER_APP_NAME,
                 **extra_env[name],
             }
-            workers = args.workers or 2 * len(plan.server) + 1
+            workers = run.server_workers(args, plan)
             os.sched_setaffinity(0, plan.server)
             try:
                 if name == "B" and common.b_root:
@@ -162,6 +162,11 @@ def compare(common, sides, extra_env, admin_url, database_url, redis_url, plan) 
                     + (f"   {errors} errors" if errors else ""),
                     flush=True,
                 )
+                for name, rows in results.items():
+                    if any(len(r.connections_per_worker) > 1 for r in rows):
+                        print(
+                            f"    {name} by round, ms/req (connections per worker): {spread(rows)}"
+                        )
     finally:
         for server in servers.values():
             server.close()
@@ -173,6 +178,14 @@ def compare(common, sides, extra_env, admin_url, database_url, redis_url, plan) 
     return 0
 
 
+def spread(rows: list[run.Row]) -> str:
+    """Each round's CPU per request with the spread of the connections over the workers: with
+    several workers on one core, what a request costs follows how the kernel spread them."""
+    return ", ".join(
+        f"{r.cpu_ms_per_request:.2f} ({'/'.join(map(str, r.connections_per_worker))})" for r in rows
+    )
+
+
 def _backends_of(server: run.Server):
     """PostgreSQL backends whose client is one of this server's processes (by client port)."""
 
@@ -182,38 +195,10 @@ def _backends_of(server: run.Server):
             "SELECT pid, client_port FROM pg_stat_activity WHERE application_name = %s",
             [run.SERVER_APP_NAME],
         ).fetchall()
-        ports = _local_ports(tree)
+        ports = sockets.local_ports(tree)
         return [pid for pid, port in rows if port in ports and cpu.process_visible(pid)]
 
     return backends
-
-
-def _local_ports(pids: set[int]) -> set[int]:
-    """Local TCP ports of sockets held by `pids` (to match PostgreSQL's client_port)."""
-    inodes: set[str] = set()
-    for pid in pids:
-        fd_dir = Path(f"/proc/{pid}/fd")
-        try:
-            for fd in fd_dir.iterdir():
-                try:
-                    target = os.readlink(fd)
-                except OSError:
-                    continue
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except OSError:
-            continue
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
 
 
 if __name__ == "__main__":

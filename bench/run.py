@@ -43,14 +43,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import cpu, load  # noqa: E402
+from bench import cpu, load, sockets  # noqa: E402
 from bench.scratch import database_url_required, scratch_database  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -76,6 +76,9 @@ class Row:
     server_core_busy: float  # server CPU seconds / wall seconds (1.0 = one core saturated)
     generator_core_busy: float
     exited_processes: int = 0
+    # Established connections per gunicorn worker in the middle of the window, largest first
+    # (bench/sockets.py); per round only, empty in the medians of several rounds.
+    connections_per_worker: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -284,6 +287,11 @@ class Server:
         self._pin_new(pids)
         return pids
 
+    def connections_per_worker(self) -> list[int]:
+        master = self.gunicorn.proc.pid
+        workers = [pid for pid in cpu.process_tree(master) if pid != master]
+        return sockets.connections_per_process(workers, self.port)
+
     def pin_backends(self) -> None:
         """Pin the PostgreSQL backends that appeared since the last call: called every few tens
         of milliseconds while load runs. PostgreSQL starts a backend for each new connection of
@@ -308,6 +316,16 @@ def gunicorn_args(args: argparse.Namespace) -> tuple[str, ...]:
     if args.worker_class == "gthread":
         extra += ["--threads", str(args.threads)]
     return tuple(extra)
+
+
+def server_workers(args: argparse.Namespace, plan: cpu.CorePlan) -> int:
+    """--workers, else deploy/gunicorn.conf.py's default for gthread (one per CPU, here the
+    server's cores) and gunicorn's rule for sync workers, which serve one request at a time
+    each (2 x cores + 1)."""
+    if args.workers:
+        return args.workers
+    cores = len(plan.server)
+    return cores if args.worker_class == "gthread" else 2 * cores + 1
 
 
 def http_status(port: int, method: str, path: str, body: bytes | None = None) -> int:
@@ -342,12 +360,21 @@ def measure(
     pids = server.pin()  # backends opened during the warm-up join the server's core
     before = cpu.snapshot(pids)
     profiler = profile_start(server, scenario.name, concurrency, args)
+    seconds = window_seconds(scenario.name, args)
+    spread: list[list[int]] = []  # sampled once, midway
+    midway = time.monotonic() + seconds / 2
+
+    def tick() -> None:
+        server.pin_backends()
+        if not spread and time.monotonic() >= midway:
+            spread.append(server.connections_per_worker())
+
     result = load.run(
         server.port,
         scenario,
         vu_states,
-        window_seconds(scenario.name, args),
-        tick=server.pin_backends,
+        seconds,
+        tick=tick,
         processes=args.generator_processes,
     )
     backends = server.pg_backends()
@@ -376,6 +403,7 @@ def measure(
         server_core_busy=server_seconds / result.elapsed if result.elapsed > 0 else 0.0,
         generator_core_busy=result.generator_cpu / result.elapsed if result.elapsed > 0 else 0.0,
         exited_processes=exited,
+        connections_per_worker=spread[0] if spread else [],
     )
 
 
@@ -631,7 +659,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated VU counts")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--worker-class", choices=("gthread", "sync"), default="gthread")
-    parser.add_argument("--workers", type=int, default=0, help="0: 2 x server cores + 1")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="0: one per server core (sync: 2 x cores + 1)"
+    )
     parser.add_argument("--threads", type=int, default=4, help="per gthread worker")
     parser.add_argument(
         "--generator-processes",
@@ -718,7 +748,7 @@ def run(
     os.sched_setaffinity(0, plan.server)  # floors on the server's core
     floor = floors(seeded.password, seconds=1.0 if args.smoke else 3.0)
     connections.close_all()
-    workers = args.workers or 2 * len(plan.server) + 1
+    workers = server_workers(args, plan)
     server_env = {**env, "PGAPPNAME": SERVER_APP_NAME}
     try:
         gunicorn = Gunicorn(server_env, workers=workers, extra=gunicorn_args(args)).__enter__()
@@ -759,7 +789,8 @@ def run(
                 print(
                     f"  round {round_number}/{args.rounds} {name} c={concurrency}: "
                     f"{row.rps:.1f} req/s, {row.cpu_ms_per_request:.2f} ms CPU/req, "
-                    f"{row.errors} errors",
+                    f"{row.errors} errors, connections per worker "
+                    f"{'/'.join(map(str, row.connections_per_worker)) or '?'}",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -6,9 +6,13 @@ Every value comes from authserver/settings.py, the one module that reads the env
 (README "Running in production"): a malformed variable stops the master with one line naming
 it, before any socket is opened. Command-line flags still override what is set here.
 
-- Workers: AUTHSERVER_WORKERS, else 2 x the CPUs this process may use + 1 (CPU affinity and the
+- Workers: AUTHSERVER_WORKERS, else one per CPU this process may use (CPU affinity and the
   cgroup v2 CPU quota of a container both count), at most 16. gthread workers with
   AUTHSERVER_THREADS threads each; every thread holds one persistent PostgreSQL connection.
+  One process per CPU because a process runs Python on one CPU at a time (the GIL) while its
+  threads overlap the waits (PostgreSQL, Redis; Argon2id runs without the GIL): more processes
+  than CPUs only take turns on them, and cost more CPU per request (bench/README.md "Workers
+  per core": on one core, 3 workers cost up to 30 % more per request than 1 at 32 clients).
 - preload_app: the app is imported once in the master, so a configuration error is reported
   once, as one line, and workers fork with the code already loaded. It is safe here: importing
   authserver opens no database or cache connection and starts no thread (the key ring, the
@@ -92,7 +96,7 @@ def available_cpus() -> int:
 
 
 def default_workers(cpus: int) -> int:
-    return min(2 * cpus + 1, 16)
+    return min(cpus, 16)
 
 
 wsgi_app = "authserver.wsgi:application"

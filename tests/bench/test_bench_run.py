@@ -9,7 +9,8 @@ import re
 import pytest
 
 from bench import load
-from bench.run import SCENARIOS, Row, targets, visit_order
+from bench.cpu import CorePlan
+from bench.run import SCENARIOS, Row, parse_args, server_workers, targets, visit_order
 from tests.bench import bench_smoke
 
 
@@ -99,6 +100,15 @@ def test_scenarios_not_run_are_reported_not_passed():
     assert result["rotating"] is None
 
 
+def test_gthread_runs_one_worker_per_server_core_as_deployed_and_sync_more():
+    one_core = CorePlan(server=frozenset({0}), client=frozenset({1}))
+    assert server_workers(parse_args([]), one_core) == 1
+    assert server_workers(parse_args(["--worker-class", "sync"]), one_core) == 3
+    assert server_workers(parse_args(["--workers", "3"]), one_core) == 3
+    two_cores = CorePlan(server=frozenset({0, 1}), client=frozenset({2}))
+    assert server_workers(parse_args([]), two_cores) == 2
+
+
 def test_percentile_is_nearest_rank():
     values = sorted(float(v) for v in range(1, 101))
     assert load.percentile(values, 0.50) == 50.0
@@ -139,6 +149,10 @@ def test_smoke_run_prints_the_table_targets_and_json(child_env, tmp_path):
     assert {r["scenario"] for r in report["rows"]} == set(SCENARIOS)
     assert all(r["errors"] == 0 for r in report["rows"]), report["rows"]
     assert all(r["cpu_ms_per_request"] > 0 for r in report["rows"])
+    # Midway through each window every VU's connection is open on one of the workers.
+    assert all(
+        sum(r["connections_per_worker"]) == r["concurrency"] for r in report["rounds_measured"]
+    ), report["rounds_measured"]
     assert report["floors"]["password_check_ms"] > report["floors"]["rs256_sign_ms"] > 0
 
 

@@ -4,6 +4,7 @@ configuration, JSON access log without query strings, proxy trust tied to the ra
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.slow
 READ_CONF = """
 import json, os, runpy, sys
 if len(sys.argv) > 1:
-    os.sched_setaffinity(0, {0})
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: int(sys.argv[1])])
 conf = runpy.run_path(CONF_PATH)
 print(json.dumps({k: conf[k] for k in (
     "bind", "workers", "threads", "worker_class", "timeout", "graceful_timeout", "keepalive",
@@ -27,8 +28,9 @@ print(json.dumps({k: conf[k] for k in (
 """.replace("CONF_PATH", repr(str(GUNICORN_CONF)))
 
 
-def read_conf(env: dict[str, str], *, one_cpu: bool = False) -> dict:
-    result = run_python("-c", READ_CONF, *(["one-cpu"] if one_cpu else []), env=env)
+def read_conf(env: dict[str, str], *, cpus: int | None = None) -> dict:
+    """deploy/gunicorn.conf.py's values, read in a process limited to the first `cpus` CPUs."""
+    result = run_python("-c", READ_CONF, *([str(cpus)] if cpus else []), env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -80,7 +82,9 @@ def test_no_trusted_proxy_means_no_forwarded_header_is_believed():
 def test_workers_default_to_the_cpus_this_process_may_use():
     env = base_env()
     env.pop("AUTHSERVER_WORKERS", None)
-    assert read_conf(env, one_cpu=True)["workers"] == 3  # 2 x 1 CPU + 1
+    assert read_conf(env, cpus=1)["workers"] == 1  # one process per CPU
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert read_conf(env, cpus=2)["workers"] == 2
 
 
 @pytest.mark.parametrize(
