@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 REQUEST_TIMEOUT = 30.0
-# Generator processes (all on the generator's core). Checked against wrk (bench/run.py
-# --crosscheck, bench/README.md): with 4, introspection cost the server 5-32 % more CPU than
-# under wrk; with 1 or 2 the gap was smaller in some runs, not in all. Weak evidence: 2 is the
-# default as the lighter setting (`--generator-processes` changes it).
+# Generator processes (all on the generator's core; `--generator-processes` changes it). The
+# gap to wrk once blamed on their number came from how the connections spread over several
+# gunicorn workers (bench/README.md "Workers per core"); with one worker per core the two
+# generators agree, and 2 stays as the lighter setting.
 PROCESSES = 2
 TICK_SECONDS = 0.05
 _JSON = {"Content-Type": "application/json"}

@@ -12,7 +12,8 @@ it, before any socket is opened. Command-line flags still override what is set h
   One process per CPU because a process runs Python on one CPU at a time (the GIL) while its
   threads overlap the waits (PostgreSQL, Redis; Argon2id runs without the GIL): more processes
   than CPUs only take turns on them, and cost more CPU per request (bench/README.md "Workers
-  per core": on one core, 3 workers cost up to 30 % more per request than 1 at 32 clients).
+  per core": on one core, a refresh or an introspection cost 20-27 % more with 3 workers than
+  with 1 at 8 or 32 clients).
 - preload_app: the app is imported once in the master, so a configuration error is reported
   once, as one line, and workers fork with the code already loaded. It is safe here: importing
   authserver opens no database or cache connection and starts no thread (the key ring, the
