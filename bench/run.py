@@ -313,9 +313,10 @@ def gunicorn_args(args: argparse.Namespace) -> tuple[str, ...]:
     # tests.live.Gunicorn starts gunicorn with deploy/gunicorn.conf.py; a later --config wins.
     extra = ["--config", args.gunicorn_config] if args.gunicorn_config else []
     extra += ["--worker-class", args.worker_class]
-    if args.worker_class == "gthread":
-        extra += ["--threads", str(args.threads)]
-    return tuple(extra)
+    # gunicorn runs gthread workers when asked for sync ones with threads > 1, and
+    # deploy/gunicorn.conf.py sets 4: without --threads 1 a "sync" run was gthread.
+    threads = args.threads if args.worker_class == "gthread" else 1
+    return (*extra, "--threads", str(threads))
 
 
 def server_workers(args: argparse.Namespace, plan: cpu.CorePlan) -> int:

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
+import requests
 
 from bench import load
-from bench.cpu import CorePlan
-from bench.run import SCENARIOS, Row, parse_args, server_workers, targets, visit_order
+from bench.cpu import CorePlan, process_tree
+from bench.run import (
+    SCENARIOS,
+    Row,
+    gunicorn_args,
+    parse_args,
+    server_workers,
+    targets,
+    visit_order,
+)
 from tests.bench import bench_smoke
+from tests.live import Gunicorn
 
 
 def row(scenario: str, concurrency: int, cpu: float, rps: float = 100.0, errors: int = 0) -> Row:
@@ -107,6 +118,22 @@ def test_gthread_runs_one_worker_per_server_core_as_deployed_and_sync_more():
     assert server_workers(parse_args(["--workers", "3"]), one_core) == 3
     two_cores = CorePlan(server=frozenset({0, 1}), client=frozenset({2}))
     assert server_workers(parse_args([]), two_cores) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("worker_class", "keeps_alive"), [("sync", False), ("gthread", True)])
+def test_the_worker_class_asked_for_is_the_one_that_serves(child_env, worker_class, keeps_alive):
+    """gunicorn silently runs gthread workers for `sync` when threads > 1, and
+    deploy/gunicorn.conf.py sets 4: a sync worker closes the connection after each answer."""
+    extra = gunicorn_args(parse_args(["--worker-class", worker_class]))
+    with Gunicorn(child_env, workers=1, extra=extra) as server:
+        response = requests.get(server.url + "/healthz", timeout=10)
+        assert response.status_code == 200
+        closes = response.headers.get("Connection", "").lower() == "close"
+        assert closes is not keeps_alive, response.headers
+        worker = next(p for p in process_tree(server.proc.pid) if p != server.proc.pid)
+        threads = len(list(Path(f"/proc/{worker}/task").iterdir()))
+        assert (threads == 1) is not keeps_alive  # sync: one thread; gthread: its pool too
 
 
 def test_percentile_is_nearest_rank():
