@@ -233,6 +233,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user only while the browser's sign-in (a Session row) is live (tokens/browser.py).
+    "tokens.browser.BrowserSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "authserver.middleware.DatabaseUnavailableMiddleware",

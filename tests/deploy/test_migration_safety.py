@@ -20,6 +20,8 @@ OUR_APPS = {"accounts", "tokens", "audit", "oauth", "authserver"}
 # (app, migration name) -> why it is safe while older code serves.
 REVIEWED = {
     ("accounts", "0002_cache_table"): "creates the database cache table; touches nothing else",
+    ("tokens", "0003_session_tree"): "AlterField only adds a revoke_reason choice (no schema "
+    "change); the new parent column is nullable",
 }
 
 UNSAFE = (
