@@ -229,6 +229,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # The token endpoints and the JWKS skip the browser middleware below (bench/README.md).
     "authserver.middleware.MachinePathsMiddleware",
+    # A strict Content-Security-Policy on the admin's pages (and only there).
+    "authserver.middleware.AdminSecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
