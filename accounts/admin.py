@@ -2,7 +2,7 @@
 
 Every write goes through accounts.services (audited there): saving a user, changing or disabling
 a password, deactivating, deleting, and clearing a login lockout. A password change or a
-deactivation also ends the user's sessions (tokens.sessions.user_sessions_revoke); the admin is
+deactivation also ends the user's sessions (sessions.services.user_sessions_revoke); the admin is
 the one place in accounts/ that calls into tokens/, as a view wiring two services together.
 
 Admin rights are granted only by superusers (issue 14.1). A staff user who may change users
@@ -39,8 +39,8 @@ from accounts.services import (
     user_set_password,
 )
 from accounts.throttling import CacheUnavailable, login_lockout_status
-from tokens.models import Session
-from tokens.sessions import user_sessions_revoke
+from sessions.models import Session
+from sessions.services import user_sessions_revoke
 
 # The request of the admin password-change view, for the form's save() (Django builds that form
 # without the request). A ContextVar is per thread/task, so concurrent requests never mix.

@@ -95,8 +95,8 @@ class User(AbstractUser):
         self._stored_active = self.is_active
         if password_changed or deactivated:
             # accounts sits below tokens; the import is local so the layers stay one-way.
-            from tokens.models import Session
-            from tokens.sessions import user_sessions_revoke
+            from sessions.models import Session
+            from sessions.services import user_sessions_revoke
 
             reason = Session.RevokeReason.PASSWORD_CHANGED
             if deactivated:

@@ -150,7 +150,7 @@ def login_page(request: HttpRequest) -> HttpResponse:
         # than let login() silently drop the browser's reference to it.
         session_logout(request)
     # The session key is rotated at every sign-in and the browser's Session row started or
-    # renewed (tokens/browser.py). The password was checked by user_authenticate above, so the
+    # renewed (sessions/browser.py). The password was checked by user_authenticate above, so the
     # sign-in is attributed to the configured backend (which would run the same service)
     # without a second check.
     session_login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])

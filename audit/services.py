@@ -127,7 +127,7 @@ def audit_event_prepare(
 ) -> AuthEvent:
     """Build and check an event without storing it (arguments as for `audit_event_record`).
 
-    For a service that stores the event inside its own statement (tokens.sessions, the refresh
+    For a service that stores the event inside its own statement (sessions.services, the refresh
     rotation) with `audit_event_insert_sql` / `_params`, then calls `audit_event_stored`.
     """
     if event not in _EVENT_TYPES:
@@ -211,7 +211,7 @@ def audit_event_insert_sql(alias: str, only_if_rows_in: str | None = None) -> st
     more CPU than the insert itself on the sign-in and refresh paths (bench/README.md). No model
     signals are sent; nothing listens for AuthEvent saves (auditing is an explicit call).
     `only_if_rows_in` names a common table expression of the same statement: the event is
-    inserted once per row it returns (tokens/sessions.py inserts it only if the spend happened).
+    inserted once per row it returns (sessions/services.py inserts it only if the spend happened).
     """
     quote = connections[alias].ops.quote_name
     placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))

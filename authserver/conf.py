@@ -21,7 +21,7 @@ class Config:
     mode: str
     issuer: str
     trusted_proxies: tuple[str, ...]
-    # Sessions and refresh tokens (tokens/sessions.py)
+    # Sessions and refresh tokens (sessions/services.py)
     session_max_age: int
     session_idle_timeout: int
     refresh_reuse_grace_seconds: int

@@ -1,7 +1,7 @@
 """Prometheus metrics, served at GET /metrics to the allowed scrapers only.
 
 Counters and histograms are prometheus-client objects, incremented by small calls from the
-services where the events happen (tokens/sessions.py, accounts/services.py) and by
+services where the events happen (sessions/services.py, accounts/services.py) and by
 RequestMetricsMiddleware. Under gunicorn every worker is a process of its own:
 deploy/gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR (from AUTHSERVER_METRICS_DIR) before the
 app is imported, each worker writes its values to memory-mapped files there, and /metrics sums

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import resolve, reverse
+from django.urls import NoReverseMatch, resolve, reverse
 from django.utils import timezone
 
 from authserver.logs import (
@@ -169,7 +169,7 @@ class MachinePathsMiddleware:
     share of a token request (bench/README.md). What still applies: everything before this
     middleware (request id, metrics, HTTPS redirect and security headers), the ALLOWED_HOSTS
     check CommonMiddleware would make, and each view's own rules: these views are CSRF-exempt
-    (cookie-mode refresh checks CSRF itself, tokens/apis.py) and answer database outages with
+    (cookie-mode refresh checks CSRF itself, sessions/apis.py) and answer database outages with
     their own 503 (DRF's exception handler, oauth.protocol).
     """
 
@@ -212,14 +212,19 @@ class AdminSecurityHeadersMiddleware:
         self.get_response = get_response
         self._prefix: str | None = None
 
-    def _admin_prefix(self) -> str:
+    def _admin_prefix(self) -> str | None:
         # Resolved on first use, not at start-up: the URLconf may not be importable yet then.
+        # None where the URLconf mounts no admin (a test's own URLconf, for one).
         if self._prefix is None:
-            self._prefix = reverse("admin:index")
+            try:
+                self._prefix = reverse("admin:index")
+            except NoReverseMatch:
+                return None
         return self._prefix
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if request.path.startswith(self._admin_prefix()):
+        prefix = self._admin_prefix()
+        if prefix is not None and request.path.startswith(prefix):
             response["Content-Security-Policy"] = ADMIN_CONTENT_SECURITY_POLICY
         return response

@@ -216,6 +216,7 @@ INSTALLED_APPS = [
     "authserver.apps.AuthserverConfig",
     "accounts.apps.AccountsConfig",
     "tokens.apps.TokensConfig",
+    "sessions.apps.SessionsConfig",
     "audit.apps.AuditConfig",
     "oauth.apps.OauthConfig",
 ]
@@ -235,8 +236,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    # request.user only while the browser's sign-in (a Session row) is live (tokens/browser.py).
-    "tokens.browser.BrowserSessionMiddleware",
+    # request.user only while the browser's sign-in (a Session row) is live (sessions/browser.py).
+    "sessions.browser.BrowserSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "authserver.middleware.DatabaseUnavailableMiddleware",
@@ -341,7 +342,7 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
     # first; with the default a flood of junk logins could wipe live lockouts.
     CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 100_000)
 
-# --- Sessions and refresh tokens (tokens/sessions.py) ---------------------------------------
+# --- Sessions and refresh tokens (sessions/services.py) ---------------------------------------
 # A session (refresh-token family) ends at its absolute lifetime or after this long unused.
 AUTHSERVER_SESSION_MAX_AGE = _int("AUTHSERVER_SESSION_MAX_AGE", 30 * 86_400, minimum=300)
 AUTHSERVER_SESSION_IDLE_TIMEOUT = _int("AUTHSERVER_SESSION_IDLE_TIMEOUT", 7 * 86_400, minimum=60)

@@ -23,7 +23,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("tokens.urls")),
+    path("api/v1/", include("sessions.urls")),
     # OAuth 2.0 / OpenID Connect: authorize, token, userinfo, revoke, introspect, end-session.
     path("oauth/", include("oauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -188,8 +188,8 @@ def sessions_start(usernames: list[str]) -> list:
     """A fresh first-party session per VU, as a login would start it (no password hash)."""
     from accounts.models import User
     from authserver.conf import get_config
-    from tokens.apis import FIRST_PARTY_CLIENT_ID
-    from tokens.sessions import session_start
+    from sessions.apis import FIRST_PARTY_CLIENT_ID
+    from sessions.services import session_start
 
     users = {u.username: u for u in User.objects.filter(username__in=usernames)}
     return [

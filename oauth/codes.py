@@ -23,8 +23,8 @@ from django.utils import timezone
 from audit.events import EventType
 from audit.services import audit_event_record
 from oauth.models import AuthorizationCode, Client
-from tokens.models import Session
-from tokens.sessions import browser_session_touch, session_revoke
+from sessions.models import Session
+from sessions.services import browser_session_touch, session_revoke
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Token responses of the token endpoint (RFC 6749 §5.1), built from the one session engine
-(tokens.sessions) and the one issuance service (tokens.issuance)."""
+(sessions.services) and the one issuance service (tokens.issuance)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from audit.services import audit_event_record
 from authserver.conf import get_config
 from oauth.models import Client
 from oauth.oidc import id_token_issue, is_openid_request
+from sessions.models import Session
+from sessions.services import TokenPair, session_start
 from tokens.issuance import access_token_issue
-from tokens.models import Session
-from tokens.sessions import TokenPair, session_start
 
 
 def client_audiences(client: Client) -> list[str]:

@@ -188,12 +188,12 @@ class AuthorizationCode(models.Model):
     expires_at = models.DateTimeField()
     consumed_at = models.DateTimeField(null=True, blank=True)
     session = models.ForeignKey(
-        "tokens.Session", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "authsessions.Session", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # The browser sign-in that approved the request: the session the exchange starts hangs
     # from it, and the exchange fails once it has ended.
     browser_session = models.ForeignKey(
-        "tokens.Session", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "authsessions.Session", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
     class Meta:

@@ -3,7 +3,7 @@ models and services and turns its results into Django responses.
 
 authlib's AuthorizationServer needs `query_client`, `create_oauth2_request`, `handle_response`
 (authlib/integrations/django_oauth2 supplies the same for its own models). Tokens never come
-from authlib's generators: each grant (oauth/grants/) returns what tokens.sessions and
+from authlib's generators: each grant (oauth/grants/) returns what sessions.services and
 tokens.issuance issued.
 """
 

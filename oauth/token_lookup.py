@@ -15,8 +15,8 @@ from typing import Any
 from django.utils import timezone
 
 from authserver.conf import get_config
-from tokens.models import RefreshToken, Session
-from tokens.sessions import refresh_token_hash, session_get, session_is_usable
+from sessions.models import RefreshToken, Session
+from sessions.services import refresh_token_hash, session_get, session_is_usable
 from tokens.verification import (
     ANY_AUDIENCE,
     MAX_TOKEN_LENGTH,

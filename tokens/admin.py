@@ -120,7 +120,3 @@ class SigningKeyAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Revoked: {change.summary()}", messages.WARNING)
         return None
-
-
-# Sessions and their refresh tokens have their own admin module.
-from tokens import session_admin  # noqa: E402, F401

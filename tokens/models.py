@@ -77,7 +77,3 @@ class SigningKey(models.Model):
     @property
     def is_published(self) -> bool:
         return self.state in self.PUBLISHED_STATES
-
-
-# Sessions and refresh tokens (the lead's session engine) live in their own module.
-from tokens.session_models import RefreshToken, Session  # noqa: E402, F401

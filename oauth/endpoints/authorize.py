@@ -40,7 +40,7 @@ from oauth.models import Client
 from oauth.protocol import FORM_MEDIA_TYPE
 from oauth.scopes import scope_describe
 from oauth.server import OAuthRequest, authorization_server
-from tokens.browser import browser_session
+from sessions.browser import browser_session
 
 TICKET_PARAM = "login_ticket"
 TICKET_SALT = "oauth.authorize.login-ticket"

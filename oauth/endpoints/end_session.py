@@ -26,8 +26,8 @@ from authserver.pages import page_headers
 from oauth.clients import client_get
 from oauth.models import Client
 from oauth.oidc import id_token_hint_verify
-from tokens.browser import browser_session
-from tokens.models import Session
+from sessions.browser import browser_session
+from sessions.models import Session
 
 _PARAMETERS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
 MAX_STATE_LENGTH = 2048
@@ -146,7 +146,7 @@ def end_session_confirm(request: HttpRequest) -> HttpResponse:
     signed_in = browser_session(request)
     session = _hint_session(parsed)
     # Only what hangs from this browser's own sign-in ends: signing the browser out ends its
-    # Session row and every grant it approved (tokens/browser.py), the hinted one included
+    # Session row and every grant it approved (sessions/browser.py), the hinted one included
     # when it is one of them. A hint for someone else's session only signs this browser out.
     own = session is not None and signed_in is not None and session.parent_id == signed_in.pk
     if user is not None:

@@ -19,8 +19,8 @@ from audit.services import audit_event_record
 from oauth.protocol import form_parameters, protocol_endpoint
 from oauth.server import OAuthRequest, authorization_server
 from oauth.token_lookup import FoundToken, token_find
-from tokens.models import Session
-from tokens.sessions import session_revoke
+from sessions.models import Session
+from sessions.services import session_revoke
 
 
 class RevocationEndpoint(_RevocationEndpoint):

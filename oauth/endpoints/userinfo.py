@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from authserver.errors import ApiError
 from oauth.oidc import user_claims
 from oauth.scopes import OPENID
-from tokens.apis import SessionAccessTokenAuthentication
+from sessions.apis import SessionAccessTokenAuthentication
 from tokens.authentication import InvalidBearerToken
 
 

@@ -20,7 +20,7 @@ from oauth.codes import (
 )
 from oauth.issuance import user_tokens_issue
 from oauth.models import AuthorizationCode, Client
-from tokens.sessions import SessionEnded
+from sessions.services import SessionEnded
 
 # OpenID Connect Core §3.1.2.1 prompt values. select_account is served by the login page.
 PROMPT_VALUES = frozenset({"none", "login", "consent", "select_account"})

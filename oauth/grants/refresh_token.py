@@ -1,6 +1,6 @@
 """The refresh token grant (RFC 6749 §6), through the session engine.
 
-authlib authenticates the client and checks the grant is allowed; tokens.sessions.
+authlib authenticates the client and checks the grant is allowed; sessions.services.
 refresh_token_rotate spends the token and issues its successor atomically, with reuse detection
 (a spent token presented again revokes the whole session) and the client binding.
 """
@@ -14,8 +14,8 @@ from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidScopeError, grants
 from oauth.issuance import refreshed_tokens_body
 from oauth.models import Client
 from oauth.scopes import scope_split
-from tokens.models import Session
-from tokens.sessions import RefreshError, refresh_token_rotate, session_find_by_refresh_token
+from sessions.models import Session
+from sessions.services import RefreshError, refresh_token_rotate, session_find_by_refresh_token
 
 
 @dataclass(frozen=True)

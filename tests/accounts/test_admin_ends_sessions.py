@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from sessions.models import Session
+from sessions.services import session_start
 from tests.conftest import PASSWORD
-from tokens.models import Session
-from tokens.sessions import session_start
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from sessions.apis import REFRESH_COOKIE_NAME
 from tests.conftest import PASSWORD
-from tokens.apis import REFRESH_COOKIE_NAME
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from rest_framework.test import APIClient
 
 from accounts.services import user_set_password
 from audit.models import AuthEvent
+from sessions.models import Session
 from tests.conftest import PASSWORD
-from tokens.models import Session
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,9 @@ import requests
 from accounts.services import user_create
 from audit.models import AuthEvent
 from authserver import settings as app_settings
+from sessions.models import RefreshToken, Session
 from tests.conftest import PASSWORD
 from tests.live import Gunicorn
-from tokens.models import RefreshToken, Session
 
 pytestmark = pytest.mark.slow
 
@@ -142,7 +142,7 @@ def test_twenty_parallel_refreshes_give_one_success_and_no_500(server):
         session=session, consumed_at__isnull=True, revoked_at__isnull=True
     ).count()
     # Requests that reached the application before the token was spent lost a race and revoke
-    # nothing (proven deterministically with 20 threads in tests/tokens/test_refresh_race.py).
+    # nothing (proven deterministically with 20 threads in tests/sessions/test_refresh_race.py).
     # Over HTTP, a request the operating system schedules after the winner's commit *is* a
     # presentation of a spent token, and revokes the session by design. Either way the family
     # is consistent: one live token, or none in a session revoked for reuse.

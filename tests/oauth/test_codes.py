@@ -13,8 +13,8 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 
 from oauth.models import AuthorizationCode
+from sessions.models import Session
 from tests.oauth.conftest import REDIRECT_URI, code_for, form_post
-from tokens.models import Session
 
 
 @pytest.mark.django_db(transaction=True)

@@ -9,9 +9,9 @@ import pytest
 from django.test import Client as BrowserClient
 
 from audit.models import AuthEvent
+from sessions.models import Session
 from tests.oauth.conftest import LOGOUT_URI, sign_in
 from tests.oauth.helpers import tokens_for, userinfo
-from tokens.models import Session
 
 pytestmark = pytest.mark.django_db
 END = "/oauth/end-session"

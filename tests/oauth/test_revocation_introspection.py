@@ -7,9 +7,9 @@ import pytest
 from django.test import Client as HttpClient
 
 from audit.models import AuthEvent
+from sessions.models import Session
 from tests.oauth.conftest import form_post
 from tests.oauth.helpers import machine_token, tokens_for, userinfo
-from tokens.models import Session
 
 pytestmark = pytest.mark.django_db
 
@@ -195,7 +195,7 @@ def test_public_clients_cannot_introspect(browser, http, public):
 
 
 def test_introspection_after_logout_elsewhere(browser, http, confidential, alice):
-    from tokens.sessions import user_sessions_revoke
+    from sessions.services import user_sessions_revoke
 
     tokens = tokens_for(browser, http, confidential)
     user_sessions_revoke(user=alice, reason="logout_all")

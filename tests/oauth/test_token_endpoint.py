@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from audit.models import AuthEvent
 from oauth.models import AuthorizationCode
+from sessions.models import Session
 from tests.oauth.conftest import REDIRECT_URI, code_for, form_post, pkce
-from tokens.models import Session
 from tokens.verification import access_token_verify
 
 pytestmark = pytest.mark.django_db

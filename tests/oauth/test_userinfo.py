@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client as HttpClient
 
+from sessions.services import user_sessions_revoke
 from tests.oauth.helpers import machine_token, tokens_for, userinfo
-from tokens.sessions import user_sessions_revoke
 
 pytestmark = pytest.mark.django_db
 

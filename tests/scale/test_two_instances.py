@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from audit.models import AuthEvent
+from sessions.models import RefreshToken, Session
 from tests.scale.client import (
     admin_rotate,
     admin_session,
@@ -28,7 +29,7 @@ from tests.scale.client import (
     refresh,
 )
 from tests.scale.cluster import readyz_at_once, two_instances
-from tokens.models import RefreshToken, Session, SigningKey
+from tokens.models import SigningKey
 
 pytestmark = pytest.mark.slow
 

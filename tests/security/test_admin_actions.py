@@ -23,9 +23,9 @@ from accounts.services import LoginFailed, user_authenticate
 from accounts.throttling import login_lockout_status
 from oauth.clients import client_create
 from oauth.consents import consent_grant
+from sessions.services import refresh_token_rotate, session_start
 from tests.conftest import PASSWORD
 from tests.security.admin_helpers import database_snapshot, permissions, view_only_staff
-from tokens.sessions import refresh_token_rotate, session_start
 
 pytestmark = pytest.mark.django_db
 

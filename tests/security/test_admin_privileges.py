@@ -28,11 +28,11 @@ from authserver import settings as app_settings
 from authserver.middleware import ADMIN_CONTENT_SECURITY_POLICY
 from oauth.clients import client_create
 from oauth.models import Client
+from sessions.services import session_start
 from tests.conftest import PASSWORD
 from tests.live import Gunicorn
 from tests.security.admin_helpers import permissions, staff_with
 from tokens.models import SigningKey
-from tokens.sessions import session_start
 
 NEW_PASSWORD = "a brand new passphrase 42"  # test-only credential
 CHANGE_USER = ("accounts.change_user", "accounts.view_user")

@@ -24,9 +24,9 @@ from accounts.models import User
 from accounts.services import user_create
 from authserver import settings as app_settings
 from oauth.clients import client_create
+from sessions.models import Session
 from tests.conftest import PASSWORD
 from tests.live import Gunicorn, manage
-from tokens.models import Session
 
 pytestmark = pytest.mark.slow
 
@@ -254,17 +254,17 @@ def test_admin_revoke_action_ends_the_browser_sign_in(server, app):
     )  # fmt: skip
     admin = requests.Session()
     sign_in(server, admin, username="root")
-    changelist = admin.get(server.url + "/admin/tokens/session/", timeout=10)
+    changelist = admin.get(server.url + "/admin/authsessions/session/", timeout=10)
     assert changelist.status_code == 200
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', changelist.text).group(1)
     response = admin.post(
-        server.url + "/admin/tokens/session/",
+        server.url + "/admin/authsessions/session/",
         data={
             "csrfmiddlewaretoken": token,
             "action": "revoke_sessions",
             "_selected_action": [str(browser_row().pk)],
         },
-        headers={"Referer": server.url + "/admin/tokens/session/"},
+        headers={"Referer": server.url + "/admin/authsessions/session/"},
         allow_redirects=False,
         timeout=10,
     )

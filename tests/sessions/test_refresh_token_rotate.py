@@ -10,8 +10,8 @@ from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuthEvent
-from tokens.models import RefreshToken, Session
-from tokens.sessions import (
+from sessions.models import RefreshToken, Session
+from sessions.services import (
     RefreshError,
     refresh_token_rotate,
     session_get_live,
@@ -219,7 +219,7 @@ def test_failed_rotation_leaves_the_old_state(start, monkeypatch):
     def broken_signer(**kwargs):
         raise RuntimeError("signing failed")
 
-    monkeypatch.setattr("tokens.sessions.access_token_issue", broken_signer)
+    monkeypatch.setattr("sessions.services.access_token_issue", broken_signer)
     with pytest.raises(RuntimeError):
         refresh_token_rotate(value=pair.refresh_token, client_id=CLIENT)
     monkeypatch.undo()

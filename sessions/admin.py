@@ -1,6 +1,6 @@
 """Sessions in the admin: who is signed in where, and a way to end a session at once.
 
-Read-only: a session changes only through tokens/sessions.py. The refresh-token inline shows
+Read-only: a session changes only through sessions/services.py. The refresh-token inline shows
 the chain's timestamps, never a token or its digest.
 """
 
@@ -12,9 +12,8 @@ from django.http import HttpRequest
 
 from audit.events import EventType
 from audit.services import audit_event_record
-from tokens.models import RefreshToken, Session
-from tokens.session_models import BROWSER_CLIENT_ID, FIRST_PARTY_CLIENT_ID
-from tokens.sessions import session_app_names, session_revoke
+from sessions.models import BROWSER_CLIENT_ID, FIRST_PARTY_CLIENT_ID, RefreshToken, Session
+from sessions.services import session_app_names, session_revoke
 
 
 class RefreshTokenInline(admin.TabularInline):

@@ -1,6 +1,6 @@
 """Sessions and their refresh tokens: one model for every kind of sign-in.
 
-Imported by tokens/models.py. A Session is what a sign-in creates and what a logout ends:
+A Session is what a sign-in creates and what a logout ends:
 
 - a browser sign-in at the hosted login page (`client_id` ""), which holds no token itself but
   lets the browser obtain authorization codes;
@@ -9,7 +9,7 @@ Imported by tokens/models.py. A Session is what a sign-in creates and what a log
   browser sign-in that approved the code.
 
 Together they form one tree per browser: browser sign-in -> OAuth grants -> refresh tokens.
-Ending a node ends everything under it (tokens/sessions.py `_revoke_rows`). Every refresh token
+Ending a node ends everything under it (sessions/services.py `_revoke_rows`). Every refresh token
 belongs to exactly one Session and, after the first, has the token it was rotated from as
 `parent`. Only a SHA-256 digest of a refresh token is stored: the value itself exists only in the
 response that carried it to the client.
@@ -90,6 +90,8 @@ class Session(models.Model):
     objects = SessionQuerySet.as_manager()
 
     class Meta:
+        # The tables kept the names they had when these models lived in the tokens app.
+        db_table = "tokens_session"
         indexes = [
             # The user's session list and logout-all.
             models.Index(
@@ -100,7 +102,7 @@ class Session(models.Model):
             # purge_expired_sessions: sessions that ended by time (idle_expires_at never exceeds
             # expires_at, so it alone says when a session ended by time), or were revoked.
             models.Index(fields=["idle_expires_at"], name="tokens_session_idle_expires"),
-            # The grants a browser sign-in approved, ended with it (tokens/sessions.py).
+            # The grants a browser sign-in approved, ended with it (sessions/services.py).
             models.Index(
                 fields=["parent"],
                 name="tokens_session_parent",
@@ -149,6 +151,7 @@ class RefreshToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "tokens_refreshtoken"
         indexes = [
             # Live tokens of a session (the one to revoke in grace mode, the count in tests).
             models.Index(

@@ -9,9 +9,9 @@ from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuthEvent
-from tokens import sessions
-from tokens.models import RefreshToken, Session
-from tokens.sessions import RefreshError, refresh_token_rotate, session_revoke, session_start
+from sessions import services as sessions
+from sessions.models import RefreshToken, Session
+from sessions.services import RefreshError, refresh_token_rotate, session_revoke, session_start
 
 CLIENT = "authserver"
 RACERS = 20
@@ -67,7 +67,7 @@ def test_parallel_refreshes_of_one_token_give_exactly_one_success(make_user, set
     refresh_token_rotate(value=successes[0].refresh_token, client_id=CLIENT)
 
 
-# --- Between the unlocked read and the conditional write (tokens/sessions.py _rotate_unlocked) --
+# --- Between the unlocked read and the conditional write (sessions/services.py _rotate_unlocked) --
 
 
 def interleaved(monkeypatch, competitor) -> None:

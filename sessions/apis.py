@@ -38,9 +38,8 @@ from audit.events import EventType as events
 from audit.services import audit_event_record
 from authserver.conf import get_config
 from authserver.errors import NO_STORE, ApiError
-from tokens.authentication import AccessTokenAuthentication
-from tokens.session_models import FIRST_PARTY_CLIENT_ID
-from tokens.sessions import (
+from sessions.models import FIRST_PARTY_CLIENT_ID
+from sessions.services import (
     RefreshError,
     TokenPair,
     refresh_token_rotate,
@@ -52,6 +51,7 @@ from tokens.sessions import (
     session_start,
     user_sessions_revoke,
 )
+from tokens.authentication import AccessTokenAuthentication
 
 REFRESH_COOKIE_NAME = "__Secure-authserver-refresh"
 REFRESH_COOKIE_PATH = "/api/v1/auth/"

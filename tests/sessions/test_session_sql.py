@@ -1,4 +1,4 @@
-"""The session engine's hand-written SQL (tokens/sessions.py) loads and writes exactly what the
+"""The session engine's hand-written SQL (sessions/services.py) loads and writes exactly what the
 ORM would: same instances, same rows, fewer statements."""
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuthEvent
-from tests.live import base_env, manage
-from tokens import sessions
-from tokens.models import RefreshToken, Session
-from tokens.sessions import (
+from sessions import services as sessions
+from sessions.models import RefreshToken, Session
+from sessions.services import (
     RefreshError,
     _token_load,
     refresh_token_rotate,
@@ -24,6 +23,7 @@ from tokens.sessions import (
     session_get_live,
     session_start,
 )
+from tests.live import base_env, manage
 
 pytestmark = pytest.mark.django_db
 CLIENT = "authserver"
@@ -169,9 +169,9 @@ def test_grace_reissue_takes_the_step_by_step_path(pair, settings):
 
 SQLITE_SCRIPT = """
 from accounts.models import User
-from tokens.sessions import RefreshError, refresh_token_rotate, session_start
+from sessions.services import RefreshError, refresh_token_rotate, session_start
 from audit.models import AuthEvent
-from tokens import sessions
+from sessions import services as sessions
 user = User.objects.create(username="lite", email="lite@example.com")
 first = session_start(user=user, client_id="authserver", audience=["api"])
 second = refresh_token_rotate(value=first.refresh_token, client_id="authserver")

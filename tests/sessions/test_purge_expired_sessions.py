@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from tokens.models import RefreshToken, Session
-from tokens.sessions import refresh_token_rotate, session_revoke, session_start
+from sessions.models import RefreshToken, Session
+from sessions.services import refresh_token_rotate, session_revoke, session_start
 
 pytestmark = pytest.mark.django_db
 

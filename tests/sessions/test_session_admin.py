@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from audit.models import AuthEvent
-from tokens.models import RefreshToken, Session
-from tokens.sessions import RefreshError, refresh_token_rotate, session_start
+from sessions.models import RefreshToken, Session
+from sessions.services import RefreshError, refresh_token_rotate, session_start
 
 pytestmark = pytest.mark.django_db
 
@@ -26,10 +26,10 @@ def pair(make_user):
 
 
 def test_session_pages_show_no_token_or_digest(admin_client, pair):
-    listing = admin_client.get("/admin/tokens/session/", {"q": "target"})
+    listing = admin_client.get("/admin/authsessions/session/", {"q": "target"})
     assert listing.status_code == 200
     assert str(pair.session.id) in listing.content.decode()
-    page = admin_client.get(f"/admin/tokens/session/{pair.session.id}/change/")
+    page = admin_client.get(f"/admin/authsessions/session/{pair.session.id}/change/")
     assert page.status_code == 200
     html = page.content.decode()
     assert pair.refresh_token not in html
@@ -41,7 +41,7 @@ def test_session_pages_show_no_token_or_digest(admin_client, pair):
 
 def test_admin_can_revoke_a_session(admin_client, pair):
     response = admin_client.post(
-        "/admin/tokens/session/",
+        "/admin/authsessions/session/",
         {"action": "revoke_sessions", "_selected_action": [str(pair.session.id)]},
     )
     assert response.status_code == 302
@@ -53,6 +53,6 @@ def test_admin_can_revoke_a_session(admin_client, pair):
 
 
 def test_sessions_cannot_be_added_or_deleted_in_the_admin(admin_client, pair):
-    assert admin_client.get("/admin/tokens/session/add/").status_code == 403
-    response = admin_client.get(f"/admin/tokens/session/{pair.session.id}/delete/")
+    assert admin_client.get("/admin/authsessions/session/add/").status_code == 403
+    response = admin_client.get(f"/admin/authsessions/session/{pair.session.id}/delete/")
     assert response.status_code == 403

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from tokens import apis
+from sessions import apis
 
 urlpatterns = [
     path("auth/login", apis.AuthLoginApi.as_view(), name="auth-login"),

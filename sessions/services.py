@@ -47,9 +47,8 @@ from audit.services import (
 )
 from authserver import metrics
 from authserver.conf import get_config
+from sessions.models import BROWSER_CLIENT_ID, FIRST_PARTY_CLIENT_ID, RefreshToken, Session
 from tokens.issuance import access_token_issue
-from tokens.models import RefreshToken, Session
-from tokens.session_models import BROWSER_CLIENT_ID, FIRST_PARTY_CLIENT_ID
 
 logger = logging.getLogger(__name__)
 
@@ -582,7 +581,7 @@ _PARENT_SPEND = "UPDATE tokens_refreshtoken SET consumed_at = %s WHERE id = %s"
 # predicates of the partial "live" indexes (tokens_refresh_live, tokens_session_user_live): with
 # `consumed_at IS NULL AND revoked_at IS NULL` the planner chose those indexes on tables without
 # statistics and scanned every live token and session, plus the entries of every token spent
-# since the last vacuum, on each refresh (tests/tokens/test_session_sql.py checks the plan).
+# since the last vacuum, on each refresh (tests/sessions/test_session_sql.py checks the plan).
 _PARENT_SPEND_IF_UNSPENT = (
     "UPDATE tokens_refreshtoken SET consumed_at = %s "
     "WHERE id = %s AND COALESCE(consumed_at, revoked_at) IS NULL "

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from authserver.conf import get_config
-from tokens.sessions import sessions_purge
+from sessions.services import sessions_purge
 
 
 class Command(BaseCommand):

@@ -26,9 +26,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
 
 from accounts.network import client_ip
-from tokens.models import Session
-from tokens.session_models import BROWSER_CLIENT_ID
-from tokens.sessions import (
+from sessions.models import BROWSER_CLIENT_ID, Session
+from sessions.services import (
     browser_session_renew,
     browser_session_start,
     session_get,
@@ -51,7 +50,7 @@ def _stored_session(request: HttpRequest) -> Session | None:
     return found
 
 
-@receiver(user_logged_in, dispatch_uid="tokens.browser.signed_in")
+@receiver(user_logged_in, dispatch_uid="sessions.browser.signed_in")
 def _signed_in(sender, request: HttpRequest | None, user, **kwargs) -> None:
     if request is None or not hasattr(request, "session"):
         return
@@ -72,7 +71,7 @@ def _signed_in(sender, request: HttpRequest | None, user, **kwargs) -> None:
     request.session.cycle_key()
 
 
-@receiver(user_logged_out, dispatch_uid="tokens.browser.signed_out")
+@receiver(user_logged_out, dispatch_uid="sessions.browser.signed_out")
 def _signed_out(sender, request: HttpRequest | None, user, **kwargs) -> None:
     if request is None:
         return
