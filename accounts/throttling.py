@@ -13,39 +13,36 @@ Two layers (README "Login protection and audit"):
 
 The state must be shared by every worker and instance, so it lives in the default cache (Redis,
 or the database cache table). Any cache error raises CacheUnavailable; the login service turns
-that into a refusal (fail closed), never into "no limit".
+that into a refusal (fail closed), never into "no limit". The windowed counters themselves are
+authserver/counters.py, shared with the client-authentication audit (oauth/client_auth.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import ipaddress
 import logging
-import math
 import unicodedata
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.core.cache import caches
-from django.core.cache.backends.db import BaseDatabaseCache
-from django.db import connections, router, transaction
 from django.utils.crypto import salted_hmac
 
 from authserver.conf import get_config
+from authserver.counters import (
+    TTL_SLACK_SECONDS,
+    CacheUnavailable,  # noqa: F401 - re-exported: the login service and the admin catch it
+    cache_guard,
+    counter_incr,
+    shared_cache,
+    window_at,
+    window_count,
+    window_key,
+)
 
 logger = logging.getLogger(__name__)
 
-# Cache entries outlive their window by this much, so a slightly skewed clock between instances
-# never reads a window that has already expired.
-_TTL_SLACK_SECONDS = 60
 _HMAC_SALT = "authserver.accounts.throttling"
 IPV6_PREFIX = 64
-
-
-class CacheUnavailable(Exception):
-    """The shared cache did not answer; login protection cannot be enforced."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +70,6 @@ class LockoutStarted:
     locked_until: datetime
     seconds: int
     level: int
-
-
-@contextlib.contextmanager
-def _cache_guard() -> Iterator[None]:
-    try:
-        yield
-    except CacheUnavailable:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any cache failure must fail closed
-        logger.error("login protection: cache unavailable (%s)", exc.__class__.__name__)
-        raise CacheUnavailable(exc.__class__.__name__) from None
 
 
 def login_normalize(login: str) -> str:
@@ -115,73 +101,30 @@ def ip_bucket(ip: str) -> str:
     return str(address)
 
 
-def _cache():
-    return caches["default"]
-
-
-def _incr(key: str, ttl: int) -> int:
-    """Atomically add one to a counter, create it at 1 if absent, and (re)set its expiry."""
-    with _cache_guard():
-        cache = _cache()
-        if isinstance(cache, BaseDatabaseCache):
-            return _db_incr(cache, key, ttl)
-        for _ in range(3):
-            cache.add(key, 0, ttl)
-            try:
-                value = cache.incr(key)
-            except ValueError:  # expired between add and incr
-                continue
-            cache.touch(key, ttl)
-            return value
-        raise CacheUnavailable("counter vanished repeatedly")
-
-
-def _db_incr(cache: BaseDatabaseCache, key: str, ttl: int) -> int:
-    # Django's DatabaseCache.incr is get-then-set, which loses updates between workers. Serialise
-    # increments of one key with a transaction-scoped advisory lock (PostgreSQL); SQLite, for
-    # `make run` only, serialises writers itself.
-    db = router.db_for_write(cache.cache_model_class)
-    connection = connections[db]
-    with transaction.atomic(using=db):
-        if connection.vendor == "postgresql":
-            lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
-        value = int(cache.get(key, 0)) + 1
-        cache.set(key, value, ttl)
-    return value
-
-
-def _window(now: datetime, seconds: int) -> tuple[int, int]:
-    """(window index, seconds until it ends)."""
-    stamp = now.timestamp()
-    index = math.floor(stamp / seconds)
-    remaining = math.ceil((index + 1) * seconds - stamp)
-    return index, max(1, remaining)
-
-
-def _ip_key(ip: str, index: int) -> str:
-    return f"login:ip:{index}:{_digest(ip_bucket(ip))}"
+_IP_COUNTER = "login:ip"
+_LOGIN_COUNTER = "login:name"
 
 
 def _login_key(login: str, index: int) -> str:
-    return f"login:name:{index}:{login_digest(login)}"
+    return window_key(_LOGIN_COUNTER, index, login_digest(login))
 
 
 def login_rate_check(*, ip: str, login: str, now: datetime) -> ThrottleHit | None:
     """Count this attempt against the IP's and the login name's limits; the first limit it
     exceeds, or None. An attempt refused on its IP is not counted against the login name."""
     config = get_config()
-    index, remaining = _window(now, config.login_throttle_window_seconds)
-    ttl = remaining + _TTL_SLACK_SECONDS
     buckets = (
-        ("ip", _ip_key(ip, index), config.login_throttle_per_ip),
-        ("login", _login_key(login, index), config.login_throttle_per_login),
+        ("ip", _IP_COUNTER, _digest(ip_bucket(ip)), config.login_throttle_per_ip),
+        ("login", _LOGIN_COUNTER, login_digest(login), config.login_throttle_per_login),
     )
-    for scope, key, limit in buckets:
-        count = _incr(key, ttl)
-        if count > limit:
-            return ThrottleHit(scope=scope, retry_after=remaining, first=count == limit + 1)
+    for scope, name, bucket, limit in buckets:
+        counted = window_count(
+            name=name, bucket=bucket, window_seconds=config.login_throttle_window_seconds, now=now
+        )
+        if counted.count > limit:
+            return ThrottleHit(
+                scope=scope, retry_after=counted.remaining, first=counted.count == limit + 1
+            )
     return None
 
 
@@ -192,8 +135,8 @@ def _lock_keys(user) -> tuple[str, str, str]:
 
 def login_lockout_status(*, user, now: datetime) -> LockoutStatus:
     until_key, failures_key, level_key = _lock_keys(user)
-    with _cache_guard():
-        values = _cache().get_many([until_key, failures_key, level_key])
+    with cache_guard():
+        values = shared_cache().get_many([until_key, failures_key, level_key])
     until = values.get(until_key)
     locked_until = None
     if until is not None and float(until) > now.timestamp():
@@ -212,15 +155,15 @@ def login_failure_register(*, user, now: datetime) -> LockoutStarted | None:
     starts one lockout (and one account.locked event), not several."""
     config = get_config()
     until_key, failures_key, level_key = _lock_keys(user)
-    failures = _incr(failures_key, config.lockout_reset_seconds)
+    failures = counter_incr(failures_key, config.lockout_reset_seconds)
     if failures != config.lockout_threshold:
         return None
-    level = _incr(level_key, config.lockout_reset_seconds)
+    level = counter_incr(level_key, config.lockout_reset_seconds)
     seconds = min(config.lockout_base_seconds * 2 ** min(level - 1, 32), config.lockout_max_seconds)
     locked_until = now + timedelta(seconds=seconds)
-    with _cache_guard():
-        cache = _cache()
-        cache.set(until_key, locked_until.timestamp(), seconds + _TTL_SLACK_SECONDS)
+    with cache_guard():
+        cache = shared_cache()
+        cache.set(until_key, locked_until.timestamp(), seconds + TTL_SLACK_SECONDS)
         cache.delete(failures_key)
     return LockoutStarted(locked_until=locked_until, seconds=seconds, level=level)
 
@@ -228,16 +171,18 @@ def login_failure_register(*, user, now: datetime) -> LockoutStarted | None:
 def login_failures_reset(*, user) -> None:
     """After a successful login: forget the failures and the lockout level."""
     _, failures_key, level_key = _lock_keys(user)
-    with _cache_guard():
-        _cache().delete_many([failures_key, level_key])
+    with cache_guard():
+        shared_cache().delete_many([failures_key, level_key])
 
 
 def login_lockout_reset(*, user, now: datetime) -> bool:
     """Lift a lockout and forget failures, level, and this window's throttle count for the
     account's username and email. True if the account was locked."""
     was_locked = login_lockout_status(user=user, now=now).locked
-    index, _ = _window(now, get_config().login_throttle_window_seconds)
+    index, _ = window_at(now, get_config().login_throttle_window_seconds)
     names = {name for name in (user.username, user.email) if name}
-    with _cache_guard():
-        _cache().delete_many([*_lock_keys(user), *(_login_key(name, index) for name in names)])
+    with cache_guard():
+        shared_cache().delete_many(
+            [*_lock_keys(user), *(_login_key(name, index) for name in names)]
+        )
     return was_locked

@@ -40,6 +40,8 @@ class EventType(models.TextChoices):
     OAUTH_CODE_REPLAYED = "oauth.code_replayed", "Authorization code replayed"
     OAUTH_TOKEN_REVOKED = "oauth.token_revoked", "Token revoked by its client (RFC 7009)"
     OIDC_LOGOUT = "oidc.logout", "RP-initiated logout"
+    # The trail itself (audit/)
+    AUDIT_PURGED = "audit.purged", "Audit events past the retention deleted"
 
 
 class FailureReason(models.TextChoices):

@@ -1,4 +1,5 @@
-"""Recording security events: one database row and one JSON log line per event."""
+"""Recording security events: one database row and one JSON log line per event; deleting them
+after the retention (`audit_events_purge`)."""
 
 from __future__ import annotations
 
@@ -262,3 +263,36 @@ def audit_log_payload(event: AuthEvent) -> dict[str, Any]:
         "user_agent": event.user_agent or None,
         "details": event.details,
     }
+
+
+# --- Retention --------------------------------------------------------------------------------
+
+
+def audit_events_purge(
+    *, occurred_before: datetime, batch_size: int = 5000, dry_run: bool = False
+) -> int:
+    """Delete events that occurred before `occurred_before`, `batch_size` rows per statement
+    (each its own short transaction, so a large purge never holds one long lock); the number
+    deleted, or with `dry_run` the number that would be.
+
+    The one place that deletes from the trail: when the table is partitioned by time, this
+    becomes dropping whole partitions, and callers (purge_audit_events) stay as they are. The
+    purge itself is audited (audit.purged), after the deletion, so its row is never purged by it.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    old = AuthEvent.objects.filter(occurred_at__lt=occurred_before).order_by()
+    if dry_run:
+        return old.count()
+    deleted = 0
+    while True:
+        ids = list(old.values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        deleted += AuthEvent.objects.filter(pk__in=ids).delete()[0]
+    if deleted:
+        audit_event_record(
+            event=EventType.AUDIT_PURGED,
+            details={"deleted": deleted, "occurred_before": occurred_before.isoformat()},
+        )
+    return deleted

@@ -29,6 +29,9 @@ class Config:
     session_retention_days: int
     # A browser sign-in's lifetime (SESSION_COOKIE_AGE, AUTHSERVER_BROWSER_SESSION_SECONDS)
     browser_session_seconds: int
+    # Audit trail (audit/, oauth/client_auth.py)
+    audit_retention_days: int
+    client_auth_audit_window_seconds: int
     # Login protection (accounts/throttling.py)
     login_throttle_window_seconds: int
     login_throttle_per_ip: int
@@ -89,6 +92,8 @@ def _config_build() -> Config:
         refresh_token_transport=settings.AUTHSERVER_REFRESH_TOKEN_TRANSPORT,
         session_retention_days=settings.AUTHSERVER_SESSION_RETENTION_DAYS,
         browser_session_seconds=settings.SESSION_COOKIE_AGE,
+        audit_retention_days=settings.AUTHSERVER_AUDIT_RETENTION_DAYS,
+        client_auth_audit_window_seconds=settings.AUTHSERVER_CLIENT_AUTH_AUDIT_WINDOW_SECONDS,
         login_throttle_window_seconds=settings.AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS,
         login_throttle_per_ip=settings.AUTHSERVER_LOGIN_THROTTLE_PER_IP,
         login_throttle_per_login=settings.AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN,

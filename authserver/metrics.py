@@ -1,8 +1,8 @@
 """Prometheus metrics, served at GET /metrics to the allowed scrapers only.
 
 Counters and histograms are prometheus-client objects, incremented by small calls from the
-services where the events happen (sessions/services.py, accounts/services.py) and by
-RequestMetricsMiddleware. Under gunicorn every worker is a process of its own:
+services where the events happen (sessions/services.py, accounts/services.py, oauth/client_auth.py)
+and by RequestMetricsMiddleware. Under gunicorn every worker is a process of its own:
 deploy/gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR (from AUTHSERVER_METRICS_DIR) before the
 app is imported, each worker writes its values to memory-mapped files there, and /metrics sums
 every worker's files, so one scrape sees the whole instance whichever worker answers it.
@@ -90,6 +90,13 @@ ACCOUNT_LOCKOUTS = Counter(
     "authserver_account_lockouts",
     "Account lockouts started after consecutive wrong passwords.",
 )
+CLIENT_AUTH_FAILURES = Counter(
+    "authserver_client_auth_failures",
+    "Failed OAuth client authentications (token, revocation, introspection). audit=recorded: "
+    "the first per client and IP in a window, written to the audit trail; audit=counted: the "
+    "rest of that window, counted here only.",
+    ["audit"],
+)
 
 REFRESH_FAILURE_REASONS = frozenset(
     {
@@ -113,6 +120,8 @@ for _flow in ("session", "refresh"):
 for _outcome in LOGIN_OUTCOMES:
     LOGINS.labels(_outcome)
 REFRESH_FAILURES.labels("reuse_detected")
+for _audit in ("recorded", "counted"):
+    CLIENT_AUTH_FAILURES.labels(_audit)
 
 _failed_once: set[str] = set()
 
@@ -155,6 +164,13 @@ def lockout_started() -> None:
         ACCOUNT_LOCKOUTS.inc()
     except Exception as exc:  # noqa: BLE001
         _record_failed("lockout_started", exc)
+
+
+def client_auth_failed(*, recorded: bool) -> None:
+    try:
+        CLIENT_AUTH_FAILURES.labels("recorded" if recorded else "counted").inc()
+    except Exception as exc:  # noqa: BLE001
+        _record_failed("client_auth_failed", exc)
 
 
 def http_request_observed(*, route: str, method: str, status: int, seconds: float) -> None:

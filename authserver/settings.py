@@ -365,6 +365,19 @@ if AUTHSERVER_REFRESH_TOKEN_TRANSPORT not in {"body", "cookie"}:
 # Ended sessions (and their token rows) are kept this long for the audit trail, then purged.
 AUTHSERVER_SESSION_RETENTION_DAYS = _int("AUTHSERVER_SESSION_RETENTION_DAYS", 30)
 
+# --- Audit trail (audit/) --------------------------------------------------------------------
+# Events older than this many days are deleted by `purge_audit_events` (1 day to 100 years).
+AUTHSERVER_AUDIT_RETENTION_DAYS = _int("AUTHSERVER_AUDIT_RETENTION_DAYS", 365, minimum=1)
+if AUTHSERVER_AUDIT_RETENTION_DAYS > 36_500:
+    config_fail("AUTHSERVER_AUDIT_RETENTION_DAYS", "must be at most 36500 (100 years)")
+# A failed client authentication is audited once per (client, IP) and window of this length;
+# later failures in the window are only counted (oauth/client_auth.py).
+AUTHSERVER_CLIENT_AUTH_AUDIT_WINDOW_SECONDS = _int(
+    "AUTHSERVER_CLIENT_AUTH_AUDIT_WINDOW_SECONDS", 300, minimum=10
+)
+if AUTHSERVER_CLIENT_AUTH_AUDIT_WINDOW_SECONDS > 86_400:
+    config_fail("AUTHSERVER_CLIENT_AUTH_AUDIT_WINDOW_SECONDS", "must be at most 86400 (one day)")
+
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -603,5 +616,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # authlib logs issued tokens at DEBUG (e.g. "Issue token %r"); never let them through.
         "authlib": {"level": "WARNING"},
+        # Django logs every 4xx response as a warning ("Unauthorized: /oauth/token"). The access
+        # log has each request's status already; a warning per bad request would let a flood of
+        # them write a second unbounded stream (issue 14.4). 5xx are still logged here.
+        "django.request": {"level": "ERROR"},
     },
 }

@@ -3,6 +3,8 @@
 A client secret is 256 random bits, handed out once (at creation or regeneration) and stored only
 as its SHA-256 digest. Every change to a client goes through a service here, which drops the
 cached copies (see `client_get` for how long another process may still use the old record).
+Unknown client_ids are cached too, briefly, so that presenting one costs what presenting a known
+client does (no database query): the lookup must not tell an attacker which client_ids exist.
 """
 
 from __future__ import annotations
@@ -34,12 +36,19 @@ CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CLIENT_CACHE_SECONDS = 60
 LOCAL_SECONDS = 30
 LOCAL_MAX_ENTRIES = 2000
+# "No such client", shared and per process. Short: a client created in the meantime drops the
+# entry anyway (client_register invalidates), this only bounds a lookup racing the creation.
+# Kept apart from the records, so a flood of made-up client_ids cannot evict real clients.
+MISSING_SECONDS = 10
+LOCAL_MISSING_MAX_ENTRIES = 10_000
+_MISSING = "missing"
 GENERATION_CHECK_SECONDS = 1.0
 _CACHE_KEY = "oauth:client:v1:{}"
 _GENERATION_KEY = "oauth:clients:generation"
 # Test seam, as in tokens/keys.py.
 clock = time.monotonic
 _local: dict[str, tuple[float, dict]] = {}
+_local_missing: dict[str, float] = {}
 _local_lock = threading.Lock()
 _generation_seen: str | None = None
 _generation_checked_at = float("-inf")
@@ -96,11 +105,13 @@ def _local_refresh(now: float) -> None:
         _generation_checked_at = now
         if generation != _generation_seen:
             _local.clear()
+            _local_missing.clear()
             _generation_seen = generation
 
 
 def _record(client_id: str) -> dict | None:
-    """The client's fields from the shared cache, else the database (then cached)."""
+    """The client's fields from the shared cache, else the database (then cached); None if
+    there is no such client (also cached, for MISSING_SECONDS)."""
     key = _CACHE_KEY.format(client_id)
     try:
         data = cache.get(key)
@@ -108,15 +119,19 @@ def _record(client_id: str) -> dict | None:
         data = None
     if isinstance(data, dict):
         return data
+    if data == _MISSING:
+        return None
     client = Client.objects.filter(client_id=client_id).first()
     if client is None:
-        return None
-    data = {name: getattr(client, name) for name in _CACHED_FIELDS}
+        entry, seconds = _MISSING, MISSING_SECONDS
+    else:
+        data = {name: getattr(client, name) for name in _CACHED_FIELDS}
+        entry, seconds = data, CLIENT_CACHE_SECONDS
     try:
-        cache.set(key, data, CLIENT_CACHE_SECONDS)
+        cache.set(key, entry, seconds)
     except Exception:  # noqa: BLE001 - the database answered; the cache is an optimisation
         logger.warning("client cache unavailable")
-    return data
+    return None if client is None else data
 
 
 def client_get(*, client_id: str) -> Client | None:
@@ -126,19 +141,29 @@ def client_get(*, client_id: str) -> Client | None:
     (the services below) drops the shared entry and bumps a shared generation that each process
     compares at most once a second, so a change (a rotated secret, a deactivation) reaches every
     worker within about a second; if the cache is unreachable, within LOCAL_SECONDS.
+
+    An unknown client_id is remembered the same way for MISSING_SECONDS, so asking for it again
+    costs no database query, like asking for a known one (issue 14.10: the cost of a lookup
+    must not reveal whether the client exists). Creating a client drops that entry at once.
     """
     if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
         return None
     now = clock()
     _local_refresh(now)
     entry = _local.get(client_id)
+    missing_since = _local_missing.get(client_id)
     if entry is not None and now - entry[0] < LOCAL_SECONDS:
         data = entry[1]
+    elif missing_since is not None and now - missing_since < MISSING_SECONDS:
+        return None
     else:
         data = _record(client_id)
-        if data is None:
-            return None
         with _local_lock:
+            if data is None:
+                if len(_local_missing) >= LOCAL_MISSING_MAX_ENTRIES:
+                    _local_missing.clear()
+                _local_missing[client_id] = now
+                return None
             if len(_local) >= LOCAL_MAX_ENTRIES:
                 _local.clear()
             _local[client_id] = (now, data)
@@ -149,6 +174,7 @@ def client_get(*, client_id: str) -> Client | None:
 def client_cache_invalidate(*, client_id: str) -> None:
     with _local_lock:
         _local.pop(client_id, None)
+        _local_missing.pop(client_id, None)
     try:
         cache.delete(_CACHE_KEY.format(client_id))
         cache.set(_GENERATION_KEY, secrets.token_hex(8), None)
@@ -165,6 +191,7 @@ def client_cache_clear_local() -> None:
     global _generation_checked_at  # noqa: PLW0603
     with _local_lock:
         _local.clear()
+        _local_missing.clear()
         _generation_checked_at = float("-inf")
 
 
@@ -304,6 +331,10 @@ def client_register(*, client: Client, actor=None, request=None) -> NewSecret:
     except ValidationError as exc:
         raise ClientError(_validation_message(exc)) from None
     client.save()
+    # A lookup of this client_id may have cached "no such client" (client_get): drop it now, and
+    # again at commit in case a lookup in between read the database before the row was visible.
+    transaction.on_commit(lambda: client_cache_invalidate(client_id=client.client_id))
+    client_cache_invalidate(client_id=client.client_id)
     audit_event_record(
         event=EventType.CLIENT_CREATED,
         client_id=client.client_id,

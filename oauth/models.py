@@ -21,6 +21,24 @@ def secret_digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+# What an unknown or public client's "secret" is compared with: the digest of a random value no
+# one knows, so the comparison does the work of a real one and never matches.
+_DUMMY_DIGEST = secret_digest(secrets.token_urlsafe(32))
+
+
+def client_secret_verify(client: Client | None, secret: str) -> bool:
+    """True if `secret` is the confidential `client`'s secret.
+
+    Every call hashes the presented secret once and compares it in constant time, with the
+    client's digest or, for an unknown or public client, a dummy one: a wrong client_id costs
+    what a wrong secret costs (issue 14.10), as Django's ModelBackend does for unknown users."""
+    presented = secret if isinstance(secret, str) else ""
+    usable = client is not None and not client.is_public and bool(client.secret_hash)
+    expected = client.secret_hash if usable else _DUMMY_DIGEST
+    matches = secrets.compare_digest(secret_digest(presented), expected)
+    return usable and matches
+
+
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
@@ -149,9 +167,7 @@ class Client(models.Model):
         return isinstance(redirect_uri, str) and redirect_uri in self.redirect_uri_list
 
     def check_client_secret(self, client_secret: str) -> bool:
-        if self.is_public or not self.secret_hash or not isinstance(client_secret, str):
-            return False
-        return secrets.compare_digest(secret_digest(client_secret), self.secret_hash)
+        return client_secret_verify(self, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if self.is_public:

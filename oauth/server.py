@@ -19,9 +19,7 @@ from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request, UnsupportedResp
 from django.http import HttpRequest, HttpResponse, QueryDict
 
 from accounts.network import client_ip
-from audit.events import EventType
-from audit.services import audit_event_record
-from oauth.client_auth import client_auth_register
+from oauth.client_auth import client_auth_failure_record, client_auth_register, client_id_attempted
 from oauth.clients import client_get
 from oauth.models import Client
 
@@ -170,16 +168,12 @@ def _client_auth_failed(request) -> None:
     if not isinstance(request, OAuthRequest):
         return
     basic = request.headers.get("Authorization", "")
-    attempted = request.form.get("client_id") or ""
-    audit_event_record(
-        event=EventType.CLIENT_AUTH_FAILED,
-        client_id=attempted[:64],
+    client_auth_failure_record(
+        client_id=client_id_attempted(request),
         ip=request.ip,
         user_agent=request.user_agent,
-        details={
-            "endpoint": request.uri,
-            "method": "basic" if basic.lower().startswith("basic ") else "body",
-        },
+        endpoint=request.uri,
+        method="basic" if basic.lower().startswith("basic ") else "body",
     )
 
 
