@@ -118,6 +118,8 @@ def pkce() -> Pkce:
 
 
 def authorize_params(registered: Registered, **overrides) -> dict:
+    """A valid request; PKCE (which every client needs by default) with a challenge whose
+    verifier is thrown away: pass code_challenge=None to leave it out."""
     params = {
         "response_type": "code",
         "client_id": registered.client_id,
@@ -125,8 +127,12 @@ def authorize_params(registered: Registered, **overrides) -> dict:
         "scope": "openid profile email offline_access",
         "state": "st-" + secrets.token_urlsafe(8),
         "nonce": "n-" + secrets.token_urlsafe(8),
+        "code_challenge": pkce().challenge,
+        "code_challenge_method": "S256",
     }
     params.update(overrides)
+    if overrides.get("code_challenge", "") is None and "code_challenge_method" not in overrides:
+        params.pop("code_challenge_method")
     return {k: v for k, v in params.items() if v is not None}
 
 

@@ -193,7 +193,7 @@ def test_error_redirect_carries_issuer(browser, confidential):
 
 
 def test_public_client_must_send_code_challenge(browser, public):
-    params = authorize_params(public, state="p1")
+    params = authorize_params(public, state="p1", code_challenge=None)
     assert_redirected_error(browser.get("/oauth/authorize", params), "invalid_request", "p1")
     assert not AuthorizationCode.objects.exists()
 
@@ -208,7 +208,9 @@ def test_plain_code_challenge_method_is_refused(browser, public):
 
 def test_code_challenge_without_method_is_refused(browser, public):
     # RFC 7636 §4.3: no method means plain.
-    params = authorize_params(public, code_challenge=pkce().challenge, state="p3")
+    params = authorize_params(
+        public, code_challenge=pkce().challenge, code_challenge_method=None, state="p3"
+    )
     assert_redirected_error(browser.get("/oauth/authorize", params), "invalid_request", "p3")
 
 
