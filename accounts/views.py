@@ -21,7 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import LoginForm
-from accounts.login_flow import auth_time_record, login_is_forced, login_url
+from accounts.login_flow import auth_time_record, login_is_forced, login_url, sign_in_carry
 from accounts.network import client_ip
 from accounts.services import LoginFailed, LoginThrottled, LoginUnavailable, user_authenticate
 from audit.events import EventType
@@ -148,9 +148,10 @@ def login_page(request: HttpRequest) -> HttpResponse:
     # login() rotates the session key (no session fixation) and flushes another user's session.
     # The password was checked by user_authenticate above, so the sign-in is attributed to the
     # configured backend (which would run the same service) without a second check.
+    carried = sign_in_carry(request)  # pending authorization requests survive a change of user
     session_login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
     # OpenID Connect auth_time: when the user last typed their password (max_age, prompt=login).
-    auth_time_record(request)
+    auth_time_record(request, carried=carried)
     return HttpResponseRedirect(destination)
 
 

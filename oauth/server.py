@@ -79,6 +79,8 @@ class OAuthRequest(OAuth2Request):
         self.user_agent = request.META.get("HTTP_USER_AGENT", "")[:512]
         # Set by the authorization endpoint before issuing a code.
         self.auth_time: int | None = None
+        # The subject of a valid id_token_hint (authorization_request_check).
+        self.id_token_hint_sub: str | None = None
 
     @property
     def args(self) -> QueryDict:

@@ -96,6 +96,7 @@ def sign_in(browser: BrowserClient, user, *, at: int | None = None) -> None:
     browser.force_login(user)
     session = browser.session
     session["auth_time"] = int(time.time()) if at is None else at
+    session["sign_in_id"] = secrets.token_urlsafe(16)
     session.save()
 
 
