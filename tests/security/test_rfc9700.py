@@ -114,11 +114,16 @@ def test_public_clients_cannot_opt_out(db):
 
 
 def test_pkce_required_defaults_to_true(db):
-    """Issue 13.13, RFC 9700 §2.1.1: required by default, in the model and in the migration that
-    added it (existing rows get True)."""
-    from importlib import import_module
+    """Issue 13.13, RFC 9700 §2.1.1: required by default, in the model and in the database: the
+    column's default is true, so rows that existed before the migration, and rows written by the
+    previous release during a rolling upgrade, require PKCE."""
+    from django.db import connection
 
     assert Client._meta.get_field("pkce_required").default is True
-    migration = import_module("oauth.migrations.0002_client_pkce_required").Migration
-    (operation,) = migration.operations
-    assert operation.name == "pkce_required" and operation.field.default is True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT column_default FROM information_schema.columns"
+            " WHERE table_name = 'oauth_client' AND column_name = 'pkce_required'"
+        )
+        (default,) = cursor.fetchone()
+    assert default == "true"
