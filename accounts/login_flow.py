@@ -7,10 +7,18 @@
 - After a successful password check the login page signs the user in (django.contrib.auth) and
   stores the time of that check, in whole epoch seconds, under `AUTH_TIME_SESSION_KEY`
   (`auth_time_record`). It becomes the ID token's `auth_time`; `auth_time(request)` reads it.
+  It also stores a random id for that sign-in (`sign_in_id`): the authorization endpoint notes
+  the id it saw when it sent the browser here, and a different id on return proves the password
+  was typed since, in this browser, whatever the clock says.
+- The authorization endpoint keeps the requests waiting on a sign-in in the session under
+  `PENDING_SESSION_KEY`. They must outlive the sign-in: login() keeps the session for an
+  anonymous visitor or the same user, but flushes it when a different user signs in, so the
+  login page takes them with `sign_in_carry` before login() and hands them to `auth_time_record`.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from urllib.parse import urlencode
 
@@ -21,6 +29,10 @@ from django.urls import reverse
 FORCE_PARAM, FORCE_VALUE = "prompt", "login"
 # Session key holding when the signed-in user last typed their password (int epoch seconds).
 AUTH_TIME_SESSION_KEY = "auth_time"
+# Session key holding a random id of that sign-in (changes with every password check).
+SIGN_IN_ID_SESSION_KEY = "sign_in_id"
+# Session key under which the authorization endpoint keeps requests waiting on a sign-in.
+PENDING_SESSION_KEY = "oauth_login_tickets"
 
 
 def login_url(next_url: str, *, force: bool = False) -> str:
@@ -42,10 +54,22 @@ def login_is_forced(request: HttpRequest) -> bool:
     return source.get(FORCE_PARAM) == FORCE_VALUE
 
 
-def auth_time_record(request: HttpRequest, *, now: float | None = None) -> int:
-    """Call right after django.contrib.auth.login(): the password was checked just now."""
+def sign_in_carry(request: HttpRequest) -> dict:
+    """Call before django.contrib.auth.login(): the session state that must survive it."""
+    pending = request.session.get(PENDING_SESSION_KEY)
+    return {PENDING_SESSION_KEY: pending} if isinstance(pending, dict) and pending else {}
+
+
+def auth_time_record(
+    request: HttpRequest, *, now: float | None = None, carried: dict | None = None
+) -> int:
+    """Call right after django.contrib.auth.login(): the password was checked just now.
+    `carried`: what sign_in_carry took before login()."""
     value = int(time.time() if now is None else now)
     request.session[AUTH_TIME_SESSION_KEY] = value
+    request.session[SIGN_IN_ID_SESSION_KEY] = secrets.token_urlsafe(16)
+    for key, kept in (carried or {}).items():
+        request.session[key] = kept
     return value
 
 
@@ -59,3 +83,12 @@ def auth_time(request: HttpRequest) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         return None
     return value
+
+
+def sign_in_id(request: HttpRequest) -> str | None:
+    """The id of the signed-in user's last password check in this browser, or None."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    value = request.session.get(SIGN_IN_ID_SESSION_KEY)
+    return value if isinstance(value, str) and value else None

@@ -21,7 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import LoginForm
-from accounts.login_flow import auth_time_record, login_is_forced, login_url
+from accounts.login_flow import auth_time_record, login_is_forced, login_url, sign_in_carry
 from accounts.network import client_ip
 from accounts.services import LoginFailed, LoginThrottled, LoginUnavailable, user_authenticate
 from audit.events import EventType
@@ -145,6 +145,7 @@ def login_page(request: HttpRequest) -> HttpResponse:
         response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
         return response
 
+    carried = sign_in_carry(request)  # pending authorization requests survive a change of user
     if request.user.is_authenticated and request.user.pk != user.pk:
         # Another account was signed in here: end that sign-in (and what it approved) rather
         # than let login() silently drop the browser's reference to it.
@@ -155,7 +156,7 @@ def login_page(request: HttpRequest) -> HttpResponse:
     # without a second check.
     session_login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
     # OpenID Connect auth_time: when the user last typed their password (max_age, prompt=login).
-    auth_time_record(request)
+    auth_time_record(request, carried=carried)
     return HttpResponseRedirect(destination)
 
 

@@ -43,6 +43,7 @@ class ClientForm(forms.ModelForm):
             "audiences",
             "access_token_lifetime",
             "refresh_without_offline_access",
+            "pkce_required",
             "skip_consent",
             "is_resource_server",
         )
@@ -77,12 +78,19 @@ class ClientAdmin(admin.ModelAdmin):
         "name",
         "client_id",
         "client_type",
+        "pkce_required",
         "skip_consent",
         "is_resource_server",
         "is_active",
         "created_at",
     )
-    list_filter = ("client_type", "is_active", "skip_consent", "is_resource_server")
+    list_filter = (
+        "client_type",
+        "is_active",
+        "pkce_required",
+        "skip_consent",
+        "is_resource_server",
+    )
     search_fields = ("name", "client_id")
     readonly_fields = ("client_id", "secret_updated_at", "created_at", "updated_at")
     actions = ["regenerate_secret"]
@@ -98,6 +106,7 @@ class ClientAdmin(admin.ModelAdmin):
                     "audiences",
                     "access_token_lifetime",
                     "refresh_without_offline_access",
+                    "pkce_required",
                 )
             },
         ),

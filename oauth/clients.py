@@ -43,7 +43,8 @@ MISSING_SECONDS = 10
 LOCAL_MISSING_MAX_ENTRIES = 10_000
 _MISSING = "missing"
 GENERATION_CHECK_SECONDS = 1.0
-_CACHE_KEY = "oauth:client:v1:{}"
+# v2: records carry pkce_required (a v1 record would read as the default, True).
+_CACHE_KEY = "oauth:client:v2:{}"
 _GENERATION_KEY = "oauth:clients:generation"
 # Test seam, as in tokens/keys.py.
 clock = time.monotonic
@@ -64,6 +65,7 @@ _CACHED_FIELDS = (
     "scopes",
     "audiences",
     "access_token_lifetime",
+    "pkce_required",
     "skip_consent",
     "is_resource_server",
     "refresh_without_offline_access",
@@ -228,6 +230,11 @@ def client_validate(client: Client) -> None:
                 f"grant types: {grant[:50]!r} is not supported "
                 f"(supported: {', '.join(GrantType.values)}; no implicit or password grant)"
             )
+    if client.is_public and not client.pkce_required:
+        # RFC 9700 §2.1.1: PKCE is what protects a public client's codes; no secret does.
+        raise ClientError(
+            "require PKCE: public clients must use PKCE; only a confidential client may opt out"
+        )
     if client.is_public and GrantType.CLIENT_CREDENTIALS in grants:
         raise ClientError("grant types: client_credentials needs a confidential client")
     if GrantType.REFRESH_TOKEN in grants and GrantType.AUTHORIZATION_CODE not in grants:
@@ -291,6 +298,7 @@ def client_create(
     post_logout_redirect_uris: Iterable[str] = (),
     audiences: Iterable[str] = (),
     access_token_lifetime: int | None = None,
+    pkce_required: bool = True,
     skip_consent: bool = False,
     is_resource_server: bool = False,
     refresh_without_offline_access: bool = False,
@@ -308,6 +316,7 @@ def client_create(
         scopes=" ".join(scopes),
         audiences=" ".join(audiences),
         access_token_lifetime=access_token_lifetime,
+        pkce_required=pkce_required,
         skip_consent=skip_consent,
         is_resource_server=is_resource_server,
         refresh_without_offline_access=refresh_without_offline_access,

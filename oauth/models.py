@@ -85,6 +85,16 @@ class Client(models.Model):
     access_token_lifetime = models.PositiveIntegerField(
         null=True, blank=True, help_text="Seconds; empty: AUTHSERVER_ACCESS_TOKEN_TTL."
     )
+    pkce_required = models.BooleanField(
+        "require PKCE",
+        default=True,
+        # A database default: rows written by the previous release (rolling upgrade) and the
+        # rows that existed before this column get True too.
+        db_default=True,
+        help_text="Authorization requests must carry an S256 code_challenge (RFC 9700 §2.1.1). "
+        "Turn this off only for a legacy confidential client that cannot send one; public "
+        "clients always need PKCE.",
+    )
     skip_consent = models.BooleanField(
         "first-party (skip consent)",
         default=False,

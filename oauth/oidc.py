@@ -97,9 +97,11 @@ def is_openid_request(scopes: list[str]) -> bool:
 def id_token_hint_verify(token: str, *, now: datetime | None = None) -> dict[str, Any] | None:
     """The claims of an ID token this server issued, or None.
 
-    For RP-initiated logout: the signature (by a key we publish, alg pinned to that key) and the
-    issuer are checked; expiry is not, since a logout often comes after the ID token expired
-    (OpenID Connect RP-Initiated Logout §2). Access tokens (typ at+jwt) are refused.
+    For RP-initiated logout and the authorization endpoint's id_token_hint: the signature (by a
+    key we publish, alg pinned to that key), the issuer and the ID token's required claims are
+    checked; expiry is not, since a logout often comes after the ID token expired (OpenID
+    Connect RP-Initiated Logout §2) and an authorization request may pass an expired one (Core
+    §3.1.2.1). Access tokens (typ at+jwt) are refused.
     """
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         return None
@@ -124,7 +126,11 @@ def id_token_hint_verify(token: str, *, now: datetime | None = None) -> dict[str
             key.backend.prepared_verifying_key,
             algorithms=[key.alg],
             issuer=get_config().issuer,
-            options={"verify_exp": False, "verify_aud": False, "require": ["iss", "sub", "aud"]},
+            options={
+                "verify_exp": False,
+                "verify_aud": False,
+                "require": ["iss", "sub", "aud", "exp", "iat"],
+            },
         )
     except (jwt.InvalidTokenError, ValueError, TypeError):
         return None

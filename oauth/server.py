@@ -78,6 +78,8 @@ class OAuthRequest(OAuth2Request):
         # Set by the authorization endpoint before issuing a code.
         self.auth_time: int | None = None
         self.browser_session = None
+        # The subject of a valid id_token_hint (authorization_request_check).
+        self.id_token_hint_sub: str | None = None
 
     @property
     def args(self) -> QueryDict:

@@ -9,14 +9,16 @@ client), and then a code goes back to the redirect URI.
 Errors about the client or the redirect URI are shown on a page and never redirect (RFC 6749
 §4.1.2.1); every other error goes back to the verified redirect URI with `error` and `state`.
 
-Forced sign-in (prompt=login, an exceeded max_age, an unknown sign-in time) must not loop: the
-URL the login page returns to carries a `login_ticket`, signed with SECRET_KEY, that binds to
-this exact request the sign-in time seen when the password was asked for. Back here, a sign-in
-newer than that one satisfies the request.
+Forced sign-in (prompt=login or select_account, max_age=0, an id_token_hint naming someone other
+than the signed-in user) is proven by a login ticket (oauth.login_tickets): bound to this
+request and to this browser's session, single use. A max_age above zero is checked against the
+sign-in time whenever a code is issued, including after the consent page (a user who lingered
+there past max_age signs in again).
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from urllib.parse import urlencode, urlsplit
 
@@ -24,7 +26,6 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
-from django.core import signing
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
@@ -36,6 +37,7 @@ from accounts.login_flow import auth_time, login_redirect
 from authserver.conf import get_config
 from authserver.pages import page_headers
 from oauth.consents import consent_covers, consent_deny_record, consent_grant
+from oauth.login_tickets import login_ticket_fresh, login_ticket_issue, login_ticket_spend
 from oauth.models import Client
 from oauth.protocol import FORM_MEDIA_TYPE
 from oauth.scopes import scope_describe
@@ -43,8 +45,9 @@ from oauth.server import OAuthRequest, authorization_server
 from sessions.browser import browser_session
 
 TICKET_PARAM = "login_ticket"
-TICKET_SALT = "oauth.authorize.login-ticket"
-TICKET_MAX_AGE = 900
+# Satisfied only by a sign-in made for this request (OpenID Connect Core §3.1.2.1: max_age=0
+# is prompt=login; select_account is served by the login page).
+_FRESH_PROMPTS = frozenset({"login", "select_account"})
 # The login page only returns to URLs shorter than this (accounts/views.py NEXT_MAX_LENGTH).
 MAX_RESUME_URL_LENGTH = 4000
 _FORM_FIELDS_NOT_FORWARDED = {TICKET_PARAM, "csrfmiddlewaretoken", "decision"}
@@ -92,26 +95,11 @@ def _request_digest(pairs: list[tuple[str, str]]) -> str:
     return hashlib.sha256(urlencode(sorted(pairs)).encode()).hexdigest()[:32]
 
 
-def _ticket_time(params: QueryDict) -> int | None:
-    """The sign-in time seen when a sign-in was asked for on behalf of exactly this request (0:
-    none), if it carries a valid ticket (any problem: as if it carried none)."""
-    raw = params.get(TICKET_PARAM)
-    if not raw or len(raw) > 300:
-        return None
-    try:
-        data = signing.loads(raw, salt=TICKET_SALT, max_age=TICKET_MAX_AGE)
-    except signing.BadSignature:
-        return None
-    if not isinstance(data, dict) or data.get("q") != _request_digest(_forwarded(params)):
-        return None
-    seen = data.get("a")
-    return seen if isinstance(seen, int) else None
-
-
-def _resume_url(params: QueryDict, signed_in_at: int | None) -> str:
+def _resume_url(params: QueryDict, ticket_id: str | None) -> str:
     pairs = _forwarded(params)
-    ticket = signing.dumps({"a": signed_in_at or 0, "q": _request_digest(pairs)}, salt=TICKET_SALT)
-    return reverse("oauth:authorize") + "?" + urlencode([*pairs, (TICKET_PARAM, ticket)])
+    if ticket_id:
+        pairs.append((TICKET_PARAM, ticket_id))
+    return reverse("oauth:authorize") + "?" + urlencode(pairs)
 
 
 # --- Responses ---------------------------------------------------------------------------------
@@ -135,21 +123,40 @@ def _error_response(request: HttpRequest, error: OAuth2Error, state: str | None)
     return render(request, "oauth/error.html", context, status=400)
 
 
-def _login_needed(
-    *, user, signed_in_at: int | None, prompts: frozenset, max_age: int | None, ticket_seen, now
-) -> tuple[bool, bool]:
-    """(must sign in, must type the password even though signed in)."""
+class SignIn(enum.Enum):
+    OK = "ok"
+    LOGIN = "login"  # not signed in
+    REAUTH = "reauth"  # signed in, but the password must be typed (again) for this request
+    WRONG_USER = "wrong_user"  # signed in for this request, as someone id_token_hint does not name
+
+
+def sign_in_state(
+    *,
+    user,
+    signed_in_at: int | None,
+    fresh: bool,
+    prompts: frozenset,
+    max_age: int | None,
+    hint_sub: str | None,
+    now: int,
+) -> SignIn:
+    """Whether the browser's sign-in satisfies the request (OpenID Connect Core §3.1.2.1).
+    `fresh`: the password was typed in this browser since this request sent it to the login
+    page (a valid login ticket)."""
     if user is None:
-        return True, False
+        return SignIn.LOGIN
+    if hint_sub is not None and str(user.sub) != hint_sub:
+        # The user just signed in for this request and is still not the hinted one: an answer
+        # (login_required), not another round of the login page.
+        return SignIn.WRONG_USER if fresh else SignIn.REAUTH
     if signed_in_at is None:
-        return True, True  # signed in some other way (admin): when is unknown
-    # Signed in again since the login page was asked to check the password for this request.
-    fresh = ticket_seen is not None and signed_in_at > ticket_seen
-    if prompts & {"login", "select_account"} and not fresh:
-        return True, True
-    if max_age is not None and now - signed_in_at > max_age and not fresh:
-        return True, True
-    return False, False
+        return SignIn.REAUTH  # signed in some other way (admin): when is unknown
+    if (prompts & _FRESH_PROMPTS or max_age == 0) and not fresh:
+        return SignIn.REAUTH
+    if max_age and now - signed_in_at > max_age:
+        # No exemption for a fresh ticket: auth_time must satisfy max_age when the code is issued.
+        return SignIn.REAUTH
+    return SignIn.OK
 
 
 def _signed_in_user(request: HttpRequest):
@@ -172,11 +179,14 @@ def _consent_page(request: HttpRequest, client: Client, scopes: list[str], param
     return render(request, "oauth/consent.html", context)
 
 
-def _issue_code(grant, oauth_request: OAuthRequest, user, signed_in_at: int) -> HttpResponse:
+def _issue_code(
+    request: HttpRequest, grant, oauth_request: OAuthRequest, user, signed_in_at: int
+) -> HttpResponse:
     oauth_request.auth_time = signed_in_at
     # The code, and the grant its exchange starts, hang from this browser's sign-in.
     oauth_request.browser_session = browser_session(oauth_request.django_request)
     status, body, headers = grant.create_authorization_response(grant.redirect_uri, user)
+    login_ticket_spend(request=request, ticket_id=oauth_request.form.get(TICKET_PARAM))
     return authorization_server().handle_response(status, body, headers)
 
 
@@ -196,6 +206,63 @@ def _validated_grant(request: HttpRequest, oauth_request, user, state):
         return _error_response(request, InvalidRequestError(), None)
 
 
+def _sign_in_gate(
+    request: HttpRequest, params: QueryDict, oauth_request: OAuthRequest, grant, user, state
+) -> HttpResponse | None:
+    """None when the browser's sign-in satisfies the request; else the answer: the login page
+    (with a new login ticket where a sign-in must be proven fresh) or a redirected error."""
+    now = int(timezone.now().timestamp())
+    signed_in_at = auth_time(request) if user else None
+    prompts = oauth_request.prompts
+    hint_sub = oauth_request.id_token_hint_sub
+    ticket_id = params.get(TICKET_PARAM)
+    digest = _request_digest(_forwarded(params))
+    fresh = user is not None and login_ticket_fresh(
+        request=request, ticket_id=ticket_id, request_digest=digest, now=now
+    )
+    verdict = sign_in_state(
+        user=user,
+        signed_in_at=signed_in_at,
+        fresh=fresh,
+        prompts=prompts,
+        max_age=oauth_request.max_age,
+        hint_sub=hint_sub,
+        now=now,
+    )
+    if verdict is SignIn.OK:
+        return None
+    other_user = user is not None and hint_sub is not None and str(user.sub) != hint_sub
+    if verdict is SignIn.WRONG_USER or "none" in prompts:
+        # OpenID Connect Core §3.1.2.6; a user who signed in for this request as someone the
+        # hint does not name gets the same answer rather than the login page in a loop.
+        login_ticket_spend(request=request, ticket_id=ticket_id)
+        description = (
+            "The signed-in user is not the one id_token_hint names." if other_user else None
+        )
+        error = LoginRequiredError(description=description, redirect_uri=grant.redirect_uri)
+        return _error_response(request, error, state)
+    # A ticket where the sign-in must be proven to come after this request. An anonymous
+    # visitor without such a demand gets none (and so no session): any sign-in will do.
+    needs_ticket = (
+        user is not None
+        or bool(prompts & _FRESH_PROMPTS)
+        or oauth_request.max_age == 0
+        or hint_sub is not None
+    )
+    new_ticket = (
+        login_ticket_issue(request=request, request_digest=digest, now=now)
+        if needs_ticket
+        else None
+    )
+    resume = _resume_url(params, new_ticket)
+    if len(resume) > MAX_RESUME_URL_LENGTH:
+        error = InvalidRequestError(
+            "The authorization request is too long.", redirect_uri=grant.redirect_uri
+        )
+        return _error_response(request, error, state)
+    return login_redirect(request, resume, force=verdict is SignIn.REAUTH)
+
+
 @csrf_exempt  # the client's page may POST the request (OpenID Connect Core §3.1.2.1)
 @page_headers
 @require_http_methods(["GET", "POST"])
@@ -210,30 +277,11 @@ def authorization_endpoint(request: HttpRequest) -> HttpResponse:
     grant = _validated_grant(request, oauth_request, user, state)
     if isinstance(grant, HttpResponse):
         return grant
+    gate = _sign_in_gate(request, params, oauth_request, grant, user, state)
+    if gate is not None:
+        return gate
 
-    now = int(timezone.now().timestamp())
-    signed_in_at = auth_time(request) if user else None
     prompts = oauth_request.prompts
-    must_login, force = _login_needed(
-        user=user,
-        signed_in_at=signed_in_at,
-        prompts=prompts,
-        max_age=oauth_request.max_age,
-        ticket_seen=_ticket_time(params),
-        now=now,
-    )
-    if must_login:
-        if "none" in prompts:
-            error = LoginRequiredError(redirect_uri=grant.redirect_uri)
-            return _error_response(request, error, state)
-        resume = _resume_url(params, signed_in_at)
-        if len(resume) > MAX_RESUME_URL_LENGTH:
-            error = InvalidRequestError(
-                "The authorization request is too long.", redirect_uri=grant.redirect_uri
-            )
-            return _error_response(request, error, state)
-        return login_redirect(request, resume, force=force)
-
     client: Client = oauth_request.client
     scopes = (oauth_request.scope or "").split()
     if not client.skip_consent and (
@@ -243,7 +291,7 @@ def authorization_endpoint(request: HttpRequest) -> HttpResponse:
             error = ConsentRequiredError(redirect_uri=grant.redirect_uri)
             return _error_response(request, error, state)
         return _consent_page(request, client, scopes, params)
-    return _issue_code(grant, oauth_request, user, signed_in_at)
+    return _issue_code(request, grant, oauth_request, user, auth_time(request))
 
 
 @csrf_protect
@@ -251,7 +299,9 @@ def authorization_endpoint(request: HttpRequest) -> HttpResponse:
 @require_POST
 def consent_decision(request: HttpRequest) -> HttpResponse:
     """The consent form's answer. The whole authorization request comes back in hidden fields
-    and is validated again; CSRF protection makes sure the user, not a third site, answered."""
+    and is validated again, the sign-in too (signed out, prompt=login without a fresh sign-in,
+    max_age passed while the page was open: back to the login page); CSRF protection makes sure
+    the user, not a third site, answered."""
     params = request.POST
     oauth_request = OAuthRequest(request, params)
     state = params.get("state")
@@ -259,19 +309,18 @@ def consent_decision(request: HttpRequest) -> HttpResponse:
     grant = _validated_grant(request, oauth_request, user, state)
     if isinstance(grant, HttpResponse):
         return grant
-    signed_in_at = auth_time(request) if user else None
-    if user is None or signed_in_at is None:
-        # Signed out (or the session expired) while the consent page was open.
-        resume = _resume_url(params, signed_in_at)
-        return login_redirect(request, resume, force=user is not None)
+    gate = _sign_in_gate(request, params, oauth_request, grant, user, state)
+    if gate is not None:
+        return gate
     client: Client = oauth_request.client
     scopes = (oauth_request.scope or "").split()
     if params.get("decision") != "allow":
         consent_deny_record(user=user, client=client, scopes=scopes, request=request)
+        login_ticket_spend(request=request, ticket_id=params.get(TICKET_PARAM))
         error = AccessDeniedError(
             description="The user denied the request.", redirect_uri=grant.redirect_uri
         )
         return _error_response(request, error, state)
     if not client.skip_consent:
         consent_grant(user=user, client=client, scopes=scopes, request=request)
-    return _issue_code(grant, oauth_request, user, signed_in_at)
+    return _issue_code(request, grant, oauth_request, user, auth_time(request))

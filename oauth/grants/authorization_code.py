@@ -20,6 +20,7 @@ from oauth.codes import (
 )
 from oauth.issuance import user_tokens_issue
 from oauth.models import AuthorizationCode, Client
+from oauth.oidc import id_token_hint_verify
 from sessions.services import SessionEnded
 
 # OpenID Connect Core §3.1.2.1 prompt values. select_account is served by the login page.
@@ -36,6 +37,7 @@ _SINGLE_AFTER_REDIRECT = (
     "code_challenge",
     "code_challenge_method",
     "response_mode",
+    "id_token_hint",
 )
 MAX_STATE_LENGTH = 2048
 MAX_NONCE_LENGTH = 512
@@ -86,9 +88,18 @@ def authorization_request_check(request, redirect_uri: str) -> None:
         if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
             raise fail("max_age must be a non-negative number of seconds.")
         max_age = int(raw)
+    hint_sub = None
+    if "id_token_hint" in data:
+        # OpenID Connect Core §3.1.2.1: an ID token we issued (signature by a key we publish,
+        # our issuer), expired or not; the endpoint then wants its subject signed in.
+        claims = id_token_hint_verify(data["id_token_hint"])
+        if claims is None:
+            raise fail("id_token_hint is not an ID token issued by this server.")
+        hint_sub = claims["sub"]
     request.prompts = frozenset(prompts)
     request.max_age = max_age
     request.nonce = nonce
+    request.id_token_hint_sub = hint_sub
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):

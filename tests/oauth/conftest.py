@@ -96,6 +96,7 @@ def sign_in(browser: BrowserClient, user, *, at: int | None = None) -> None:
     browser.force_login(user)
     session = browser.session
     session["auth_time"] = int(time.time()) if at is None else at
+    session["sign_in_id"] = secrets.token_urlsafe(16)
     session.save()
 
 
@@ -118,6 +119,8 @@ def pkce() -> Pkce:
 
 
 def authorize_params(registered: Registered, **overrides) -> dict:
+    """A valid request; PKCE (which every client needs by default) with a challenge whose
+    verifier is thrown away: pass code_challenge=None to leave it out."""
     params = {
         "response_type": "code",
         "client_id": registered.client_id,
@@ -125,8 +128,12 @@ def authorize_params(registered: Registered, **overrides) -> dict:
         "scope": "openid profile email offline_access",
         "state": "st-" + secrets.token_urlsafe(8),
         "nonce": "n-" + secrets.token_urlsafe(8),
+        "code_challenge": pkce().challenge,
+        "code_challenge_method": "S256",
     }
     params.update(overrides)
+    if overrides.get("code_challenge", "") is None and "code_challenge_method" not in overrides:
+        params.pop("code_challenge_method")
     return {k: v for k, v in params.items() if v is not None}
 
 

@@ -31,6 +31,7 @@ FORM = {
     "scopes": "openid profile offline_access",
     "audiences": "",
     "access_token_lifetime": "",
+    "pkce_required": "on",  # checked by default on the add page
 }
 
 
@@ -86,3 +87,25 @@ def test_change_invalidates_the_cache(admin_browser):
     response = admin_browser.post(f"/admin/oauth/client/{client.pk}/change/", form)
     assert response.status_code == 302, response.content[:2000]
     assert client_get(client_id=client.client_id) is None  # deactivated, not served from cache
+
+
+def test_add_page_shows_pkce_required_checked_with_help(admin_browser):
+    page = admin_browser.get("/admin/oauth/client/add/").content.decode()
+    assert re.search(r'<input type="checkbox" name="pkce_required"[^>]* checked', page)
+    assert "RFC 9700 §2.1.1" in page
+
+
+def test_confidential_client_may_opt_out_of_pkce(admin_browser):
+    form = {**FORM}
+    form.pop("pkce_required")
+    admin_browser.post("/admin/oauth/client/add/", form)
+    assert Client.objects.get().pkce_required is False
+
+
+def test_public_client_cannot_opt_out_of_pkce(admin_browser):
+    form = {**FORM, "client_type": "public"}
+    form.pop("pkce_required")
+    response = admin_browser.post("/admin/oauth/client/add/", form)
+    assert response.status_code == 200
+    assert b"public clients must use PKCE" in response.content
+    assert not Client.objects.exists()

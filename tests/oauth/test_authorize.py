@@ -193,7 +193,7 @@ def test_error_redirect_carries_issuer(browser, confidential):
 
 
 def test_public_client_must_send_code_challenge(browser, public):
-    params = authorize_params(public, state="p1")
+    params = authorize_params(public, state="p1", code_challenge=None)
     assert_redirected_error(browser.get("/oauth/authorize", params), "invalid_request", "p1")
     assert not AuthorizationCode.objects.exists()
 
@@ -208,7 +208,9 @@ def test_plain_code_challenge_method_is_refused(browser, public):
 
 def test_code_challenge_without_method_is_refused(browser, public):
     # RFC 7636 §4.3: no method means plain.
-    params = authorize_params(public, code_challenge=pkce().challenge, state="p3")
+    params = authorize_params(
+        public, code_challenge=pkce().challenge, code_challenge_method=None, state="p3"
+    )
     assert_redirected_error(browser.get("/oauth/authorize", params), "invalid_request", "p3")
 
 
@@ -329,6 +331,80 @@ def test_max_age_within_limit_issues_code(browser, confidential):
     response = browser.get("/oauth/authorize", authorize_params(confidential, max_age="3600"))
     assert response.status_code == 302
     assert "code" in query(response["Location"])
+
+
+def _ticket_url(browser, params) -> str:
+    return _login_redirect(browser.get("/oauth/authorize", params))["next"][0]
+
+
+def test_login_ticket_from_another_browser_does_not_count(browser, alice, confidential):
+    approve(browser, authorize_params(confidential))
+    params = authorize_params(confidential, prompt="login")
+    minted_elsewhere = _ticket_url(BrowserClient(), params)  # an anonymous browser's ticket
+    assert _login_redirect(browser.get(minted_elsewhere))["prompt"] == ["login"]
+
+
+def test_login_ticket_is_spent_by_the_code(browser, alice, confidential):
+    approve(browser, authorize_params(confidential))
+    next_url = _ticket_url(browser, authorize_params(confidential, prompt="login"))
+    sign_in(browser, alice)
+    response = browser.get(next_url)
+    assert response.status_code == 302 and "code" in query(response["Location"])
+    assert _login_redirect(browser.get(next_url))["prompt"] == ["login"]
+
+
+def test_max_age_zero_needs_a_sign_in_for_this_request(browser, alice, confidential):
+    approve(browser, authorize_params(confidential))
+    params = authorize_params(confidential, max_age="0")
+    next_url = _ticket_url(browser, params)
+    assert _login_redirect(browser.get(next_url))["prompt"] == ["login"]
+    sign_in(browser, alice, at=int(time.time()) - 5)  # the password typed: fresh, time aside
+    response = browser.get(next_url)
+    assert response.status_code == 302 and "code" in query(response["Location"])
+
+
+def test_consent_decision_rechecks_max_age(browser, alice, confidential):
+    params = authorize_params(confidential, max_age="60")
+    assert browser.get("/oauth/authorize", params).status_code == 200  # the consent page
+    sign_in(browser, alice, at=int(time.time()) - 120)  # ...left open for two minutes
+    response = browser.post("/oauth/authorize/decision", {**params, "decision": "allow"})
+    assert _login_redirect(response)["prompt"] == ["login"]
+    assert not AuthorizationCode.objects.exists() and not Consent.objects.exists()
+
+
+def test_invalid_id_token_hint_is_invalid_request(browser, confidential):
+    params = authorize_params(confidential, id_token_hint="e30.e30.", state="h1")
+    values = assert_redirected_error(
+        browser.get("/oauth/authorize", params), "invalid_request", "h1"
+    )
+    assert "id_token_hint" in values["error_description"]
+
+
+def _id_token_for(user, registered) -> str:
+    from oauth.oidc import id_token_issue
+
+    return id_token_issue(
+        user=user, client_id=registered.client_id, scopes=["openid"], auth_time=int(time.time())
+    )
+
+
+def test_id_token_hint_of_the_signed_in_user(browser, alice, confidential):
+    approve(browser, authorize_params(confidential))
+    hint = _id_token_for(alice, confidential)
+    params = authorize_params(confidential, prompt="none", id_token_hint=hint)
+    response = browser.get("/oauth/authorize", params)
+    assert response.status_code == 302 and "code" in query(response["Location"])
+
+
+def test_id_token_hint_of_another_user(browser, alice, confidential, make_user):
+    approve(browser, authorize_params(confidential))
+    hint = _id_token_for(make_user("bob"), confidential)
+    params = authorize_params(confidential, prompt="none", id_token_hint=hint, state="h2")
+    assert_redirected_error(browser.get("/oauth/authorize", params), "login_required", "h2")
+    params = authorize_params(confidential, id_token_hint=hint, state="h3")
+    next_url = _ticket_url(browser, params)
+    sign_in(browser, alice)  # alice again, for this request: an answer, not another login page
+    assert_redirected_error(browser.get(next_url), "login_required", "h3")
 
 
 def test_session_without_auth_time_must_sign_in_again(alice, confidential):

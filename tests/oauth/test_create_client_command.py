@@ -47,6 +47,7 @@ def test_confidential_client_json():
     assert data["redirect_uris"] == ["https://app.example.com/cb", "https://app.example.com/cb2"]
     assert data["grant_types"] == ["authorization_code", "refresh_token"]
     assert data["scope"] == "openid profile offline_access"
+    assert data["pkce_required"] is True and client.pkce_required
     assert client.post_logout_redirect_uri_list == ["https://app.example.com/bye"]
 
 
@@ -93,6 +94,15 @@ def test_machine_client_options():
     assert client.access_token_lifetime == 120 and client.is_resource_server
 
 
+def test_no_pkce_exempts_a_confidential_client():
+    args = ["--redirect-uri", "https://a.example.com/cb", "--grant", "authorization_code"]
+    data = json.loads(
+        run("--name", "Legacy", "--type", "confidential", *args, "--no-pkce", "--json")
+    )
+    assert data["pkce_required"] is False
+    assert Client.objects.get().pkce_required is False
+
+
 def test_text_output_mentions_the_secret_once():
     output = run(
         "--name",
@@ -114,6 +124,17 @@ def test_text_output_mentions_the_secret_once():
     [
         ["--name", "A", "--type", "public", "--grant", "implicit"],
         ["--name", "A", "--type", "public", "--grant", "authorization_code"],
+        [
+            "--name",
+            "A",
+            "--type",
+            "public",
+            "--grant",
+            "authorization_code",
+            "--redirect-uri",
+            "https://a.example.com/cb",
+            "--no-pkce",
+        ],
         [
             "--name",
             "A",

@@ -386,20 +386,36 @@ def test_plain_verifier_equal_to_challenge_is_refused(browser, http, public):
     assert_error(response, "invalid_grant")
 
 
-def test_verifier_without_challenge_is_refused(browser, http, confidential):
+def test_verifier_without_challenge_is_refused(browser, http, make_client):
     from tests.oauth.conftest import approve, authorize_params, query
 
-    response = approve(browser, authorize_params(confidential))  # confidential, no PKCE
+    legacy = make_client(pkce_required=False)
+    response = approve(browser, authorize_params(legacy, code_challenge=None))
     code = query(response["Location"])["code"]
-    assert_error(exchange(http, confidential, code, pkce()), "invalid_request")
+    assert_error(exchange(http, legacy, code, pkce()), "invalid_request")
 
 
-def test_confidential_client_without_pkce_still_works(browser, http, confidential):
+def test_confidential_client_exempt_from_pkce_works_without_it(browser, http, make_client):
     from tests.oauth.conftest import approve, authorize_params, query
 
-    response = approve(browser, authorize_params(confidential))
+    legacy = make_client(pkce_required=False)
+    response = approve(browser, authorize_params(legacy, code_challenge=None))
     code = query(response["Location"])["code"]
-    assert exchange(http, confidential, code, None).status_code == 200
+    assert exchange(http, legacy, code, None).status_code == 200
+
+
+def test_code_without_challenge_is_refused_once_the_client_requires_pkce(
+    browser, http, make_client
+):
+    from oauth.clients import client_update
+    from tests.oauth.conftest import approve, authorize_params, query
+
+    legacy = make_client(pkce_required=False)
+    response = approve(browser, authorize_params(legacy, code_challenge=None))
+    code = query(response["Location"])["code"]
+    legacy.client.pkce_required = True
+    client_update(client=legacy.client)
+    assert_error(exchange(http, legacy, code, None), "invalid_grant")
 
 
 # --- Refresh tokens -------------------------------------------------------------------------

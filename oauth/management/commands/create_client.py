@@ -61,6 +61,12 @@ class Command(BaseCommand):
             action="store_true",
             help="issue refresh tokens even without the offline_access scope",
         )
+        parser.add_argument(
+            "--no-pkce",
+            action="store_true",
+            help="legacy confidential clients only: accept authorization requests without "
+            "code_challenge (PKCE is required by default, RFC 9700 §2.1.1)",
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, **options) -> None:
@@ -75,6 +81,7 @@ class Command(BaseCommand):
                 post_logout_redirect_uris=options["post_logout_redirect_uris"],
                 audiences=options["audiences"],
                 access_token_lifetime=options["access_token_lifetime"],
+                pkce_required=not options["no_pkce"],
                 skip_consent=options["first_party"],
                 is_resource_server=options["resource_server"],
                 refresh_without_offline_access=options["refresh_without_offline_access"],
@@ -92,6 +99,7 @@ class Command(BaseCommand):
                 "post_logout_redirect_uris": client.post_logout_redirect_uri_list,
                 "grant_types": client.grant_type_list,
                 "scope": client.scopes,
+                "pkce_required": client.pkce_required,
             }
             self.stdout.write(json.dumps(payload, indent=2))
             return
