@@ -321,3 +321,22 @@ def test_a_due_next_key_that_is_not_sound_is_never_activated():
     assert not signing_keys_maintain(now=due).activated
     assert SigningKey.objects.get(kid=waiting).state == State.NEXT
     assert SigningKey.objects.get(kid=old).state == State.ACTIVE
+
+
+@pytest.mark.django_db
+def test_a_corrupt_active_key_is_replaced_by_an_operator_holding_the_kek():
+    """Issue 14.2/14.8: the refusal is about the KEK, not any decryption failure: with the
+    store's KEK, `--activate-now` replaces a corrupt active key (the recovery path), and the
+    corrupt row stays out of the JWKS while it is retired."""
+    now = timezone.now()
+    broken = keys.active_signing_key(now).kid
+    corrupt(broken, private_key_ciphertext=GARBAGE)
+    keys.keyring_reset()
+    with pytest.raises(keys.KeyStoreUnavailable):
+        keys.active_signing_key(now)
+    change = signing_key_rotate(now=now, immediate=True)
+    assert change.retired == [broken]
+    (fresh,) = change.activated
+    assert keys.active_signing_key(now).kid == fresh
+    assert [key.kid for key in keys.published_keys(now)] == [fresh]
+    assert broken in keys.unusable_keys()
