@@ -109,7 +109,7 @@ class KeyRing:
     active: ActiveKey | None
     # Why signing is unavailable although the JWKS is served (no active key, cannot decrypt).
     signing_problem: str | None
-    # Why nothing is served (database down, corrupt public key).
+    # Why nothing is served (the database cannot be read).
     error: str | None
     warnings: tuple[str, ...]
     # kid -> why the row is left out of the JWKS and the signing keys (not sound).
@@ -202,9 +202,10 @@ def _private_key(row: SigningKey) -> PrivateKey:
     )
     try:
         key = private_key_from_der(der)
+        thumbprint = jwk_thumbprint(public_jwk(key))  # ValueError: a key type we never create
     except ValueError:
         raise KeyDecryptError("its decrypted private key does not parse") from None
-    if jwk_thumbprint(public_jwk(key)) != row.kid:
+    if thumbprint != row.kid:
         raise KeyDecryptError("its private key does not match its kid")
     _private_keys[row.kid] = key
     return key
