@@ -3,8 +3,10 @@
 /healthz answers as long as the process can serve a request: no database, no cache.
 /readyz answers 200 only when the database is reachable, every migration is applied and an
 active signing key can be used, otherwise 503 with a JSON reason a load balancer or an operator
-can read. It also reports the shared cache: when that is down the status is "degraded" (still
-200, since every instance shares the cache and sign-in already fails closed by itself).
+can read; signing-key rows left out as corrupt are listed by kid in `unusable_signing_keys`
+(a corrupt retired or next key does not make the instance unready). It also reports the shared
+cache: when that is down the status is "degraded" (still 200, since every instance shares the
+cache and sign-in already fails closed by itself).
 """
 
 from __future__ import annotations
@@ -79,16 +81,23 @@ def readyz(request: HttpRequest) -> JsonResponse:
     # instance out of the load balancer: refresh, JWKS and token verification still work;
     # sign-in fails closed (503) on its own.
     cache_ok, checks["cache"] = cache_state()
+    unusable_keys: dict[str, str] = {}
     if ready:
         # Signing keys: an active key this process can decrypt, sound public keys. The first
         # call on an empty store creates the first key.
         from tokens.keys import keystore_state
+        from tokens.keys import unusable_keys as keystore_unusable
 
         keys_ready, checks["signing_keys"] = keystore_state()
         if not keys_ready:
             failure = f"signing_keys: {checks['signing_keys']}"
+        # Rows left out of the JWKS and the signing keys (corrupt), by kid: the other keys keep
+        # serving, so this alone does not make the instance unready.
+        unusable_keys = keystore_unusable()
     status = "unavailable" if failure else ("ready" if cache_ok else "degraded")
     body = {"status": status, "checks": checks}
+    if unusable_keys:
+        body["unusable_signing_keys"] = unusable_keys
     if failure:
         body["reason"] = failure
     return JsonResponse(body, status=503 if failure else 200)

@@ -66,7 +66,8 @@ def public_jwk(key: PrivateKey | PublicKey) -> dict[str, str]:
 
 def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     """RFC 7638 §3: SHA-256 over the required members, sorted, without whitespace."""
-    members = _PUBLIC_MEMBERS.get(jwk.get("kty"))
+    kty = jwk.get("kty")
+    members = _PUBLIC_MEMBERS.get(kty) if isinstance(kty, str) else None
     if members is None:
         raise JwkError("unsupported kty")
     canonical = json.dumps(
@@ -79,7 +80,9 @@ def public_key_from_jwk(jwk: Any) -> PublicKey:
     """Parse a stored public JWK strictly; raises JwkError if it is not a sound public key."""
     if not isinstance(jwk, dict):
         raise JwkError("not a JSON object")
-    members = _PUBLIC_MEMBERS.get(jwk.get("kty"))
+    kty = jwk.get("kty")
+    # A stored row may hold any JSON: a list or object as kty must fail as cleanly as a bad one.
+    members = _PUBLIC_MEMBERS.get(kty) if isinstance(kty, str) else None
     if members is None or set(jwk) != set(members):
         raise JwkError("unexpected members (only public members are stored)")
     try:

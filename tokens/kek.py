@@ -21,15 +21,32 @@ _AAD_PREFIX = b"authserver signing key v1 kid="
 
 
 class KeyDecryptError(Exception):
-    """A sealed private key cannot be opened; `reason` is safe to show to an operator."""
+    """A sealed private key cannot be opened; `reason` is safe to show to an operator.
 
-    def __init__(self, reason: str):
+    `wrong_kek`: this process holds none of the KEKs that sealed it, so it cannot tell whether
+    the row is sound. Otherwise the row itself is bad (altered, erased, moved to another kid):
+    it was not sealed by this server for this kid.
+    """
+
+    def __init__(self, reason: str, *, wrong_kek: bool = False):
         super().__init__(reason)
         self.reason = reason
+        self.wrong_kek = wrong_kek
+
+
+WRONG_KEK_REASON = (
+    "it was encrypted with a different key-encryption key than "
+    "AUTHSERVER_KEY_ENCRYPTION_KEY (or its _FALLBACKS)"
+)
 
 
 def kek_id(kek: bytes) -> str:
     return hashlib.sha256(b"authserver kek id\x00" + kek).hexdigest()[:16]
+
+
+def kek_held(sealed_with: str, keks: Iterable[bytes]) -> bool:
+    """Whether one of `keks` (this process's KEK and fallbacks) has the id `sealed_with`."""
+    return any(secrets.compare_digest(kek_id(k), sealed_with) for k in keks)
 
 
 def _aad(kid: str) -> bytes:
@@ -55,10 +72,7 @@ def private_key_open(
         raise KeyDecryptError("its private key has been erased")
     kek = next((k for k in keks if secrets.compare_digest(kek_id(k), sealed_with)), None)
     if kek is None:
-        raise KeyDecryptError(
-            "it was encrypted with a different key-encryption key than "
-            "AUTHSERVER_KEY_ENCRYPTION_KEY (or its _FALLBACKS)"
-        )
+        raise KeyDecryptError(WRONG_KEK_REASON, wrong_kek=True)
     if len(ciphertext) < 1 + NONCE_BYTES + 16 or ciphertext[:1] != VERSION:
         raise KeyDecryptError("its stored ciphertext is corrupt (bad format)")
     nonce = ciphertext[1 : 1 + NONCE_BYTES]

@@ -26,10 +26,9 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.core.cache import cache
 from django.db import DatabaseError
@@ -42,12 +41,13 @@ from tokens.backends import SigningKeyBackend
 from tokens.jwk import (
     JwkError,
     PrivateKey,
+    PublicKey,
     jwk_thumbprint,
     private_key_from_der,
     public_jwk,
     public_key_from_jwk,
 )
-from tokens.kek import KeyDecryptError, private_key_open
+from tokens.kek import WRONG_KEK_REASON, KeyDecryptError, kek_held, private_key_open
 from tokens.models import SigningKey
 
 logger = logging.getLogger("authserver.keys")
@@ -109,9 +109,13 @@ class KeyRing:
     active: ActiveKey | None
     # Why signing is unavailable although the JWKS is served (no active key, cannot decrypt).
     signing_problem: str | None
-    # Why nothing is served (database down, corrupt public key).
+    # Why nothing is served (the database cannot be read).
     error: str | None
     warnings: tuple[str, ...]
+    # kid -> why the row is left out of the JWKS and the signing keys (not sound).
+    unusable: dict[str, str]
+    # Why this process must not change the key store (another KEK than the store's), if so.
+    changes_refused: str | None
     due_at: datetime | None
     jwks_body: bytes
     etag: str
@@ -120,6 +124,8 @@ class KeyRing:
 _lock = threading.RLock()
 _ring: KeyRing | None = None
 _private_keys: dict[str, PrivateKey] = {}
+# kid -> the retired key's ciphertext last seen to authenticate (never the plaintext).
+_sealed_ok: dict[str, bytes] = {}
 _maintenance_not_before = 0.0
 _logged_problems: set[str] = set()
 
@@ -141,6 +147,7 @@ def keyring_reset() -> None:
     with _lock:
         _ring = None
         _private_keys.clear()
+        _sealed_ok.clear()
         _maintenance_not_before = 0.0
         _logged_problems.clear()
 
@@ -180,35 +187,89 @@ def _log_once(level: int, message: str) -> None:
         logger.log(level, "key store: %s", message)
 
 
+def _keks() -> tuple[bytes, ...]:
+    config = get_config()
+    return (config.key_encryption_key, *config.key_encryption_key_fallbacks)
+
+
 def _private_key(row: SigningKey) -> PrivateKey:
     """Decrypt and parse a row's private key once per process; check it matches the kid."""
     key = _private_keys.get(row.kid)
     if key is not None:
         return key
-    config = get_config()
     der = private_key_open(
-        row.private_key_ciphertext,
-        kid=row.kid,
-        sealed_with=row.kek_id,
-        keks=(config.key_encryption_key, *config.key_encryption_key_fallbacks),
+        row.private_key_ciphertext, kid=row.kid, sealed_with=row.kek_id, keks=_keks()
     )
     try:
         key = private_key_from_der(der)
+        thumbprint = jwk_thumbprint(public_jwk(key))  # ValueError: a key type we never create
     except ValueError:
         raise KeyDecryptError("its decrypted private key does not parse") from None
-    if jwk_thumbprint(public_jwk(key)) != row.kid:
+    if thumbprint != row.kid:
         raise KeyDecryptError("its private key does not match its kid")
     _private_keys[row.kid] = key
     return key
 
 
-def _published(row: SigningKey, issuer: str, leeway: int) -> PublishedKey:
+def _sealed_check(row: SigningKey) -> None:
+    """Check that a retired key's ciphertext authenticates (AES-GCM, bound to the kid), without
+    parsing or keeping its private key: a row that does not was not sealed by this server for
+    this kid. Checked once per process for each ciphertext."""
+    sealed = bytes(row.private_key_ciphertext)
+    if row.kid in _private_keys or _sealed_ok.get(row.kid) == sealed:
+        return
+    private_key_open(sealed, kid=row.kid, sealed_with=row.kek_id, keks=_keks())
+    _sealed_ok[row.kid] = sealed
+
+
+def store_change_refusal(rows: Iterable[SigningKey]) -> str | None:
+    """Why this process must not create, activate, retire, remove or revoke keys, or None.
+
+    Every change seals new keys with this process's KEK and decides for every instance which key
+    signs. A process started with another KEK than the one that sealed the store's keys would
+    hand signing to a key no correctly configured instance can decrypt: it must only read. The
+    reference is the active key, else the newest published key; an empty store (first key) is
+    anyone's to fill, under the store's lock.
+    """
+    rows = [row for row in rows if row.state in SigningKey.PUBLISHED_STATES]
+    active = [row for row in rows if row.state == SigningKey.State.ACTIVE]
+    candidates = active or sorted(rows, key=lambda row: row.created_at, reverse=True)
+    if not candidates:
+        return None
+    reference = candidates[0]
+    if kek_held(reference.kek_id, _keks()):
+        return None
+    return (
+        "this process will not create, rotate or remove signing keys: "
+        f"{reference.state} signing key {reference.kid} {WRONG_KEK_REASON.removeprefix('it ')}"
+    )
+
+
+def _public_key(row: SigningKey) -> PublicKey:
+    """A row's public key, checked against its kid and alg; raises JwkError if unsound."""
+    public_key = public_key_from_jwk(row.public_jwk)
+    if jwk_thumbprint(row.public_jwk) != row.kid:
+        raise JwkError("its public key does not match its kid")
+    if _ALG_KTY.get(row.alg) != row.public_jwk["kty"]:
+        raise JwkError("its algorithm does not fit its public key")
+    return public_key
+
+
+def signing_key_problem(row: SigningKey) -> str | None:
+    """Why `row` cannot sign in this process (before it is made the active key), or None."""
     try:
-        public_key = public_key_from_jwk(row.public_jwk)
-        if jwk_thumbprint(row.public_jwk) != row.kid:
-            raise JwkError("its public key does not match its kid")
-    except (JwkError, KeyError) as exc:
-        raise KeyStoreUnavailable(f"signing key {row.kid} is corrupt: {exc}") from None
+        _public_key(row)
+        _private_key(row)
+    except JwkError as exc:
+        return f"its public key is corrupt: {exc}"
+    except KeyDecryptError as exc:
+        return exc.reason
+    return None
+
+
+def _published(row: SigningKey, issuer: str, leeway: int) -> PublishedKey:
+    """The JWKS entry and verifier of a row; raises JwkError if its public key is unsound."""
+    public_key = _public_key(row)
     members = {name: value for name, value in row.public_jwk.items() if name != "kty"}
     jwk = {"kty": row.public_jwk["kty"], "kid": row.kid, "use": "sig", "alg": row.alg}
     jwk.update(sorted(members.items()))
@@ -227,10 +288,19 @@ def _published(row: SigningKey, issuer: str, leeway: int) -> PublishedKey:
     )
 
 
+_ALG_KTY = {SigningKey.Algorithm.RS256: "RSA", SigningKey.Algorithm.ES256: "EC"}
 _STATE_ORDER = {SigningKey.State.ACTIVE: 0, SigningKey.State.NEXT: 1, SigningKey.State.RETIRED: 2}
 
 
 def _load(generation: str | None, *, now: datetime, create_first: bool) -> KeyRing:
+    """Read the published rows into a snapshot.
+
+    A row that is not sound (a malformed public JWK, or a ciphertext that does not authenticate
+    under this server's KEK: altered, or planted without the KEK) is left out of the JWKS and
+    the signing keys and reported in `unusable`; the others keep serving. If it is the active
+    key, nothing signs. A row sealed with a KEK this process does not hold stays published
+    (verification needs no private key) but cannot sign here.
+    """
     config = get_config()
     mono = clock()
     rows = list(SigningKey.objects.filter(state__in=SigningKey.PUBLISHED_STATES))
@@ -242,39 +312,59 @@ def _load(generation: str | None, *, now: datetime, create_first: bool) -> KeyRi
         # Read again either way: another process may have committed the first key since.
         rows = list(SigningKey.objects.filter(state__in=SigningKey.PUBLISHED_STATES))
     rows.sort(key=lambda r: (_STATE_ORDER[r.state], -r.created_at.timestamp()))
-    keys = {row.kid: _published(row, config.issuer, config.token_leeway) for row in rows}
 
+    keys: dict[str, PublishedKey] = {}
+    unusable: dict[str, str] = {}
     active = None
     signing_problem = None
     warnings: list[str] = []
     for row in rows:
-        if row.state == SigningKey.State.ACTIVE:
-            try:
-                private = _private_key(row)
-            except KeyDecryptError as exc:
-                signing_problem = f"active signing key {row.kid} cannot be decrypted: {exc.reason}"
+        try:
+            published = _published(row, config.issuer, config.token_leeway)
+            if row.state == SigningKey.State.RETIRED:
+                _sealed_check(row)
+            else:
+                private = _private_key(row)  # a next key: decrypted now, so activation never waits
+        except JwkError as exc:
+            unusable[row.kid] = f"{row.state} signing key {row.kid} is corrupt: {exc}"
+            continue
+        except KeyDecryptError as exc:
+            if not exc.wrong_kek:
+                unusable[row.kid] = (
+                    f"{row.state} signing key {row.kid} cannot be decrypted: {exc.reason}"
+                )
                 continue
+            keys[row.kid] = published
+            if row.state == SigningKey.State.ACTIVE:
+                signing_problem = f"active signing key {row.kid} cannot be decrypted: {exc.reason}"
+            elif row.state == SigningKey.State.NEXT:
+                warnings.append(f"next signing key {row.kid} cannot be decrypted: {exc.reason}")
+            continue
+        keys[row.kid] = published
+        if row.state == SigningKey.State.ACTIVE:
             active = ActiveKey(
                 kid=row.kid,
                 alg=row.alg,
                 backend=SigningKeyBackend(
                     kid=row.kid,
                     alg=row.alg,
-                    verifying_key=keys[row.kid].backend.verifying_key,
+                    verifying_key=published.backend.verifying_key,
                     signing_key=private,
                     issuer=config.issuer,
                     leeway=config.token_leeway,
                 ),
             )
-        elif row.state == SigningKey.State.NEXT:
-            try:
-                _private_key(row)  # decrypted now so that activation never waits on it
-            except KeyDecryptError as exc:
-                warnings.append(f"next signing key {row.kid} cannot be decrypted: {exc.reason}")
+    active_rows = [row for row in rows if row.state == SigningKey.State.ACTIVE]
+    if active_rows and active_rows[0].kid in unusable:
+        signing_problem = unusable[active_rows[0].kid]
+    for row in rows:
+        if row.kid in unusable and row.state != SigningKey.State.ACTIVE:
+            warnings.append(unusable[row.kid] + " (left out of the JWKS)")
     if active is None and signing_problem is None:
         signing_problem = (
             "no active signing key (run `manage.py rotate_signing_keys --activate-now`)"
         )
+    refusal = store_change_refusal(rows)
 
     body = json.dumps({"keys": [key.jwk for key in keys.values()]}, separators=(",", ":")).encode()
     return KeyRing(
@@ -286,26 +376,34 @@ def _load(generation: str | None, *, now: datetime, create_first: bool) -> KeyRi
         signing_problem=signing_problem,
         error=None,
         warnings=tuple(warnings),
-        due_at=_due_at(keys.values(), config.key_rotation_days),
+        unusable=unusable,
+        changes_refused=refusal,
+        # A process that may not change the store never performs a timed transition; it follows
+        # the changes correctly configured instances make.
+        due_at=None if refusal else _due_at(rows, unusable, config.key_rotation_days),
         jwks_body=body,
         etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
     )
 
 
-def _due_at(keys: Any, rotation_days: int) -> datetime | None:
+def _due_at(
+    rows: list[SigningKey], unusable: dict[str, str], rotation_days: int
+) -> datetime | None:
+    """The next moment a timed transition is due. A next key that is not sound is never due: it
+    cannot be activated (an operator revokes it; see /readyz)."""
     moments = []
     has_next = False
-    for key in keys:
-        if key.state == SigningKey.State.NEXT:
+    for row in rows:
+        if row.state == SigningKey.State.NEXT:
             has_next = True
-            if key.activate_at is not None:
-                moments.append(key.activate_at)
-        elif key.state == SigningKey.State.RETIRED and key.remove_after is not None:
-            moments.append(key.remove_after)
+            if row.activate_at is not None and row.kid not in unusable:
+                moments.append(row.activate_at)
+        elif row.state == SigningKey.State.RETIRED and row.remove_after is not None:
+            moments.append(row.remove_after)
     if rotation_days and not has_next:
-        for key in keys:
-            if key.state == SigningKey.State.ACTIVE and key.activated_at is not None:
-                moments.append(key.activated_at + timedelta(days=rotation_days))
+        for row in rows:
+            if row.state == SigningKey.State.ACTIVE and row.activated_at is not None:
+                moments.append(row.activated_at + timedelta(days=rotation_days))
     return min(moments) if moments else None
 
 
@@ -320,6 +418,8 @@ def _failed_ring(generation: str | None, reason: str) -> KeyRing:
         signing_problem=reason,
         error=reason,
         warnings=(),
+        unusable={},
+        changes_refused=None,
         due_at=None,
         jwks_body=b"",
         etag="",
@@ -336,11 +436,9 @@ def _reload(now: datetime, generation: object = _UNREAD) -> KeyRing:
         generation = _generation()
     try:
         ring = _load(generation, now=now, create_first=True)
-    except KeyStoreUnavailable as exc:
-        ring = _failed_ring(generation, exc.reason)
     except DatabaseError as exc:
         ring = _failed_ring(generation, f"database unavailable ({exc.__class__.__name__})")
-    for problem in (ring.error, ring.signing_problem, *ring.warnings):
+    for problem in (ring.error, ring.signing_problem, *ring.warnings, ring.changes_refused):
         if problem:
             _log_once(logging.ERROR, problem)
     _ring = ring
@@ -352,10 +450,14 @@ def _maintain(ring: KeyRing, now: datetime) -> KeyRing:
     global _maintenance_not_before  # noqa: PLW0603
     if clock() < _maintenance_not_before:
         return ring
-    from tokens.rotation import signing_keys_maintain
+    from tokens.rotation import SigningKeyError, signing_keys_maintain
 
     try:
         signing_keys_maintain(now=now)
+    except SigningKeyError as exc:  # e.g. the store's KEK changed under this process: only read
+        _maintenance_not_before = clock() + MAINTENANCE_RETRY_SECONDS
+        _log_once(logging.ERROR, f"automatic key maintenance refused: {exc}")
+        return ring
     except (DatabaseError, KeyStoreUnavailable) as exc:
         _maintenance_not_before = clock() + MAINTENANCE_RETRY_SECONDS
         _log_once(logging.ERROR, f"automatic key maintenance failed: {exc.__class__.__name__}")
@@ -423,11 +525,24 @@ def published_key(kid: str, now: datetime | None = None) -> PublishedKey | None:
 
 
 def jwks_document(now: datetime | None = None) -> tuple[bytes, str]:
-    """(body, strong ETag) of the public JWKS."""
+    """(body, strong ETag) of the public JWKS.
+
+    Unusable rows are left out and the rest is served; if every published row is unusable, 503
+    (no-store) rather than an empty set that verifiers would cache and reject every token by.
+    """
     ring = keyring(now)
     if ring.error:
         raise KeyStoreUnavailable(ring.error)
+    if not ring.keys and ring.unusable:
+        raise KeyStoreUnavailable("; ".join(ring.unusable.values()))
     return ring.jwks_body, ring.etag
+
+
+def unusable_keys() -> dict[str, str]:
+    """kid -> why that published row is left out of the JWKS and the signing keys (this
+    process's current snapshot; /readyz reads it right after keystore_state())."""
+    ring = _ring
+    return dict(ring.unusable) if ring is not None else {}
 
 
 def keystore_state(now: datetime | None = None) -> tuple[bool, str]:
@@ -443,7 +558,10 @@ def keystore_state(now: datetime | None = None) -> tuple[bool, str]:
     if ring.error:
         return False, ring.error
     if ring.active is None:
-        return False, ring.signing_problem or "no active signing key"
+        reason = ring.signing_problem or "no active signing key"
+        if ring.changes_refused:
+            reason += f"; {ring.changes_refused}"
+        return False, reason
     reason = f"ok (active kid {ring.active.kid}, {len(ring.keys)} published)"
     if ring.warnings:
         reason += "; warning: " + "; ".join(ring.warnings)

@@ -144,18 +144,13 @@ def _activate(row: SigningKey, now: datetime, change: KeyStoreChange) -> None:
     change.activated.append(row.kid)
 
 
-def _decryptable(row: SigningKey) -> str | None:
-    config = get_config()
-    try:
-        private_key_open(
-            row.private_key_ciphertext,
-            kid=row.kid,
-            sealed_with=row.kek_id,
-            keks=(config.key_encryption_key, *config.key_encryption_key_fallbacks),
-        )
-    except KeyDecryptError as exc:
-        return exc.reason
-    return None
+def _require_store_kek() -> None:
+    """Refuse, before any write, when this process holds another KEK than the one that sealed
+    the store's keys (see keys.store_change_refusal); the caller holds the store's lock."""
+    published = SigningKey.objects.filter(state__in=SigningKey.PUBLISHED_STATES)
+    refusal = keys.store_change_refusal(published.only("kid", "state", "kek_id", "created_at"))
+    if refusal:
+        raise SigningKeyError(refusal)
 
 
 def _erase(row: SigningKey) -> None:
@@ -197,6 +192,7 @@ def signing_key_rotate(*, now: datetime | None = None, immediate: bool = False) 
     change = KeyStoreChange()
     with transaction.atomic():
         _lock_store()
+        _require_store_kek()
         if not immediate and not SigningKey.objects.filter(state=State.ACTIVE).exists():
             immediate = True  # nothing signs: no verifier can be waiting for the new key
             change.notes.append("no key was active: the new key signs at once")
@@ -211,7 +207,7 @@ def signing_key_rotate(*, now: datetime | None = None, immediate: bool = False) 
                 f"{pending.activate_at.isoformat()}"
             )
         if immediate:
-            problem = _decryptable(pending)
+            problem = keys.signing_key_problem(pending)
             if problem:
                 raise SigningKeyError(f"next key {pending.kid} cannot be used: {problem}")
             published_for = (now - pending.created_at).total_seconds()
@@ -242,13 +238,14 @@ def signing_keys_maintain(*, now: datetime | None = None) -> KeyStoreChange:
     change = KeyStoreChange()
     with transaction.atomic():
         _lock_store()
+        _require_store_kek()
         if not SigningKey.objects.exists():
             row = _create(state=State.ACTIVE, now=now)
             change.published.append(row.kid)
             change.activated.append(row.kid)
         pending = SigningKey.objects.filter(state=State.NEXT, activate_at__lte=now).first()
         if pending is not None:
-            problem = _decryptable(pending)
+            problem = keys.signing_key_problem(pending)
             if problem:
                 change.notes.append(f"next key {pending.kid} not activated: {problem}")
                 logger.error("key store: next key %s not activated: %s", pending.kid, problem)
@@ -290,6 +287,7 @@ def signing_key_revoke(*, kid: str, now: datetime | None = None) -> KeyStoreChan
     change = KeyStoreChange()
     with transaction.atomic():
         _lock_store()
+        _require_store_kek()
         row = SigningKey.objects.filter(kid=kid).first()
         if row is None:
             raise SigningKeyError(f"no signing key with kid {kid!r}")
@@ -303,7 +301,7 @@ def signing_key_revoke(*, kid: str, now: datetime | None = None) -> KeyStoreChan
         change.revoked.append(row.kid)
         if was_active:
             replacement = SigningKey.objects.filter(state=State.NEXT).first()
-            if replacement is not None and _decryptable(replacement) is None:
+            if replacement is not None and keys.signing_key_problem(replacement) is None:
                 _activate(replacement, now, change)
             else:
                 if replacement is not None:  # unusable: it must not linger either
@@ -333,6 +331,7 @@ def signing_keys_reencrypt() -> int:
     count = 0
     with transaction.atomic():
         _lock_store()
+        _require_store_kek()
         rows = SigningKey.objects.filter(state__in=SigningKey.PUBLISHED_STATES).exclude(
             kek_id=current
         )

@@ -19,7 +19,7 @@ from tokens.issuance import access_token_issue
 from tokens.kek import kek_id
 from tokens.models import SigningKey
 from tokens.rotation import signing_key_rotate, signing_keys_reencrypt
-from tokens.verification import access_token_verify
+from tokens.verification import TokenInvalid, access_token_verify
 
 
 class IssueApi(APIView):
@@ -102,7 +102,10 @@ def test_ciphertext_moved_to_another_kid_does_not_decrypt(client):
     assert_unavailable(client.post("/issue"))
 
 
-def test_corrupt_public_key_makes_jwks_and_verification_answer_503(client):
+def test_corrupt_public_key_of_the_only_key_makes_jwks_503_and_its_tokens_unknown(client):
+    """Issue 14.8: a corrupt row is left out, never trusted. With no sound key left the JWKS
+    answers 503 (verifiers keep their cached copy); a token naming the corrupt kid is refused
+    as signed by an unknown key, like any verifier using the JWKS would."""
     issued = access_token_issue(subject="s", audience=AUDIENCE, client_id="c")
     row = SigningKey.objects.get(kid=issued.kid)
     SigningKey.objects.filter(pk=row.pk).update(public_jwk={**row.public_jwk, "n": "AQAB"})
@@ -110,10 +113,10 @@ def test_corrupt_public_key_makes_jwks_and_verification_answer_503(client):
     assert_unavailable(client.get("/.well-known/jwks.json"))
     ready = client.get("/readyz").json()
     assert f"signing key {row.kid} is corrupt" in ready["reason"]
-    assert_unavailable(
-        client.get("/protected", headers={"authorization": f"Bearer {issued.token}"})
-    )
-    with pytest.raises(keys.KeyStoreUnavailable):
+    assert_unavailable(client.post("/issue"))
+    refused = client.get("/protected", headers={"authorization": f"Bearer {issued.token}"})
+    assert refused.status_code == 401
+    with pytest.raises(TokenInvalid, match="unknown signing key"):
         access_token_verify(issued.token, audience=AUDIENCE)
 
 
