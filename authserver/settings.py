@@ -522,6 +522,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+# Who may read the OpenAPI schema and Swagger UI (authserver/api_docs.py): "public", "staff"
+# (signed-in staff accounts) or "off". "on" means public in development and staff in production.
+_api_docs = (_str("AUTHSERVER_API_DOCS", "off" if PRODUCTION else "public") or "").lower()
+if _api_docs == "on":
+    _api_docs = "staff" if PRODUCTION else "public"
+if _api_docs not in {"off", "staff", "public"}:
+    config_fail("AUTHSERVER_API_DOCS", f"must be off, staff, public or on, got {_api_docs!r}")
+AUTHSERVER_API_DOCS = _api_docs
+del _api_docs
 # Request bodies of the JSON API are small; refuse anything larger than this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
@@ -567,6 +576,10 @@ for _entry in AUTHSERVER_BIND:
     if not (_entry.startswith(("unix:", "fd://")) or _entry.rpartition(":")[2].isdigit()):
         config_fail("AUTHSERVER_BIND", f"has {_entry!r}; use HOST:PORT, unix:PATH or fd://N")
 del _entry
+
+# Django's error pages (404, 500, 403, 400 from authserver.urls) and the CSRF failure page get
+# the hosted pages' Content-Security-Policy (authserver/pages.py).
+CSRF_FAILURE_VIEW = "authserver.pages.csrf_failure"
 
 # --- Logging: one line per record on stderr; never request bodies --------------------------
 LOG_LEVEL = (_str("AUTHSERVER_LOG_LEVEL", "INFO") or "INFO").upper()
