@@ -595,7 +595,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Every record carries the id of the request it was logged in (authserver/logs.py).
-    "filters": {"request_id": {"()": "authserver.logs.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "authserver.logs.RequestIdFilter"},
+        "redact_query": {"()": "authserver.logs.QueryStringRedactor"},
+    },
     "formatters": {
         "main": {
             "()": "authserver.logs.JsonFormatter"
@@ -611,5 +614,7 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # authlib logs issued tokens at DEBUG (e.g. "Issue token %r"); never let them through.
         "authlib": {"level": "WARNING"},
+        # runserver (`make run`) logs each request line, query string included.
+        "django.server": {"filters": ["redact_query"]},
     },
 }

@@ -268,3 +268,19 @@ def test_depth_check_is_linear_on_hostile_input():
         started = time.perf_counter()
         json_depth_within(text)
         assert time.perf_counter() - started < 0.5
+
+
+def test_runserver_request_lines_lose_their_query_string(caplog):
+    """Issue 14.3: `make run` serves with runserver, whose django.server logger writes each
+    request line verbatim; settings.LOGGING puts the redactor on it."""
+    import logging
+
+    # settings.LOGGING was applied by django.setup().
+    with caplog.at_level(logging.INFO, logger="django.server"):
+        logging.getLogger("django.server").info(
+            '"%s" %s %s', f"GET /oauth/token?{QUERY} HTTP/1.1", "405", "59"
+        )
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "/oauth/token?[redacted]" in text
+    for value in SECRETS.values():
+        assert value not in text

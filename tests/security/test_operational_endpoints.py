@@ -324,3 +324,16 @@ def test_every_django_error_handler_sets_the_csp(code, view):
     response = view(request) if code == 500 else view(request, Exception("x"))
     assert response.status_code == code
     assert response["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+
+
+def test_database_outage_page_carries_the_csp():
+    """Issue 14.10: the HTML 503 page of a database outage is an error page too."""
+    from django.db import OperationalError
+
+    from authserver.middleware import DatabaseUnavailableMiddleware
+
+    middleware = DatabaseUnavailableMiddleware(lambda request: None)
+    request = RequestFactory().get("/login", HTTP_ACCEPT="text/html")
+    page = middleware.process_exception(request, OperationalError("down"))
+    assert page.status_code == 503
+    assert page["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
