@@ -78,8 +78,9 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-# A query string in free text: from "?" to the next space or quote.
-_QUERY_STRING = re.compile(r"\?[^\s'\"]*")
+# A query string in free text: from "?" to the next whitespace. Not to the next quote: a query
+# may hold quotes itself, and the closing quote of a repr()'d request line is no loss.
+_QUERY_STRING = re.compile(r"\?\S*")
 
 
 def query_strings_redact(text: str) -> str:

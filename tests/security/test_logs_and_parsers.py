@@ -284,3 +284,26 @@ def test_runserver_request_lines_lose_their_query_string(caplog):
     assert "/oauth/token?[redacted]" in text
     for value in SECRETS.values():
         assert value not in text
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Invalid HTTP request line: 'GET /oauth/token?client_secret=SECRET-1 HTTP/1.1'",
+        'Invalid HTTP request line: "GET /x?a=b\'SECRET-1\\xe9 HTTP/1.1"',
+        "Error handling request GET /oauth/end-session?id_token_hint=a.SECRET-1.c",
+        "Invalid HTTP request line: 'GET http://h/p?x=\"SECRET-1\" HTTP/1.1'",
+    ],
+)
+def test_gunicorn_messages_lose_every_query_string(message):
+    """Issue 14.3: quotes inside a query string do not end the redaction early."""
+    import logging
+
+    from authserver.logs import QueryStringRedactor
+
+    record = logging.LogRecord(
+        "gunicorn.error", logging.WARNING, __file__, 1, "%s", (message,), None
+    )
+    QueryStringRedactor().filter(record)
+    assert "SECRET-1" not in record.getMessage()
+    assert "?[redacted]" in record.getMessage()
