@@ -58,6 +58,8 @@ class Config:
     metrics_token: str | None = field(repr=False)
     # OAuth 2.0 / OpenID Connect (oauth/)
     id_token_ttl: int
+    # OpenAPI schema and docs (authserver/api_docs.py): "off", "staff" or "public"
+    api_docs: str
 
     @property
     def production(self) -> bool:
@@ -116,5 +118,6 @@ def _config_build() -> Config:
         metrics_allowed_ips=tuple(settings.AUTHSERVER_METRICS_ALLOWED_IPS),
         metrics_token=settings.AUTHSERVER_METRICS_TOKEN,
         id_token_ttl=settings.AUTHSERVER_ID_TOKEN_TTL,
+        api_docs=settings.AUTHSERVER_API_DOCS,
     )
     return _config

@@ -2,24 +2,43 @@
 
 /healthz answers as long as the process can serve a request: no database, no cache.
 /readyz answers 200 only when the database is reachable, every migration is applied and an
-active signing key can be used, otherwise 503 with a JSON reason a load balancer or an operator
-can read; signing-key rows left out as corrupt are listed by kid in `unusable_signing_keys`
-(a corrupt retired or next key does not make the instance unready). It also reports the shared
-cache: when that is down the status is "degraded" (still 200, since every instance shares the
-cache and sign-in already fails closed by itself).
+active signing key can be used, otherwise 503. Signing-key rows left out as corrupt are listed
+by kid in `unusable_signing_keys` (a corrupt retired or next key does not make the instance
+unready). It also reports the shared cache: when that is
+down the status is "degraded" (still 200, since every instance shares the cache and sign-in
+already fails closed by itself).
+
+Who sees what: the status code is for everyone (an orchestrator needs nothing else), with a body
+of {"status": "ok"|"unavailable"}. The details (each check's reason: the active kid, a KEK
+mismatch, the cache state, the first pending migration) are for the callers allowed to read
+/metrics (authserver.metrics.metrics_access_allowed: AUTHSERVER_METRICS_ALLOWED_IPS or the
+bearer token), since they map the deployment for an attacker.
+
+Cost: a process runs the checks at most once per READINESS_CACHE_SECONDS whoever asks, however
+often (concurrent probes wait for the one check under way), and reloads the key store from the
+database at most once per KEYSTORE_CHECK_SECONDS while it is sound: that reload takes the key
+ring's global lock, which every token request needs too.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
 
 from django.core.cache import cache
+from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
+from django.dispatch import receiver
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from authserver.metrics import metrics_access_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +90,50 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-@never_cache
-@require_GET
-def readyz(request: HttpRequest) -> JsonResponse:
+READINESS_CACHE_SECONDS = 1.0
+KEYSTORE_CHECK_SECONDS = 10.0
+
+
+@dataclass(frozen=True, eq=False)
+class Readiness:
+    """One run of the readiness checks: the HTTP status and the detailed body."""
+
+    status_code: int
+    body: dict[str, Any]
+    checked_at: float
+
+
+_readiness_lock = threading.Lock()
+_readiness: Readiness | None = None
+# (checked_at, ready, reason) of the last key store check that found the store sound.
+_keystore_ok: tuple[float, bool, str] | None = None
+
+
+@receiver(setting_changed)
+def readiness_forget(**kwargs) -> None:
+    """Forget the memoised checks (tests change the database, cache or KEK between requests)."""
+    global _readiness, _keystore_ok  # noqa: PLW0603
+    _readiness = None
+    _keystore_ok = None
+
+
+def keystore_state_recent() -> tuple[bool, str]:
+    """tokens.keys.keystore_state, reused for KEYSTORE_CHECK_SECONDS while the store is sound;
+    a failing store is checked again on the next run (at most once per READINESS_CACHE_SECONDS)."""
+    global _keystore_ok  # noqa: PLW0603
+    recent = _keystore_ok
+    if recent is not None and time.monotonic() - recent[0] < KEYSTORE_CHECK_SECONDS:
+        return recent[1], recent[2]
+    # The first call on an empty store creates the first key.
+    from tokens.keys import keystore_state
+
+    ready, reason = keystore_state()
+    _keystore_ok = (time.monotonic(), ready, reason) if ready else None
+    return ready, reason
+
+
+def readiness_check() -> Readiness:
+    """Run every check now. `checks` maps each check to its reason; add new checks there."""
     ready, reason = database_state()
     checks = {"database": reason}
     failure = None if ready else f"database: {reason}"
@@ -83,21 +143,43 @@ def readyz(request: HttpRequest) -> JsonResponse:
     cache_ok, checks["cache"] = cache_state()
     unusable_keys: dict[str, str] = {}
     if ready:
-        # Signing keys: an active key this process can decrypt, sound public keys. The first
-        # call on an empty store creates the first key.
-        from tokens.keys import keystore_state
+        # Signing keys: an active key this process can decrypt, sound public keys.
         from tokens.keys import unusable_keys as keystore_unusable
 
-        keys_ready, checks["signing_keys"] = keystore_state()
+        keys_ready, checks["signing_keys"] = keystore_state_recent()
         if not keys_ready:
             failure = f"signing_keys: {checks['signing_keys']}"
         # Rows left out of the JWKS and the signing keys (corrupt), by kid: the other keys keep
         # serving, so this alone does not make the instance unready.
         unusable_keys = keystore_unusable()
     status = "unavailable" if failure else ("ready" if cache_ok else "degraded")
-    body = {"status": status, "checks": checks}
+    body: dict[str, Any] = {"status": status, "checks": checks}
     if unusable_keys:
         body["unusable_signing_keys"] = unusable_keys
     if failure:
         body["reason"] = failure
-    return JsonResponse(body, status=503 if failure else 200)
+    return Readiness(503 if failure else 200, body, time.monotonic())
+
+
+def readiness_get() -> Readiness:
+    """The latest readiness, at most READINESS_CACHE_SECONDS old."""
+    global _readiness  # noqa: PLW0603
+    current = _readiness
+    if current is not None and time.monotonic() - current.checked_at < READINESS_CACHE_SECONDS:
+        return current
+    with _readiness_lock:  # concurrent probes share one run of the checks
+        current = _readiness
+        if current is None or time.monotonic() - current.checked_at >= READINESS_CACHE_SECONDS:
+            current = _readiness = readiness_check()
+        return current
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    readiness = readiness_get()
+    if metrics_access_allowed(request):
+        body = readiness.body
+    else:
+        body = {"status": "ok" if readiness.status_code == 200 else "unavailable"}
+    return JsonResponse(body, status=readiness.status_code)

@@ -63,17 +63,59 @@ def request_id_reset(token: contextvars.Token) -> None:
 
 
 class RequestIdFilter(logging.Filter):
-    """Put the current request id on every record (None outside a request)."""
+    """Put the current request id on every record (None outside a request).
+
+    Django logs every 4xx/5xx response (`django.request`) after the whole middleware chain has
+    returned, so after RequestIdMiddleware has reset the context variable; such records carry
+    the request itself (`extra={"request": ...}`), whose `request_id` is used then."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = _request_id.get()
+        if getattr(record, "request_id", None) is None:
+            request_id = _request_id.get()
+            if request_id is None:
+                request_id = getattr(getattr(record, "request", None), "request_id", None)
+            record.request_id = request_id
         return True
+
+
+# A query string in free text: from "?" to the next whitespace. Not to the next quote: a query
+# may hold quotes itself, and the closing quote of a repr()'d request line is no loss.
+_QUERY_STRING = re.compile(r"\?\S*")
+
+
+def query_strings_redact(text: str) -> str:
+    return _QUERY_STRING.sub("?[redacted]", text)
+
+
+class QueryStringRedactor(logging.Filter):
+    """For gunicorn's error log, whose messages quote request lines and URIs verbatim
+    ("Invalid HTTP request line: 'GET /oauth/token?client_secret=...'", "Error handling request
+    GET /path?query"): the query string is replaced before any handler sees the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = query_strings_redact(message), ()
+        return True
+
+
+def _is_request(value: Any) -> bool:
+    # Duck-typed: this module is imported by deploy/gunicorn.conf.py before Django is set up.
+    return hasattr(value, "META") and hasattr(value, "path") and hasattr(value, "method")
+
+
+def request_summary(request: Any) -> dict[str, Any]:
+    """What a log line may say about a request: its method and path. Never the query string
+    (str(request) is Django's repr, with the full URL: client_secret, tokens, id_token_hint),
+    never headers or body."""
+    return {"method": getattr(request, "method", None), "path": getattr(request, "path", None)}
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
+    if _is_request(value):
+        return request_summary(value)
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

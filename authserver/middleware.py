@@ -18,6 +18,7 @@ from authserver.logs import (
     request_id_set,
 )
 from authserver.metrics import http_request_observed
+from authserver.pages import CONTENT_SECURITY_POLICY
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class DatabaseUnavailableMiddleware:
             response = HttpResponse(
                 _UNAVAILABLE_PAGE, status=503, content_type="text/html; charset=utf-8"
             )
+            response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         else:
             response = JsonResponse(
                 {

@@ -7,6 +7,7 @@ from functools import wraps
 
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
+from django.views import csrf, defaults
 
 # The pages load only our own stylesheet and images; no script runs at all. There is no
 # `form-action`: browsers apply it to the redirects that follow a form post, and the login and
@@ -28,3 +29,13 @@ def page_headers(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
         return response
 
     return wrapped
+
+
+# Django's error views (templates/404.html, 500.html, ...) and CSRF failure page, with the same
+# headers as every other page: they render the same frame, and an error page is where injected
+# markup would most likely land.
+bad_request = page_headers(defaults.bad_request)
+permission_denied = page_headers(defaults.permission_denied)
+page_not_found = page_headers(defaults.page_not_found)
+server_error = page_headers(defaults.server_error)
+csrf_failure = page_headers(csrf.csrf_failure)

@@ -523,7 +523,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["authserver.parsers.BoundedJSONParser"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "authserver.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -540,6 +540,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+# Who may read the OpenAPI schema and Swagger UI (authserver/api_docs.py): "public", "staff"
+# (signed-in staff accounts) or "off". "on" means public in development and staff in production.
+_api_docs = (_str("AUTHSERVER_API_DOCS", "off" if PRODUCTION else "public") or "").lower()
+if _api_docs == "on":
+    _api_docs = "staff" if PRODUCTION else "public"
+if _api_docs not in {"off", "staff", "public"}:
+    config_fail("AUTHSERVER_API_DOCS", f"must be off, staff, public or on, got {_api_docs!r}")
+AUTHSERVER_API_DOCS = _api_docs
+del _api_docs
 # Request bodies of the JSON API are small; refuse anything larger than this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
@@ -586,6 +595,10 @@ for _entry in AUTHSERVER_BIND:
         config_fail("AUTHSERVER_BIND", f"has {_entry!r}; use HOST:PORT, unix:PATH or fd://N")
 del _entry
 
+# Django's error pages (404, 500, 403, 400 from authserver.urls) and the CSRF failure page get
+# the hosted pages' Content-Security-Policy (authserver/pages.py).
+CSRF_FAILURE_VIEW = "authserver.pages.csrf_failure"
+
 # --- Logging: one line per record on stderr; never request bodies --------------------------
 LOG_LEVEL = (_str("AUTHSERVER_LOG_LEVEL", "INFO") or "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -600,7 +613,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Every record carries the id of the request it was logged in (authserver/logs.py).
-    "filters": {"request_id": {"()": "authserver.logs.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "authserver.logs.RequestIdFilter"},
+        "redact_query": {"()": "authserver.logs.QueryStringRedactor"},
+    },
     "formatters": {
         "main": {
             "()": "authserver.logs.JsonFormatter"
@@ -620,5 +636,7 @@ LOGGING = {
         # log has each request's status already; a warning per bad request would let a flood of
         # them write a second unbounded stream (issue 14.4). 5xx are still logged here.
         "django.request": {"level": "ERROR"},
+        # runserver (`make run`) logs each request line, query string included.
+        "django.server": {"filters": ["redact_query"]},
     },
 }

@@ -2,9 +2,8 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from authserver import health, metrics
+from authserver import api_docs, health, metrics
 from oauth.endpoints import discovery as oauth_discovery
 from tokens import views as token_views
 
@@ -26,8 +25,15 @@ urlpatterns = [
     path("api/v1/", include("sessions.urls")),
     # OAuth 2.0 / OpenID Connect: authorize, token, userinfo, revoke, introspect, end-session.
     path("oauth/", include("oauth.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Off in production unless AUTHSERVER_API_DOCS says otherwise (authserver/api_docs.py).
+    path("api/schema/", api_docs.api_schema, name="schema"),
+    path("api/docs/", api_docs.api_docs, name="api-docs"),
     # Hosted pages for people: / (signed-in landing), /login, /logout.
     path("", include("accounts.urls")),
 ]
+
+# Django's error pages, with the hosted pages' Content-Security-Policy (authserver/pages.py).
+handler400 = "authserver.pages.bad_request"
+handler403 = "authserver.pages.permission_denied"
+handler404 = "authserver.pages.page_not_found"
+handler500 = "authserver.pages.server_error"

@@ -28,6 +28,8 @@ it, before any socket is opened. Command-line flags still override what is set h
 - forwarded_allow_ips is AUTHSERVER_TRUSTED_PROXIES, the same list the login rate limiter
   trusts for X-Forwarded-For; empty means no peer may set X-Forwarded-Proto. (gunicorn always
   trusts peers on a Unix socket: only the proxy should be able to reach one.)
+- Error log: gunicorn's own messages quote request lines and URIs; their query strings are
+  redacted (authserver.logs.QueryStringRedactor). No `Server: gunicorn` response header.
 - Metrics: prometheus-client's multiprocess mode in AUTHSERVER_METRICS_DIR, which must be
   private to this instance; when unset a temporary folder is created here and removed at exit.
   Stale files are removed at start, so counters restart from zero with the instance.
@@ -74,9 +76,11 @@ if os.environ.get("_AUTHSERVER_GUNICORN_MASTER") != str(os.getpid()):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
 from gunicorn.glogging import Logger  # noqa: E402
+from gunicorn.http.wsgi import Response as GunicornResponse  # noqa: E402
 
 from authserver.logs import (  # noqa: E402
     JsonFormatter,
+    QueryStringRedactor,
     access_log_fields,
     json_log_dumps,
     json_log_payload,
@@ -135,6 +139,9 @@ class AuthserverLogger(Logger):
 
     def setup(self, cfg) -> None:
         super().setup(cfg)
+        # gunicorn quotes request lines and URIs in its own messages; never their query strings.
+        if not any(isinstance(f, QueryStringRedactor) for f in self.error_log.filters):
+            self.error_log.addFilter(QueryStringRedactor())
         for handler in self.access_log.handlers:
             handler.setFormatter(JsonFormatter())
         if app_settings.AUTHSERVER_LOG_FORMAT == "json":
@@ -188,6 +195,22 @@ class AuthserverLogger(Logger):
 
 
 _STREAM_HANDLERS = (logging.StreamHandler, logging.FileHandler)
+
+
+def _without_server_header(default_headers):
+    """gunicorn (27) has no setting for its `Server: gunicorn` header; it is one of the lines
+    Response.default_headers returns. Leaving it out tells scanners nothing about the stack."""
+
+    def headers(self) -> list[str]:
+        return [line for line in default_headers(self) if not line.lower().startswith("server:")]
+
+    headers.authserver_without_server = True
+    return headers
+
+
+# Patched here, in the master, before the workers fork (a HUP re-reads this file: patch once).
+if not getattr(GunicornResponse.default_headers, "authserver_without_server", False):
+    GunicornResponse.default_headers = _without_server_header(GunicornResponse.default_headers)
 
 
 logger_class = AuthserverLogger

@@ -107,7 +107,8 @@ def id_token_hint_verify(token: str, *, now: datetime | None = None) -> dict[str
         return None
     try:
         header = jwt.get_unverified_header(token)
-    except (jwt.InvalidTokenError, ValueError, TypeError):
+    # RecursionError: nested brackets in the JSON (json recurses per level; issue 14.5).
+    except (jwt.InvalidTokenError, ValueError, TypeError, RecursionError):
         return None
     typ = header.get("typ", ID_TOKEN_TYP)
     if not isinstance(typ, str) or typ.upper() != ID_TOKEN_TYP:
@@ -132,7 +133,7 @@ def id_token_hint_verify(token: str, *, now: datetime | None = None) -> dict[str
                 "require": ["iss", "sub", "aud", "exp", "iat"],
             },
         )
-    except (jwt.InvalidTokenError, ValueError, TypeError):
+    except (jwt.InvalidTokenError, ValueError, TypeError, RecursionError):
         return None
     aud = claims.get("aud")
     if not isinstance(claims.get("sub"), str) or not (

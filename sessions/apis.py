@@ -20,7 +20,6 @@ from django.views.decorators.debug import sensitive_post_parameters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -38,6 +37,7 @@ from audit.events import EventType as events
 from audit.services import audit_event_record
 from authserver.conf import get_config
 from authserver.errors import NO_STORE, ApiError
+from authserver.parsers import BoundedJSONParser
 from sessions.models import FIRST_PARTY_CLIENT_ID
 from sessions.services import (
     RefreshError,
@@ -180,7 +180,7 @@ class JsonOnlyNegotiation(DefaultContentNegotiation):
 
 
 class JsonApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JsonOnlyNegotiation
     authentication_classes: list = []

@@ -54,7 +54,8 @@ def _header(token: str | bytes) -> tuple[str, dict[str, Any]]:
         raise TokenInvalid("malformed token")
     try:
         header = jws.get_unverified_header(token)
-    except (jwt.InvalidTokenError, ValueError, TypeError):
+    # RecursionError: a header of nested brackets (json recurses per level; issue 14.5).
+    except (jwt.InvalidTokenError, ValueError, TypeError, RecursionError):
         raise TokenInvalid("malformed token") from None
     return token, header
 
@@ -107,7 +108,7 @@ def access_token_verify(
         raise TokenInvalid("wrong issuer") from None
     except jwt.InvalidSignatureError:
         raise TokenInvalid("bad signature") from None
-    except (jwt.InvalidTokenError, ValueError, TypeError, OverflowError):
+    except (jwt.InvalidTokenError, ValueError, TypeError, OverflowError, RecursionError):
         raise TokenInvalid("invalid token") from None
     for name in ("sub", "jti"):
         if not isinstance(claims.get(name), str) or not claims[name]:

@@ -11,13 +11,14 @@ from typing import Any
 
 import jwt
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from authserver.errors import ApiError
+from authserver.parsers import BoundedJSONParser
 from oauth.oidc import user_claims
 from oauth.scopes import OPENID
 from sessions.apis import SessionAccessTokenAuthentication
@@ -44,7 +45,8 @@ def _token_audience(request: Request) -> Any:
     if len(parts) == 2 and parts[0].lower() == "bearer":
         try:
             claims = jwt.decode(parts[1], options={"verify_signature": False})
-        except (jwt.InvalidTokenError, ValueError, TypeError):
+        # RecursionError: nested brackets in the JSON (json recurses per level; issue 14.5).
+        except (jwt.InvalidTokenError, ValueError, TypeError, RecursionError):
             return None
         audience = claims.get("aud")
         if isinstance(audience, str) or (
@@ -62,7 +64,7 @@ def _token_audience(request: Request) -> Any:
 class UserinfoEndpoint(APIView):
     authentication_classes = [UserinfoAuthentication]
     permission_classes = [IsAuthenticated]
-    parser_classes = [FormParser, JSONParser]
+    parser_classes = [FormParser, BoundedJSONParser]
 
     def _claims(self, request: Request) -> Response:
         scopes = str(request.auth.get("scope", "")).split()

@@ -102,8 +102,9 @@ def test_tls_termination_balancing_and_forwarded_headers(nginx_in_front):
     assert me.status_code == 401
     assert me.json()["error"] == "invalid_token"
 
-    # The public proxy never exposes /metrics.
+    # The public proxy never exposes /metrics or /readyz (issue 14.7).
     assert requests.get(base + "/metrics", verify=ca, timeout=10).status_code == 404
+    assert requests.get(base + "/readyz", verify=ca, timeout=10).status_code == 404
 
     # An inbound trace id goes through to the instance and back.
     traced = requests.get(
