@@ -2,10 +2,13 @@
 
 Two layers (README "Login protection and audit"):
 
-- a rate throttle: every login attempt is counted, before any password is checked, per client IP
-  (IPv6 per /64) and per submitted login name (normalised, whether or not the account exists),
-  in fixed windows of AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS. Counting the attempt first with
-  an atomic increment means parallel requests cannot slip past the limit together.
+- failure budgets: per client IP (IPv6 per /64) and per submitted login name (normalised, whether
+  or not the account exists), at most AUTHSERVER_LOGIN_THROTTLE_PER_IP / _PER_LOGIN failed
+  attempts in a fixed window of AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS. Only failures count:
+  a user signing in many times, or many people behind one office NAT, never spend a budget.
+  Each attempt reserves a slot with an atomic increment *before* any password is checked, so an
+  attempt over the budget costs no hash and parallel attempts cannot slip past it together;
+  a successful sign-in gives its slot back (login_budget_release), a failed one keeps it.
 - a lockout per real account: AUTHSERVER_LOCKOUT_THRESHOLD consecutive wrong passwords lock it for
   AUTHSERVER_LOCKOUT_BASE_SECONDS, doubling for each further lockout up to
   AUTHSERVER_LOCKOUT_MAX_SECONDS. Failures and the lockout level are forgotten after
@@ -50,11 +53,21 @@ class CacheUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ThrottleHit:
-    """An attempt over a rate limit. `first` is true for the one attempt that crossed it."""
+    """An attempt refused because a failure budget is spent. `first` is true for the first
+    refusal of that budget in its window (the one the audit trail records)."""
 
     scope: str  # "ip" or "login"
     retry_after: int
     first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetReservation:
+    """The slots one attempt holds in the failure budgets while its password is checked: kept
+    if it fails, given back with login_budget_release if it succeeds."""
+
+    keys: tuple[str, ...]
+    ttl: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +149,23 @@ def _incr(key: str, ttl: int) -> int:
         raise CacheUnavailable("counter vanished repeatedly")
 
 
-def _db_incr(cache: BaseDatabaseCache, key: str, ttl: int) -> int:
+def _decr(key: str, ttl: int) -> None:
+    """Atomically take one from a counter that `_incr` made; nothing if it has expired since."""
+    with _cache_guard():
+        cache = _cache()
+        if isinstance(cache, BaseDatabaseCache):
+            _db_incr(cache, key, ttl, delta=-1)
+            return
+        try:
+            cache.decr(key)
+        except ValueError:  # the window's counter expired: nothing left to give back
+            return
+        # Django's incr/decr checks the key exists, then INCRBY: if it expired in between, Redis
+        # made a new key without an expiry. Give it one, so no counter outlives its window.
+        cache.touch(key, ttl)
+
+
+def _db_incr(cache: BaseDatabaseCache, key: str, ttl: int, delta: int = 1) -> int:
     # Django's DatabaseCache.incr is get-then-set, which loses updates between workers. Serialise
     # increments of one key with a transaction-scoped advisory lock (PostgreSQL); SQLite, for
     # `make run` only, serialises writers itself.
@@ -147,7 +176,10 @@ def _db_incr(cache: BaseDatabaseCache, key: str, ttl: int) -> int:
             lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
-        value = int(cache.get(key, 0)) + 1
+        current = cache.get(key)
+        if current is None and delta < 0:
+            return 0  # expired: nothing to give back
+        value = int(current or 0) + delta
         cache.set(key, value, ttl)
     return value
 
@@ -168,21 +200,43 @@ def _login_key(login: str, index: int) -> str:
     return f"login:name:{index}:{login_digest(login)}"
 
 
-def login_rate_check(*, ip: str, login: str, now: datetime) -> ThrottleHit | None:
-    """Count this attempt against the IP's and the login name's limits; the first limit it
-    exceeds, or None. An attempt refused on its IP is not counted against the login name."""
+def _refusal_first(key: str, ttl: int) -> bool:
+    """True exactly once per budget and window: SET NX of a marker beside the counter."""
+    with _cache_guard():
+        return bool(_cache().add(f"{key}:refused", 1, ttl))
+
+
+def login_budget_reserve(*, ip: str, login: str, now: datetime) -> BudgetReservation | ThrottleHit:
+    """Reserve one slot in the IP's and in the login name's failure budget for this attempt, or
+    say which budget is spent.
+
+    Called before any password work. The increment is the check: a slot is taken atomically and
+    the attempt goes on only if the count stays within the limit, so N parallel attempts against
+    a budget with k slots left let exactly k through, whatever the interleaving. A refused
+    attempt gives back what it took: it is not a failure (no password was checked), and a client
+    hammering a name whose budget is spent must not use up its IP's budget (the office NAT
+    whose other users would pay for it)."""
     config = get_config()
     index, remaining = _window(now, config.login_throttle_window_seconds)
     ttl = remaining + _TTL_SLACK_SECONDS
-    buckets = (
+    budgets = (
         ("ip", _ip_key(ip, index), config.login_throttle_per_ip),
         ("login", _login_key(login, index), config.login_throttle_per_login),
     )
-    for scope, key, limit in buckets:
-        count = _incr(key, ttl)
-        if count > limit:
-            return ThrottleHit(scope=scope, retry_after=remaining, first=count == limit + 1)
-    return None
+    taken: list[str] = []
+    for scope, key, limit in budgets:
+        taken.append(key)
+        if _incr(key, ttl) > limit:
+            for held in taken:
+                _decr(held, ttl)
+            return ThrottleHit(scope=scope, retry_after=remaining, first=_refusal_first(key, ttl))
+    return BudgetReservation(keys=tuple(taken), ttl=ttl)
+
+
+def login_budget_release(reservation: BudgetReservation) -> None:
+    """After a successful sign-in: give its slots back, so only failures spend the budgets."""
+    for key in reservation.keys:
+        _decr(key, reservation.ttl)
 
 
 def _lock_keys(user) -> tuple[str, str, str]:

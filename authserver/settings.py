@@ -299,12 +299,15 @@ CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
 AUTHSERVER_TRUSTED_PROXIES = _list("AUTHSERVER_TRUSTED_PROXIES", [])
 
 # --- Login protection -----------------------------------------------------------------------
-# Rate throttle per client IP and per submitted login name, counted per fixed window, plus a
-# progressive lockout per account. All state is in the default cache (shared by every worker).
+# Failure budgets per client IP and per submitted login name, per fixed window (successful
+# sign-ins spend nothing), plus a progressive lockout per account. All state is in the default
+# cache (shared by every worker). 50 failures per IP: a 500-person office behind one NAT address
+# may mistype 1 sign-in in 10 within a window; a credential-stuffing bot gets 50 guesses per
+# address per 5 minutes. 10 per name: 30 guesses at one account are refused after the 10th.
 AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS = _int(
     "AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS", 300, minimum=10
 )
-AUTHSERVER_LOGIN_THROTTLE_PER_IP = _int("AUTHSERVER_LOGIN_THROTTLE_PER_IP", 30, minimum=1)
+AUTHSERVER_LOGIN_THROTTLE_PER_IP = _int("AUTHSERVER_LOGIN_THROTTLE_PER_IP", 50, minimum=1)
 AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN = _int("AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN", 10, minimum=1)
 AUTHSERVER_LOCKOUT_THRESHOLD = _int("AUTHSERVER_LOCKOUT_THRESHOLD", 5, minimum=1)
 AUTHSERVER_LOCKOUT_BASE_SECONDS = _int("AUTHSERVER_LOCKOUT_BASE_SECONDS", 60, minimum=1)
