@@ -294,8 +294,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = _int("AUTHSERVER_BROWSER_SESSION_SECONDS", 8 * 3600, minimum=60)
 CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
-# Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs). Used by the rate
-# limiter and by deploy/gunicorn.conf.py (forwarded_allow_ips). Empty: trust no forwarding header.
+# Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs, and "unix" for
+# the peer of a Unix socket). Used by the rate limiter and by deploy/gunicorn.conf.py
+# (forwarded_allow_ips). Empty: trust no forwarding header.
 AUTHSERVER_TRUSTED_PROXIES = _list("AUTHSERVER_TRUSTED_PROXIES", [])
 
 # --- Login protection -----------------------------------------------------------------------
@@ -331,10 +332,14 @@ if AUTHSERVER_LOCKOUT_RESET_SECONDS < AUTHSERVER_LOCKOUT_MAX_SECONDS:
 # The client IP behind proxies is derived from these (accounts/network.py): refuse typos here
 # rather than silently trusting nothing (or everything).
 for _proxy in AUTHSERVER_TRUSTED_PROXIES:
+    if _proxy.lower() == "unix":
+        continue
     try:
         ipaddress.ip_network(_proxy, strict=False)
     except ValueError:
-        config_fail("AUTHSERVER_TRUSTED_PROXIES", f"has {_proxy!r}, which is not an IP or CIDR")
+        config_fail(
+            "AUTHSERVER_TRUSTED_PROXIES", f"has {_proxy!r}, which is not an IP, a CIDR or 'unix'"
+        )
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache":
     # Django culls a third of the table once it holds MAX_ENTRIES rows (default 300), expired rows
     # first; with the default a flood of junk logins could wipe live lockouts.
@@ -569,6 +574,15 @@ if not AUTHSERVER_BIND:
 for _entry in AUTHSERVER_BIND:
     if not (_entry.startswith(("unix:", "fd://")) or _entry.rpartition(":")[2].isdigit()):
         config_fail("AUTHSERVER_BIND", f"has {_entry!r}; use HOST:PORT, unix:PATH or fd://N")
+    # A Unix-socket peer has no address: unless it is a trusted proxy whose X-Forwarded-For names
+    # the client, every client would share one login throttle bucket (one attacker would block
+    # sign-in for everyone) and the audit trail would lose their addresses.
+    if _entry.startswith("unix:") and "unix" not in {p.lower() for p in AUTHSERVER_TRUSTED_PROXIES}:
+        config_fail(
+            "AUTHSERVER_BIND",
+            f"has {_entry!r}, but AUTHSERVER_TRUSTED_PROXIES does not contain 'unix' (the proxy "
+            "on the socket, which must set X-Forwarded-For); add it, or bind HOST:PORT",
+        )
 del _entry
 
 # --- Logging: one line per record on stderr; never request bodies --------------------------
