@@ -157,12 +157,13 @@ def _decr(key: str, ttl: int) -> None:
             _db_incr(cache, key, ttl, delta=-1)
             return
         try:
-            cache.decr(key)
+            value = cache.decr(key)
         except ValueError:  # the window's counter expired: nothing left to give back
             return
-        # Django's incr/decr checks the key exists, then INCRBY: if it expired in between, Redis
-        # made a new key without an expiry. Give it one, so no counter outlives its window.
-        cache.touch(key, ttl)
+        if value < 0:
+            # Django's decr checks that the key exists, then runs DECRBY: if it expired in
+            # between, Redis made a new key at -1 without an expiry (a free slot, forever).
+            cache.delete(key)
 
 
 def _db_incr(cache: BaseDatabaseCache, key: str, ttl: int, delta: int = 1) -> int:
@@ -200,10 +201,14 @@ def _login_key(login: str, index: int) -> str:
     return f"login:name:{index}:{login_digest(login)}"
 
 
+def _refused_key(key: str) -> str:
+    return f"{key}:refused"
+
+
 def _refusal_first(key: str, ttl: int) -> bool:
     """True exactly once per budget and window: SET NX of a marker beside the counter."""
     with _cache_guard():
-        return bool(_cache().add(f"{key}:refused", 1, ttl))
+        return bool(_cache().add(_refused_key(key), 1, ttl))
 
 
 def login_budget_reserve(*, ip: str, login: str, now: datetime) -> BudgetReservation | ThrottleHit:
@@ -292,6 +297,7 @@ def login_lockout_reset(*, user, now: datetime) -> bool:
     was_locked = login_lockout_status(user=user, now=now).locked
     index, _ = _window(now, get_config().login_throttle_window_seconds)
     names = {name for name in (user.username, user.email) if name}
+    budgets = [_login_key(name, index) for name in names]
     with _cache_guard():
-        _cache().delete_many([*_lock_keys(user), *(_login_key(name, index) for name in names)])
+        _cache().delete_many([*_lock_keys(user), *budgets, *map(_refused_key, budgets)])
     return was_locked
