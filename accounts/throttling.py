@@ -216,8 +216,9 @@ def login_budget_reserve(*, ip: str, login: str, now: datetime) -> BudgetReserva
     say which budget is spent.
 
     Called before any password work. The increment is the check: a slot is taken atomically and
-    the attempt goes on only if the count stays within the limit, so N parallel attempts against
-    a budget with k slots left let exactly k through, whatever the interleaving. A refused
+    the attempt goes on only if the count stays within the limit, so of N parallel attempts
+    against a budget with k slots left at most k get a password check, whatever the
+    interleaving (exactly k if they all fail). A refused
     attempt gives back what it took: it is not a failure (no password was checked), and a client
     hammering a name whose budget is spent must not use up its IP's budget (the office NAT
     whose other users would pay for it)."""
