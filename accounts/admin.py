@@ -38,7 +38,8 @@ from accounts.services import (
     user_password_disable,
     user_set_password,
 )
-from accounts.throttling import CacheUnavailable, login_lockout_status
+from accounts.throttling import login_lockout_status
+from authserver.counters import CacheUnavailable
 from sessions.models import Session
 from sessions.services import user_sessions_revoke
 

@@ -5,6 +5,12 @@ AUTHSERVER_TRUSTED_PROXIES. The header is then read right to left: each trusted 
 address it received the request from, so the first address that is not itself a trusted proxy
 is the client. Everything to the left of it was written by the client and is ignored (anyone can
 send `X-Forwarded-For: 1.2.3.4`). With no trusted proxies configured the header is never read.
+
+A peer on a Unix socket has no address (gunicorn gives REMOTE_ADDR ""). The entry "unix" in
+AUTHSERVER_TRUSTED_PROXIES says that peer is the proxy in front of us, so the walk above starts
+at the header's rightmost entry. Without it such a request has no client IP, and every client
+would share one throttle bucket; authserver therefore refuses to listen on a Unix socket unless
+"unix" is trusted (authserver/settings.py, deploy/gunicorn.conf.py).
 """
 
 from __future__ import annotations
@@ -23,17 +29,26 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAX_ADDRESS_LENGTH = 64
 # Hops read from X-Forwarded-For at most: a client may send thousands of fake entries.
 _MAX_FORWARDED_HOPS = 32
+# The AUTHSERVER_TRUSTED_PROXIES entry that trusts the peer of a Unix socket.
+UNIX_PEER = "unix"
+
+
+def unix_peer_trusted(entries) -> bool:
+    """Whether a trusted-proxy list trusts the peer of a Unix socket."""
+    return any(entry.strip().lower() == UNIX_PEER for entry in entries)
 
 
 @lru_cache(maxsize=8)
 def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     networks = []
     for entry in entries:
+        if entry.strip().lower() == UNIX_PEER:
+            continue
         try:
             networks.append(ipaddress.ip_network(entry.strip(), strict=False))
         except ValueError:
             raise ImproperlyConfigured(
-                f"AUTHSERVER_TRUSTED_PROXIES has {entry!r}, which is not an IP or CIDR"
+                f"AUTHSERVER_TRUSTED_PROXIES has {entry!r}, which is not an IP, a CIDR or 'unix'"
             ) from None
     return tuple(networks)
 
@@ -71,17 +86,19 @@ def _trusted(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
 
 
 def client_ip(request) -> str:
-    """The client's IP address under the proxy policy above; "" if REMOTE_ADDR is not an IP
-    (e.g. a Unix socket with no trusted proxy in front)."""
-    peer = ip_parse(request.META.get("REMOTE_ADDR", ""))
-    if peer is None:
-        return ""
-    networks = _networks(get_config().trusted_proxies)
-    if not networks or not _trusted(peer, networks):
-        return str(peer)
+    """The client's IP address under the proxy policy above; "" if there is none to be had (a
+    Unix-socket peer that is not trusted, or a trusted one that sent no usable header)."""
+    entries = get_config().trusted_proxies
+    networks = _networks(entries)
+    client: IPAddress | None = ip_parse(request.META.get("REMOTE_ADDR", ""))
+    if client is None:
+        # No address: a Unix-socket peer. Only a trusted one is asked who the client is.
+        if not unix_peer_trusted(entries):
+            return ""
+    elif not networks or not _trusted(client, networks):
+        return str(client)
     # Django joins repeated X-Forwarded-For headers with ","; order is preserved.
     hops = [hop for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
-    client = peer
     for raw in reversed(hops[-_MAX_FORWARDED_HOPS:]):
         address = ip_parse(raw)
         if address is None:
@@ -91,4 +108,4 @@ def client_ip(request) -> str:
         client = address
         if not _trusted(address, networks):
             break
-    return str(client)
+    return "" if client is None else str(client)

@@ -15,18 +15,20 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
 from accounts.throttling import (
-    CacheUnavailable,
+    ThrottleHit,
+    login_budget_release,
+    login_budget_reserve,
     login_digest,
     login_failure_register,
     login_failures_reset,
     login_lockout_reset,
     login_lockout_status,
     login_normalize,
-    login_rate_check,
 )
 from audit.events import EventType, FailureReason
 from audit.services import audit_event_record
 from authserver import metrics
+from authserver.counters import CacheUnavailable
 
 
 class UserCreateError(ValueError):
@@ -139,20 +141,23 @@ def user_authenticate(
 ) -> User:
     """Check a login name (username or email) and password under the throttle and lockout.
 
-    Raises LoginThrottled (before any password work), LoginFailed (the same for every reason;
-    each path costs one password hash), or LoginUnavailable (cache down: fail closed). On
-    success the failure count is reset, a PBKDF2 hash is upgraded to Argon2id, `last_login` is
-    stamped and login.succeeded is audited.
+    Raises LoginThrottled (when the IP's or the name's failure budget is spent; before any
+    password work), LoginFailed (the same for every reason; each path costs one password hash,
+    and each spends one slot of both failure budgets), or LoginUnavailable (cache down: fail
+    closed). On success the budget slots are given back and the failure count is reset, a PBKDF2
+    hash is upgraded to Argon2id, `last_login` is stamped and login.succeeded is audited.
     """
     now = now or timezone.now()
     context = {"ip": ip, "user_agent": user_agent, "client_id": client_id, "occurred_at": now}
     name = login_normalize(login)
     try:
-        hit = login_rate_check(ip=ip, login=name, now=now)
+        # Reserved now, kept only if the attempt fails: see accounts.throttling.
+        reservation = login_budget_reserve(ip=ip, login=name, now=now)
     except CacheUnavailable:
         metrics.login_attempted(outcome="unavailable")
         raise LoginUnavailable from None
-    if hit is not None:
+    if isinstance(reservation, ThrottleHit):
+        hit = reservation
         if hit.first:  # one row per bucket and window, so a flood cannot flood the trail
             audit_event_record(
                 event=EventType.LOGIN_THROTTLED,
@@ -185,6 +190,7 @@ def user_authenticate(
             reason = FailureReason.LOCKED
         elif user.check_password(password):  # re-hashes with the preferred hasher on success
             try:
+                login_budget_release(reservation)
                 login_failures_reset(user=user)
             except CacheUnavailable:
                 metrics.login_attempted(outcome="unavailable")

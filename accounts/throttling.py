@@ -2,10 +2,13 @@
 
 Two layers (README "Login protection and audit"):
 
-- a rate throttle: every login attempt is counted, before any password is checked, per client IP
-  (IPv6 per /64) and per submitted login name (normalised, whether or not the account exists),
-  in fixed windows of AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS. Counting the attempt first with
-  an atomic increment means parallel requests cannot slip past the limit together.
+- failure budgets: per client IP (IPv6 per /64) and per submitted login name (normalised, whether
+  or not the account exists), at most AUTHSERVER_LOGIN_THROTTLE_PER_IP / _PER_LOGIN failed
+  attempts in a fixed window of AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS. Only failures count:
+  a user signing in many times, or many people behind one office NAT, never spend a budget.
+  Each attempt reserves a slot with an atomic increment *before* any password is checked, so an
+  attempt over the budget costs no hash and parallel attempts cannot slip past it together;
+  a successful sign-in gives its slot back (login_budget_release), a failed one keeps it.
 - a lockout per real account: AUTHSERVER_LOCKOUT_THRESHOLD consecutive wrong passwords lock it for
   AUTHSERVER_LOCKOUT_BASE_SECONDS, doubling for each further lockout up to
   AUTHSERVER_LOCKOUT_MAX_SECONDS. Failures and the lockout level are forgotten after
@@ -13,8 +16,7 @@ Two layers (README "Login protection and audit"):
 
 The state must be shared by every worker and instance, so it lives in the default cache (Redis,
 or the database cache table). Any cache error raises CacheUnavailable; the login service turns
-that into a refusal (fail closed), never into "no limit". The windowed counters themselves are
-authserver/counters.py, shared with the client-authentication audit (oauth/client_auth.py).
+that into a refusal (fail closed), never into "no limit".
 """
 
 from __future__ import annotations
@@ -29,29 +31,39 @@ from django.utils.crypto import salted_hmac
 
 from authserver.conf import get_config
 from authserver.counters import (
-    TTL_SLACK_SECONDS,
-    CacheUnavailable,  # noqa: F401 - re-exported: the login service and the admin catch it
     cache_guard,
+    counter_decr,
     counter_incr,
     shared_cache,
     window_at,
-    window_count,
-    window_key,
 )
 
 logger = logging.getLogger(__name__)
 
+# Cache entries outlive their window by this much, so a slightly skewed clock between instances
+# never reads a window that has already expired.
+_TTL_SLACK_SECONDS = 60
 _HMAC_SALT = "authserver.accounts.throttling"
 IPV6_PREFIX = 64
 
 
 @dataclass(frozen=True, slots=True)
 class ThrottleHit:
-    """An attempt over a rate limit. `first` is true for the one attempt that crossed it."""
+    """An attempt refused because a failure budget is spent. `first` is true for the first
+    refusal of that budget in its window (the one the audit trail records)."""
 
     scope: str  # "ip" or "login"
     retry_after: int
     first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetReservation:
+    """The slots one attempt holds in the failure budgets while its password is checked: kept
+    if it fails, given back with login_budget_release if it succeeds."""
+
+    keys: tuple[str, ...]
+    ttl: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,31 +113,56 @@ def ip_bucket(ip: str) -> str:
     return str(address)
 
 
-_IP_COUNTER = "login:ip"
-_LOGIN_COUNTER = "login:name"
+def _ip_key(ip: str, index: int) -> str:
+    return f"login:ip:{index}:{_digest(ip_bucket(ip))}"
 
 
 def _login_key(login: str, index: int) -> str:
-    return window_key(_LOGIN_COUNTER, index, login_digest(login))
+    return f"login:name:{index}:{login_digest(login)}"
 
 
-def login_rate_check(*, ip: str, login: str, now: datetime) -> ThrottleHit | None:
-    """Count this attempt against the IP's and the login name's limits; the first limit it
-    exceeds, or None. An attempt refused on its IP is not counted against the login name."""
+def _refused_key(key: str) -> str:
+    return f"{key}:refused"
+
+
+def _refusal_first(key: str, ttl: int) -> bool:
+    """True exactly once per budget and window: SET NX of a marker beside the counter."""
+    with cache_guard():
+        return bool(shared_cache().add(_refused_key(key), 1, ttl))
+
+
+def login_budget_reserve(*, ip: str, login: str, now: datetime) -> BudgetReservation | ThrottleHit:
+    """Reserve one slot in the IP's and in the login name's failure budget for this attempt, or
+    say which budget is spent.
+
+    Called before any password work. The increment is the check: a slot is taken atomically and
+    the attempt goes on only if the count stays within the limit, so of N parallel attempts
+    against a budget with k slots left at most k get a password check, whatever the
+    interleaving (exactly k if they all fail). A refused
+    attempt gives back what it took: it is not a failure (no password was checked), and a client
+    hammering a name whose budget is spent must not use up its IP's budget (the office NAT
+    whose other users would pay for it)."""
     config = get_config()
-    buckets = (
-        ("ip", _IP_COUNTER, _digest(ip_bucket(ip)), config.login_throttle_per_ip),
-        ("login", _LOGIN_COUNTER, login_digest(login), config.login_throttle_per_login),
+    index, remaining = window_at(now, config.login_throttle_window_seconds)
+    ttl = remaining + _TTL_SLACK_SECONDS
+    budgets = (
+        ("ip", _ip_key(ip, index), config.login_throttle_per_ip),
+        ("login", _login_key(login, index), config.login_throttle_per_login),
     )
-    for scope, name, bucket, limit in buckets:
-        counted = window_count(
-            name=name, bucket=bucket, window_seconds=config.login_throttle_window_seconds, now=now
-        )
-        if counted.count > limit:
-            return ThrottleHit(
-                scope=scope, retry_after=counted.remaining, first=counted.count == limit + 1
-            )
-    return None
+    taken: list[str] = []
+    for scope, key, limit in budgets:
+        taken.append(key)
+        if counter_incr(key, ttl) > limit:
+            for held in taken:
+                counter_decr(held, ttl)
+            return ThrottleHit(scope=scope, retry_after=remaining, first=_refusal_first(key, ttl))
+    return BudgetReservation(keys=tuple(taken), ttl=ttl)
+
+
+def login_budget_release(reservation: BudgetReservation) -> None:
+    """After a successful sign-in: give its slots back, so only failures spend the budgets."""
+    for key in reservation.keys:
+        counter_decr(key, reservation.ttl)
 
 
 def _lock_keys(user) -> tuple[str, str, str]:
@@ -163,7 +200,7 @@ def login_failure_register(*, user, now: datetime) -> LockoutStarted | None:
     locked_until = now + timedelta(seconds=seconds)
     with cache_guard():
         cache = shared_cache()
-        cache.set(until_key, locked_until.timestamp(), seconds + TTL_SLACK_SECONDS)
+        cache.set(until_key, locked_until.timestamp(), seconds + _TTL_SLACK_SECONDS)
         cache.delete(failures_key)
     return LockoutStarted(locked_until=locked_until, seconds=seconds, level=level)
 
@@ -181,8 +218,7 @@ def login_lockout_reset(*, user, now: datetime) -> bool:
     was_locked = login_lockout_status(user=user, now=now).locked
     index, _ = window_at(now, get_config().login_throttle_window_seconds)
     names = {name for name in (user.username, user.email) if name}
+    budgets = [_login_key(name, index) for name in names]
     with cache_guard():
-        shared_cache().delete_many(
-            [*_lock_keys(user), *(_login_key(name, index) for name in names)]
-        )
+        shared_cache().delete_many([*_lock_keys(user), *budgets, *map(_refused_key, budgets)])
     return was_locked

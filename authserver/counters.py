@@ -77,7 +77,24 @@ def counter_incr(key: str, ttl: int) -> int:
         raise CacheUnavailable("counter vanished repeatedly")
 
 
-def _db_incr(cache: BaseDatabaseCache, key: str, ttl: int) -> int:
+def counter_decr(key: str, ttl: int) -> None:
+    """Atomically take one from a counter that `counter_incr` made; nothing if it has expired."""
+    with cache_guard():
+        cache = shared_cache()
+        if isinstance(cache, BaseDatabaseCache):
+            _db_incr(cache, key, ttl, delta=-1)
+            return
+        try:
+            value = cache.decr(key)
+        except ValueError:  # the window's counter expired: nothing left to give back
+            return
+        if value < 0:
+            # Django's decr checks that the key exists, then runs DECRBY: if it expired in
+            # between, Redis made a new key at -1 without an expiry (a free slot, forever).
+            cache.delete(key)
+
+
+def _db_incr(cache: BaseDatabaseCache, key: str, ttl: int, delta: int = 1) -> int:
     # Django's DatabaseCache.incr is get-then-set, which loses updates between workers. Serialise
     # increments of one key with a transaction-scoped advisory lock (PostgreSQL); SQLite, for
     # `make run` only, serialises writers itself.
@@ -88,7 +105,10 @@ def _db_incr(cache: BaseDatabaseCache, key: str, ttl: int) -> int:
             lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
-        value = int(cache.get(key, 0)) + 1
+        current = cache.get(key)
+        if current is None and delta < 0:
+            return 0  # expired: nothing to give back
+        value = int(current or 0) + delta
         cache.set(key, value, ttl)
     return value
 

@@ -299,17 +299,21 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = _int("AUTHSERVER_BROWSER_SESSION_SECONDS", 8 * 3600, minimum=60)
 CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
-# Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs). Used by the rate
-# limiter and by deploy/gunicorn.conf.py (forwarded_allow_ips). Empty: trust no forwarding header.
+# Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs, and "unix" for
+# the peer of a Unix socket). Used by the rate limiter and by deploy/gunicorn.conf.py
+# (forwarded_allow_ips). Empty: trust no forwarding header.
 AUTHSERVER_TRUSTED_PROXIES = _list("AUTHSERVER_TRUSTED_PROXIES", [])
 
 # --- Login protection -----------------------------------------------------------------------
-# Rate throttle per client IP and per submitted login name, counted per fixed window, plus a
-# progressive lockout per account. All state is in the default cache (shared by every worker).
+# Failure budgets per client IP and per submitted login name, per fixed window (successful
+# sign-ins spend nothing), plus a progressive lockout per account. All state is in the default
+# cache (shared by every worker). 50 failures per IP: a 500-person office behind one NAT address
+# may mistype 1 sign-in in 10 within a window; a credential-stuffing bot gets 50 guesses per
+# address per 5 minutes. 10 per name: 30 guesses at one account are refused after the 10th.
 AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS = _int(
     "AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS", 300, minimum=10
 )
-AUTHSERVER_LOGIN_THROTTLE_PER_IP = _int("AUTHSERVER_LOGIN_THROTTLE_PER_IP", 30, minimum=1)
+AUTHSERVER_LOGIN_THROTTLE_PER_IP = _int("AUTHSERVER_LOGIN_THROTTLE_PER_IP", 50, minimum=1)
 AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN = _int("AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN", 10, minimum=1)
 AUTHSERVER_LOCKOUT_THRESHOLD = _int("AUTHSERVER_LOCKOUT_THRESHOLD", 5, minimum=1)
 AUTHSERVER_LOCKOUT_BASE_SECONDS = _int("AUTHSERVER_LOCKOUT_BASE_SECONDS", 60, minimum=1)
@@ -333,10 +337,14 @@ if AUTHSERVER_LOCKOUT_RESET_SECONDS < AUTHSERVER_LOCKOUT_MAX_SECONDS:
 # The client IP behind proxies is derived from these (accounts/network.py): refuse typos here
 # rather than silently trusting nothing (or everything).
 for _proxy in AUTHSERVER_TRUSTED_PROXIES:
+    if _proxy.lower() == "unix":
+        continue
     try:
         ipaddress.ip_network(_proxy, strict=False)
     except ValueError:
-        config_fail("AUTHSERVER_TRUSTED_PROXIES", f"has {_proxy!r}, which is not an IP or CIDR")
+        config_fail(
+            "AUTHSERVER_TRUSTED_PROXIES", f"has {_proxy!r}, which is not an IP, a CIDR or 'unix'"
+        )
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache":
     # Django culls a third of the table once it holds MAX_ENTRIES rows (default 300), expired rows
     # first; with the default a flood of junk logins could wipe live lockouts.
@@ -593,6 +601,15 @@ if not AUTHSERVER_BIND:
 for _entry in AUTHSERVER_BIND:
     if not (_entry.startswith(("unix:", "fd://")) or _entry.rpartition(":")[2].isdigit()):
         config_fail("AUTHSERVER_BIND", f"has {_entry!r}; use HOST:PORT, unix:PATH or fd://N")
+    # A Unix-socket peer has no address: unless it is a trusted proxy whose X-Forwarded-For names
+    # the client, every client would share one login throttle bucket (one attacker would block
+    # sign-in for everyone) and the audit trail would lose their addresses.
+    if _entry.startswith("unix:") and "unix" not in {p.lower() for p in AUTHSERVER_TRUSTED_PROXIES}:
+        config_fail(
+            "AUTHSERVER_BIND",
+            f"has {_entry!r}, but AUTHSERVER_TRUSTED_PROXIES does not contain 'unix' (the proxy "
+            "on the socket, which must set X-Forwarded-For); add it, or bind HOST:PORT",
+        )
 del _entry
 
 # Django's error pages (404, 500, 403, 400 from authserver.urls) and the CSRF failure page get

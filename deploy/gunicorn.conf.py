@@ -30,6 +30,11 @@ it, before any socket is opened. Command-line flags still override what is set h
   trusts peers on a Unix socket: only the proxy should be able to reach one.)
 - Error log: gunicorn's own messages quote request lines and URIs; their query strings are
   redacted (authserver.logs.QueryStringRedactor). No `Server: gunicorn` response header.
+- A Unix socket (a unix: bind, or an fd:// or systemd socket that is one) is refused at start,
+  with one line, unless AUTHSERVER_TRUSTED_PROXIES contains "unix": its peer has no address, so
+  only the proxy's X-Forwarded-For can tell clients apart (accounts/network.py). settings.py
+  checks AUTHSERVER_BIND; on_starting checks what gunicorn will really listen on, --bind flags
+  and inherited sockets included.
 - Metrics: prometheus-client's multiprocess mode in AUTHSERVER_METRICS_DIR, which must be
   private to this instance; when unset a temporary folder is created here and removed at exit.
   Stale files are removed at start, so counters restart from zero with the instance.
@@ -45,6 +50,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -75,9 +81,11 @@ if os.environ.get("_AUTHSERVER_GUNICORN_MASTER") != str(os.getpid()):
         os.environ["_AUTHSERVER_CREATED_METRICS_DIR"] = str(_metrics_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
+from gunicorn import systemd  # noqa: E402
 from gunicorn.glogging import Logger  # noqa: E402
 from gunicorn.http.wsgi import Response as GunicornResponse  # noqa: E402
 
+from accounts.network import unix_peer_trusted  # noqa: E402
 from authserver.logs import (  # noqa: E402
     JsonFormatter,
     QueryStringRedactor,
@@ -85,6 +93,7 @@ from authserver.logs import (  # noqa: E402
     json_log_dumps,
     json_log_payload,
 )
+from authserver.startup import config_fail  # noqa: E402
 
 
 def available_cpus() -> int:
@@ -120,10 +129,12 @@ preload_app = True
 # on one host would fight over it, and a read-only container home cannot hold it.
 control_socket_disable = True
 
-# The proxy policy of accounts/network.py: gunicorn wants exact networks (no host bits).
+# The proxy policy of accounts/network.py: gunicorn wants exact networks (no host bits). "unix"
+# is left out: gunicorn trusts a Unix-socket peer anyway.
 forwarded_allow_ips = ",".join(
     str(ipaddress.ip_network(entry, strict=False))
     for entry in app_settings.AUTHSERVER_TRUSTED_PROXIES
+    if not unix_peer_trusted([entry])
 )
 secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 forwarder_headers = ""  # no proxy may rewrite SCRIPT_NAME / PATH_INFO
@@ -214,6 +225,43 @@ if not getattr(GunicornResponse.default_headers, "authserver_without_server", Fa
 
 
 logger_class = AuthserverLogger
+
+
+def unix_listeners(cfg) -> list[str]:
+    """The Unix sockets gunicorn is about to listen on: unix:PATH binds, and fd://N or systemd
+    (LISTEN_FDS) sockets that are Unix sockets."""
+    found, fds = [], []
+    for address in cfg.address:
+        if isinstance(address, str):
+            found.append(f"unix:{address}")
+        elif isinstance(address, int):
+            fds.append(address)
+    inherited = systemd.listen_fds(unset_environment=False)
+    fds.extend(range(systemd.SD_LISTEN_FDS_START, systemd.SD_LISTEN_FDS_START + inherited))
+    for fd in fds:
+        try:
+            probe = socket.socket(fileno=fd)  # reads the family of the open socket
+        except OSError:
+            continue  # not a socket: gunicorn reports that itself
+        family = probe.family
+        probe.detach()  # the descriptor stays open for gunicorn
+        if family == socket.AF_UNIX:
+            found.append(f"fd://{fd}")
+    return found
+
+
+def on_starting(server) -> None:
+    """Master, before it opens any socket: refuse a Unix socket whose peer is not trusted (every
+    client would share one address, so one attacker would throttle sign-in for everyone)."""
+    if unix_peer_trusted(app_settings.AUTHSERVER_TRUSTED_PROXIES):
+        return
+    listeners = unix_listeners(server.cfg)
+    if listeners:
+        config_fail(
+            "AUTHSERVER_TRUSTED_PROXIES",
+            f"must contain 'unix' to listen on {', '.join(listeners)} (the proxy on the socket, "
+            "which must set X-Forwarded-For), or bind HOST:PORT",
+        )
 
 
 def pre_fork(server, worker) -> None:

@@ -38,14 +38,15 @@ def read_conf(env: dict[str, str], *, cpus: int | None = None) -> dict:
 def test_values_come_from_the_settings_module():
     conf = read_conf(
         base_env(
-            AUTHSERVER_TRUSTED_PROXIES="10.1.2.3/8,127.0.0.1,::1",
+            AUTHSERVER_TRUSTED_PROXIES="10.1.2.3/8,127.0.0.1,::1,unix",
             AUTHSERVER_WORKERS="3",
             AUTHSERVER_THREADS="6",
             AUTHSERVER_BIND="0.0.0.0:8000,unix:/run/authserver.sock",
             AUTHSERVER_GRACEFUL_TIMEOUT="20",
         )
     )
-    # Exact networks, as gunicorn requires (the settings accept host bits, as ipaddress does).
+    # Exact networks, as gunicorn requires (the settings accept host bits, as ipaddress does);
+    # "unix" is not for gunicorn, which trusts a Unix-socket peer anyway.
     assert conf["forwarded_allow_ips"] == "10.0.0.0/8,127.0.0.1/32,::1/128"
     assert conf["workers"] == 3 and conf["threads"] == 6 and conf["worker_class"] == "gthread"
     assert conf["bind"] == ["0.0.0.0:8000", "unix:/run/authserver.sock"]

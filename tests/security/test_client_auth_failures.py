@@ -296,7 +296,7 @@ def test_another_processes_creation_is_seen_within_a_second(monkeypatch):
     # Another worker registers it: the row appears, its shared entry is dropped, the generation
     # moves on (what client_register's invalidation does there).
     _chosen_client("elsewhere").save()
-    cache.delete("oauth:client:v1:elsewhere")
+    cache.delete(clients_module._CACHE_KEY.format("elsewhere"))
     cache.set("oauth:clients:generation", "changed-elsewhere", None)
     now[0] += 1.1
     assert client_get(client_id="elsewhere") is not None
