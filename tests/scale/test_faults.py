@@ -57,6 +57,17 @@ def until_ok(call, within: float = RECOVER_WITHIN_SECONDS) -> requests.Response:
         time.sleep(0.25)
 
 
+def readyz_until(url: str, status_code: int, within: float = 3.0) -> requests.Response:
+    """/readyz once it answers `status_code`: each process memoises its checks for
+    READINESS_CACHE_SECONDS (authserver/health.py), so a change shows within that."""
+    deadline = time.monotonic() + within
+    while True:
+        response = requests.get(url + "/readyz", timeout=10)
+        if response.status_code == status_code or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def throwaway_postgres():
     if postgres_bindir() is None:
@@ -101,7 +112,7 @@ def test_postgres_stopped_token_endpoints_503_then_recover(throwaway_postgres, t
         throwaway_postgres.stop()
         assert_unavailable(*timed(lambda: login(server.url, "alice")))
         assert_unavailable(*timed(lambda: refresh(server.url, token)))
-        ready = requests.get(server.url + "/readyz", timeout=10)
+        ready = readyz_until(server.url, 503)
         assert ready.status_code == 503
         assert ready.json()["reason"] == "database: database unreachable"
         assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
@@ -113,7 +124,7 @@ def test_postgres_stopped_token_endpoints_503_then_recover(throwaway_postgres, t
         recovered = until_ok(lambda: refresh(server.url, token))
         assert recovered.json()["refresh_token"] != token
         assert login(server.url, "alice").status_code == 200
-        assert requests.get(server.url + "/readyz", timeout=10).status_code == 200
+        assert readyz_until(server.url, 200).status_code == 200
     output = server.output()
     assert "Traceback" not in output
     assert '"status":500' not in output
@@ -156,5 +167,10 @@ def test_redis_stopped_login_fails_closed_refresh_and_jwks_keep_working(
 
         throwaway_redis.start()  # same port, empty: counters start over
         until_ok(lambda: login(server.url, "alice"))
-        assert requests.get(server.url + "/readyz", timeout=10).json()["status"] == "ready"
+        deadline = time.monotonic() + 3
+        while (status := requests.get(server.url + "/readyz", timeout=10).json()["status"]) != (
+            "ready"
+        ) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == "ready"
     assert "Traceback" not in server.output()

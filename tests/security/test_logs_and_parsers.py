@@ -154,8 +154,9 @@ def test_no_query_string_secret_reaches_any_log_and_every_line_names_its_request
         assert access and access[0]["http"]["path"] == path
         assert access[0]["http"]["status"] == status
         django_lines = [line for line in entries if line["logger"].startswith("django.")]
-        # Django's warning for the 4xx, with the path and the method, never the URL.
-        assert django_lines, (request_id, entries)
+        # Django's per-4xx warnings are off (issue 14.4: the access line already has the
+        # status, a second line per bad request is an unbounded stream); any Django line that
+        # is written (5xx) carries the path and the method, never the URL.
         for line in django_lines:
             if "request" in line:
                 assert line["request"] == {"method": method, "path": path}
