@@ -20,19 +20,24 @@ def server(child_env, settings):
         yield live
 
 
-@pytest.fixture(params=["confidential", "public"])
-def app(request, server):
-    return register(client_type=request.param, name=f"PKCE {request.param}")
+def _apps():
+    return [register(client_type=kind, name=f"PKCE {kind}") for kind in ("confidential", "public")]
 
 
-def test_code_with_a_challenge_needs_its_verifier(server, app):
+def test_code_with_a_challenge_needs_its_verifier(server):
     """CVE-2023-48228 / RFC 7636 §4.5-§4.6: a code bound to a challenge is refused without a
     verifier (invalid_request), with an empty one, with a wrong one, with another
     authorization's verifier, and with the challenge itself sent as the verifier (invalid_grant);
-    none of those attempts yields a token. Then the right verifier works (baseline)."""
+    none of those attempts yields a token. Then the right verifier works (baseline). For a
+    confidential and a public client."""
     browser = server.browser()
+    for app in _apps():
+        _verifier_required(server, browser, app)
+
+
+def _verifier_required(server, browser, app) -> None:
     code, verifier = server.code(browser, app)
-    other_code, other_verifier = server.code(browser, app)
+    _other_code, other_verifier = server.code(browser, app)
     attempts = {
         "no verifier": (None, "invalid_request"),
         "empty verifier": ("", "invalid_request"),
@@ -60,13 +65,15 @@ def test_code_with_a_challenge_needs_its_verifier(server, app):
     assert server.code_exchange(app, fresh_code, fresh_verifier.verifier).status_code == 200
 
 
-def test_plain_and_missing_methods_are_refused_at_the_authorization_endpoint(server, app):
+def test_plain_and_missing_methods_are_refused_at_the_authorization_endpoint(server):
     """RFC 9700 §2.1.1 and RFC 7636 §4.2-§4.3: `code_challenge_method=plain`, an unknown method,
     and a challenge without a method (which RFC 7636 reads as plain) are refused with an error
-    sent back to the registered redirect URI, and no code is issued."""
+    sent back to the registered redirect URI, and no code is issued (confidential and public)."""
     browser = server.browser()
     challenge = pkce().challenge
-    for method in ("plain", "PLAIN", "s256", "S512", "", None):
+    for app, method in (
+        (app, method) for app in _apps() for method in ("plain", "PLAIN", "s256", "S512", "", None)
+    ):
         params = {
             "response_type": "code",
             "client_id": app.client_id,
