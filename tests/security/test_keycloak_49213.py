@@ -56,8 +56,9 @@ def test_the_authenticated_client_decides_not_the_token_or_the_body(server):
     b = register(name="B")
     issued = server.oauth_tokens(server.browser(), a)
     token = issued["access_token"]
-    mixed = server.form("/oauth/introspect", {"token": token, "client_id": a.client_id},
-                        auth=b.basic())
+    mixed = server.form(
+        "/oauth/introspect", {"token": token, "client_id": a.client_id}, auth=b.basic()
+    )
     assert mixed.status_code == 401 and mixed.json()["error"] == "invalid_client", mixed.text
     swapped = server.form(
         "/oauth/introspect",
