@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,8 @@ def _run(server, token: str, *extra: str, budget: int = 10) -> subprocess.Comple
             "off",
             *extra,
         ],
+        # schemathesis keeps a .schemathesis/ folder in its working directory: not the checkout
+        cwd=tempfile.gettempdir(),
         capture_output=True,
         text=True,
         timeout=150,
