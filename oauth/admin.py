@@ -145,7 +145,9 @@ class ClientAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    @admin.action(description="Deactivate the selected clients (ends their tokens)")
+    @admin.action(
+        description="Deactivate the selected clients (ends their tokens)", permissions=["change"]
+    )
     def deactivate(self, request: HttpRequest, queryset) -> None:
         clients = list(queryset)
         for client in clients:

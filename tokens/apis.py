@@ -80,6 +80,9 @@ class SessionAccessTokenAuthentication(AccessTokenAuthentication):
             raise TokenInvalid("token not issued for this API")
         sid = claims.get("sid")
         if not sid:
+            # Tokens without a session (client_credentials, operator-issued) are never accepted
+            # here, so the deny-list of revoked session-less tokens (tokens/revocation.py) needs
+            # no lookup on this path: a revoked session-bound token has its session ended.
             return False
         session = session_get_live(sid=sid)
         # The session must be the token's client's own (tokens are signed, so this only fails
