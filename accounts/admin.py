@@ -4,6 +4,12 @@ Every write goes through accounts.services (audited there): saving a user, chang
 a password, deactivating, deleting, and clearing a login lockout. A password change or a
 deactivation also ends the user's sessions (tokens.sessions.user_sessions_revoke); the admin is
 the one place in accounts/ that calls into tokens/, as a view wiring two services together.
+
+Admin rights are granted only by superusers (issue 14.1). A staff user who may change users
+cannot set `is_staff`, `is_superuser`, groups or permissions (the fields are read-only for them
+and a crafted POST is refused), nor change, reset, delete or run an action on an account that
+holds admin rights (a superuser, or another staff account): taking over such an account is
+taking its rights. The same holds for a group's permissions, which reach every member.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from contextvars import ContextVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserCreationForm
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -38,6 +47,41 @@ from tokens.sessions import user_sessions_revoke
 _password_change_request: ContextVar[HttpRequest | None] = ContextVar(
     "password_change_request", default=None
 )
+
+
+# The fields that grant admin rights. Only a superuser may set them.
+PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
+
+
+def _grants_rights(actor) -> bool:
+    return bool(actor.is_active and actor.is_superuser)
+
+
+def _may_manage(actor, target: User) -> bool:
+    """Whether `actor` may change, reset, delete or act on the account `target` at all.
+
+    An account with admin rights (superuser or staff) is managed by superusers only: whoever can
+    set its password or deactivate it can take or remove those rights. A staff user may still
+    edit their own account, minus PRIVILEGE_FIELDS."""
+    if _grants_rights(actor):
+        return True
+    if target.pk is not None and target.pk == actor.pk:
+        return True
+    return not (target.is_superuser or target.is_staff)
+
+
+def _stored_privileges(user: User) -> tuple[bool, bool]:
+    """is_staff and is_superuser as stored, not as a form may have set them on the instance."""
+    if user.pk is None:
+        return (False, False)
+    row = User.objects.filter(pk=user.pk).values_list("is_staff", "is_superuser").first()
+    return row or (False, False)
+
+
+def _privileges_changed(user: User, form: forms.ModelForm) -> bool:
+    return bool(set(PRIVILEGE_FIELDS) & set(form.changed_data)) or (
+        (user.is_staff, user.is_superuser) != _stored_privileges(user)
+    )
 
 
 class UserAdminCreationForm(UserCreationForm):
@@ -146,6 +190,37 @@ class UserAdmin(DjangoUserAdmin):
             )
         return f"not locked; {status.failures} recent failed attempt(s)"
 
+    def get_readonly_fields(self, request, obj=None):
+        if _grants_rights(request.user):
+            return self.readonly_fields
+        # Read-only fields are left out of the ModelForm, so a crafted POST cannot set them.
+        return (*self.readonly_fields, *PRIVILEGE_FIELDS)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Also guards the password-change view and every form save (Django checks it there).
+        if not super().has_change_permission(request, obj):
+            return False
+        return obj is None or _may_manage(request.user, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # delete_selected asks this for each selected row, so a bulk delete is covered too.
+        if not super().has_delete_permission(request, obj):
+            return False
+        return obj is None or _may_manage(request.user, obj)
+
+    def _refuse_unmanageable(self, request, queryset) -> bool:
+        """True (and an error message) when the selection holds an account the user may not
+        manage; the action then changes nothing."""
+        refused = [user for user in queryset if not _may_manage(request.user, user)]
+        if refused:
+            self.message_user(
+                request,
+                f"Only a superuser may act on an administrator account ({len(refused)} "
+                "selected); nothing was changed.",
+                messages.ERROR,
+            )
+        return bool(refused)
+
     def user_change_password(self, request, id, form_url=""):
         token = _password_change_request.set(request)
         try:
@@ -154,21 +229,36 @@ class UserAdmin(DjangoUserAdmin):
             _password_change_request.reset(token)
 
     def save_model(self, request, obj, form, change) -> None:
+        # Second line of defence behind get_readonly_fields: whatever the form was, a
+        # non-superuser never changes admin rights.
+        if not _grants_rights(request.user) and _privileges_changed(obj, form):
+            raise PermissionDenied
         user_admin_save(
             user=obj, changed_fields=form.changed_data, actor=request.user, request=request
         )
         if change and not obj.is_active and "is_active" in form.changed_data:
             user_sessions_revoke(user=obj, reason=Session.RevokeReason.USER_INACTIVE)
 
+    def save_related(self, request, form, formsets, change) -> None:
+        if not _grants_rights(request.user) and {"groups", "user_permissions"} & set(form.fields):
+            raise PermissionDenied
+        super().save_related(request, form, formsets, change)
+
     def delete_model(self, request, obj) -> None:
+        if not _may_manage(request.user, obj):
+            raise PermissionDenied
         user_delete(user=obj, actor=request.user, request=request)
 
     def delete_queryset(self, request, queryset) -> None:
+        if any(not _may_manage(request.user, user) for user in queryset):
+            raise PermissionDenied
         for user in queryset:
             user_delete(user=user, actor=request.user, request=request)
 
     @admin.action(description="Clear login lockout", permissions=["change"])
     def clear_login_lockout(self, request, queryset) -> None:
+        if self._refuse_unmanageable(request, queryset):
+            return
         cleared = 0
         try:
             for user in queryset:
@@ -185,9 +275,30 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="Deactivate selected users", permissions=["change"])
     def deactivate_users(self, request, queryset) -> None:
+        if self._refuse_unmanageable(request, queryset):
+            return
         count = 0
         for user in queryset.filter(is_active=True):
             user_deactivate(user=user, actor=request.user, request=request)
             user_sessions_revoke(user=user, reason=Session.RevokeReason.USER_INACTIVE)
             count += 1
         self.message_user(request, f"Deactivated {count} user(s).")
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(DjangoGroupAdmin):
+    """A group's permissions reach every member, the editor too if they belong to it: only a
+    superuser may change them (issue 14.1). Others may still rename a group."""
+
+    def get_readonly_fields(self, request, obj=None):
+        if _grants_rights(request.user):
+            return self.readonly_fields
+        return (*self.readonly_fields, "permissions")
+
+    def save_related(self, request, form, formsets, change) -> None:
+        if not _grants_rights(request.user) and "permissions" in form.fields:
+            raise PermissionDenied
+        super().save_related(request, form, formsets, change)

@@ -8,6 +8,7 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 
 class UserManager(DjangoUserManager):
@@ -51,6 +52,56 @@ class User(AbstractUser):
     @property
     def sub(self) -> str:
         return str(self.public_id)
+
+    # --- Every password change and deactivation ends the user's sessions -------------------
+    # Not only the services in accounts/services.py change passwords: `manage.py
+    # changepassword`, a shell's set_password() and third-party code call the model directly.
+    # So the rule lives at the one place they all pass through, save(). Django's hasher upgrade
+    # at sign-in (check_password's setter) is not a change: it calls set_password() and then
+    # clears `_password` before saving, which is how it is told apart here.
+    _password_replaced = False
+    _password_disabled = False
+    _stored_active: bool | None = None
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        if "is_active" in field_names:
+            instance._stored_active = instance.is_active
+        return instance
+
+    def set_password(self, raw_password) -> None:
+        super().set_password(raw_password)
+        self._password_replaced = True
+
+    def set_unusable_password(self) -> None:
+        super().set_unusable_password()
+        self._password_replaced = self._password_disabled = True
+
+    def save(self, *args, **kwargs) -> None:
+        existing = self.pk is not None and not self._state.adding
+        password_changed = (
+            existing
+            and self._password_replaced
+            and (self._password is not None or self._password_disabled)
+        )
+        deactivated = existing and self._stored_active is True and not self.is_active
+        if password_changed:
+            self.password_changed_at = timezone.now()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "password_changed_at"}
+        super().save(*args, **kwargs)
+        self._password_replaced = self._password_disabled = False
+        self._stored_active = self.is_active
+        if password_changed or deactivated:
+            # accounts sits below tokens; the import is local so the layers stay one-way.
+            from tokens.models import Session
+            from tokens.sessions import user_sessions_revoke
+
+            reason = Session.RevokeReason.PASSWORD_CHANGED
+            if deactivated:
+                reason = Session.RevokeReason.USER_INACTIVE
+            user_sessions_revoke(user=self, reason=reason)
 
     def clean(self) -> None:
         super().clean()

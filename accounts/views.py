@@ -145,9 +145,14 @@ def login_page(request: HttpRequest) -> HttpResponse:
         response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
         return response
 
-    # login() rotates the session key (no session fixation) and flushes another user's session.
-    # The password was checked by user_authenticate above, so the sign-in is attributed to the
-    # configured backend (which would run the same service) without a second check.
+    if request.user.is_authenticated and request.user.pk != user.pk:
+        # Another account was signed in here: end that sign-in (and what it approved) rather
+        # than let login() silently drop the browser's reference to it.
+        session_logout(request)
+    # The session key is rotated at every sign-in and the browser's Session row started or
+    # renewed (tokens/browser.py). The password was checked by user_authenticate above, so the
+    # sign-in is attributed to the configured backend (which would run the same service)
+    # without a second check.
     session_login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
     # OpenID Connect auth_time: when the user last typed their password (max_age, prompt=login).
     auth_time_record(request)

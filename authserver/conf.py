@@ -27,6 +27,8 @@ class Config:
     refresh_reuse_grace_seconds: int
     refresh_token_transport: str
     session_retention_days: int
+    # A browser sign-in's lifetime (SESSION_COOKIE_AGE, AUTHSERVER_BROWSER_SESSION_SECONDS)
+    browser_session_seconds: int
     # Login protection (accounts/throttling.py)
     login_throttle_window_seconds: int
     login_throttle_per_ip: int
@@ -86,6 +88,7 @@ def _config_build() -> Config:
         refresh_reuse_grace_seconds=settings.AUTHSERVER_REFRESH_REUSE_GRACE_SECONDS,
         refresh_token_transport=settings.AUTHSERVER_REFRESH_TOKEN_TRANSPORT,
         session_retention_days=settings.AUTHSERVER_SESSION_RETENTION_DAYS,
+        browser_session_seconds=settings.SESSION_COOKIE_AGE,
         login_throttle_window_seconds=settings.AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS,
         login_throttle_per_ip=settings.AUTHSERVER_LOGIN_THROTTLE_PER_IP,
         login_throttle_per_login=settings.AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN,

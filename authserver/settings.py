@@ -228,10 +228,14 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # The token endpoints and the JWKS skip the browser middleware below (bench/README.md).
     "authserver.middleware.MachinePathsMiddleware",
+    # A strict Content-Security-Policy on the admin's pages (and only there).
+    "authserver.middleware.AdminSecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user only while the browser's sign-in (a Session row) is live (tokens/browser.py).
+    "tokens.browser.BrowserSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "authserver.middleware.DatabaseUnavailableMiddleware",

@@ -154,7 +154,9 @@ class ClientAdmin(admin.ModelAdmin):
             client_deactivate(client=client, actor=request.user, request=request)
         self.message_user(request, f"Deactivated {len(clients)} client(s); their tokens ended.")
 
-    @admin.action(description="Regenerate the client secret (shown once)")
+    # Without `permissions`, Django offers an action to everyone who may see the list, so a
+    # view-only staff user could rotate a secret and read the new one (issue 13.2.2).
+    @admin.action(description="Regenerate the client secret (shown once)", permissions=["change"])
     def regenerate_secret(self, request: HttpRequest, queryset):
         clients = list(queryset)
         if len(clients) != 1 or clients[0].is_public:

@@ -24,7 +24,7 @@ from audit.events import EventType
 from audit.services import audit_event_record
 from oauth.models import AuthorizationCode, Client
 from tokens.models import Session
-from tokens.sessions import session_revoke
+from tokens.sessions import browser_session_touch, session_revoke
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class CodeRequest:
     code_challenge: str
     code_challenge_method: str
     auth_time: int
+    # The browser sign-in that approved the request (None: no row, e.g. a service test).
+    browser_session: Session | None = None
 
 
 def authorization_code_issue(*, request: CodeRequest, now: datetime | None = None) -> str:
@@ -64,9 +66,12 @@ def authorization_code_issue(*, request: CodeRequest, now: datetime | None = Non
         code_challenge=request.code_challenge,
         code_challenge_method=request.code_challenge_method,
         auth_time=datetime.fromtimestamp(request.auth_time, tz=UTC),
+        browser_session=request.browser_session,
         created_at=now,
         expires_at=now + timedelta(seconds=AUTHORIZATION_CODE_LIFETIME),
     )
+    if request.browser_session is not None:
+        browser_session_touch(session=request.browser_session, now=now)
     return value
 
 
@@ -85,8 +90,8 @@ def authorization_code_redeem(
     if not isinstance(value, str) or not _CODE_RE.match(value):
         return None
     code = (
-        AuthorizationCode.objects.select_for_update()
-        .select_related("user")
+        AuthorizationCode.objects.select_for_update(of=("self",))
+        .select_related("user", "browser_session")
         .filter(code_hash=code_digest(value), client=client)
         .first()
     )

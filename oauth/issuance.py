@@ -44,6 +44,7 @@ def user_tokens_issue(
     scopes: list[str],
     auth_time: int,
     nonce: str = "",
+    parent: Session | None = None,
     ip: str | None = None,
     user_agent: str = "",
     now: datetime | None = None,
@@ -59,6 +60,7 @@ def user_tokens_issue(
         access_token_lifetime=client.access_token_lifetime,
         ip=ip,
         user_agent=user_agent,
+        parent=parent,
         now=now,
     )
     body = _pair_body(pair)

@@ -200,6 +200,11 @@ class AuthorizationCode(models.Model):
     session = models.ForeignKey(
         "tokens.Session", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The browser sign-in that approved the request: the session the exchange starts hangs
+    # from it, and the exchange fails once it has ended.
+    browser_session = models.ForeignKey(
+        "tokens.Session", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["expires_at"], name="oauth_code_expires")]

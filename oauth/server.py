@@ -79,6 +79,7 @@ class OAuthRequest(OAuth2Request):
         self.user_agent = request.META.get("HTTP_USER_AGENT", "")[:512]
         # Set by the authorization endpoint before issuing a code.
         self.auth_time: int | None = None
+        self.browser_session = None
 
     @property
     def args(self) -> QueryDict:

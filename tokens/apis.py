@@ -40,10 +40,12 @@ from authserver.conf import get_config
 from authserver.errors import NO_STORE, ApiError
 from authserver.request_time import body_received_at
 from tokens.authentication import AccessTokenAuthentication
+from tokens.session_models import FIRST_PARTY_CLIENT_ID
 from tokens.sessions import (
     RefreshError,
     TokenPair,
     refresh_token_rotate,
+    session_app_names,
     session_find_by_refresh_token,
     session_get_live,
     session_list_live,
@@ -53,8 +55,6 @@ from tokens.sessions import (
 )
 from tokens.verification import TokenInvalid
 
-# The client id carried by first-party access tokens (OAuth clients have generated ids).
-FIRST_PARTY_CLIENT_ID = "authserver"
 REFRESH_COOKIE_NAME = "__Secure-authserver-refresh"
 REFRESH_COOKIE_PATH = "/api/v1/auth/"
 _MAX_LOGIN = 254
@@ -362,8 +362,15 @@ class UserMeApi(BearerApi):
 
 class SessionOutput(serializers.Serializer):
     id = serializers.UUIDField()
+    kind = serializers.ChoiceField(
+        choices=["browser", "first_party", "oauth"],
+        help_text="browser: a sign-in at the hosted pages; first_party: this API's login; "
+        "oauth: a grant to an OAuth client (ended with the browser sign-in in parent_id).",
+    )
     client_id = serializers.CharField()
-    user_agent = serializers.CharField()
+    app_name = serializers.CharField(help_text="The OAuth client's name, or the kind's.")
+    parent_id = serializers.UUIDField(allow_null=True)
+    user_agent = serializers.CharField(help_text="The device, as its browser or app named it.")
     ip = serializers.IPAddressField(allow_null=True)
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField()
@@ -376,10 +383,14 @@ class SessionListApi(BearerApi):
     def get(self, request: Request) -> Response:
         current = request.auth.get("sid") if isinstance(request.auth, dict) else None
         sessions = session_list_live(user=request.user)
+        names = session_app_names(sessions)
         rows = [
             {
                 "id": s.id,
+                "kind": s.kind,
                 "client_id": s.client_id,
+                "app_name": names.get(s.client_id, s.client_id),
+                "parent_id": s.parent_id,
                 "user_agent": s.user_agent,
                 "ip": s.ip,
                 "created_at": s.created_at,

@@ -6,4 +6,4 @@ class TokensConfig(AppConfig):
     verbose_name = "Tokens and signing keys"
 
     def ready(self) -> None:
-        from tokens import schema  # noqa: F401 - registers the OpenAPI bearer scheme
+        from tokens import browser, schema  # noqa: F401 - sign-in receivers; OpenAPI scheme

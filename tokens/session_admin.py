@@ -13,7 +13,8 @@ from django.http import HttpRequest
 from audit.events import EventType
 from audit.services import audit_event_record
 from tokens.models import RefreshToken, Session
-from tokens.sessions import session_revoke
+from tokens.session_models import BROWSER_CLIENT_ID, FIRST_PARTY_CLIENT_ID
+from tokens.sessions import session_app_names, session_revoke
 
 
 class RefreshTokenInline(admin.TabularInline):
@@ -44,20 +45,38 @@ class SessionStateFilter(admin.SimpleListFilter):
         return queryset
 
 
+class SessionKindFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return Session.Kind.choices
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value() == Session.Kind.BROWSER:
+            return queryset.filter(client_id=BROWSER_CLIENT_ID)
+        if self.value() == Session.Kind.FIRST_PARTY:
+            return queryset.filter(client_id=FIRST_PARTY_CLIENT_ID)
+        if self.value() == Session.Kind.OAUTH:
+            return queryset.exclude(client_id__in=[BROWSER_CLIENT_ID, FIRST_PARTY_CLIENT_ID])
+        return queryset
+
+
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
     list_display = (
         "id",
         "user",
-        "client_id",
+        "kind",
+        "app",
+        "device",
         "ip",
         "created_at",
         "last_used_at",
-        "rotations",
         "revoked_at",
         "revoke_reason",
     )
-    list_filter = (SessionStateFilter, "revoke_reason", "client_id", "created_at")
+    list_filter = (SessionStateFilter, SessionKindFilter, "revoke_reason", "created_at")
     search_fields = ("=id", "user__username", "user__email", "=user__public_id", "ip")
     list_select_related = ("user",)
     ordering = ("-created_at",)
@@ -65,6 +84,26 @@ class SessionAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in Session._meta.fields]
     inlines = [RefreshTokenInline]
     actions = ["revoke_sessions"]
+
+    def get_changelist_instance(self, request: HttpRequest):
+        changelist = super().get_changelist_instance(request)
+        # The app names of the page's sessions in one query, not one per row.
+        self._app_names = session_app_names(list(changelist.result_list))
+        return changelist
+
+    @admin.display(description="kind")
+    def kind(self, session: Session) -> str:
+        return Session.Kind(session.kind).label
+
+    @admin.display(description="app")
+    def app(self, session: Session) -> str:
+        names = getattr(self, "_app_names", None) or session_app_names([session])
+        return names.get(session.client_id, session.client_id)
+
+    @admin.display(description="device")
+    def device(self, session: Session) -> str:
+        agent = session.user_agent
+        return agent if len(agent) <= 60 else agent[:59] + "\u2026"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

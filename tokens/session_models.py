@@ -1,7 +1,16 @@
-"""Sessions (refresh-token families) and their refresh tokens.
+"""Sessions and their refresh tokens: one model for every kind of sign-in.
 
-Imported by tokens/models.py. A Session is what a login creates and what logout ends; every refresh
-token belongs to exactly one Session and, after the first, has the token it was rotated from as
+Imported by tokens/models.py. A Session is what a sign-in creates and what a logout ends:
+
+- a browser sign-in at the hosted login page (`client_id` ""), which holds no token itself but
+  lets the browser obtain authorization codes;
+- a first-party API sign-in (`client_id` "authserver", POST /api/v1/auth/login);
+- an OAuth grant (`client_id` of the client), started by a code exchange. Its `parent` is the
+  browser sign-in that approved the code.
+
+Together they form one tree per browser: browser sign-in -> OAuth grants -> refresh tokens.
+Ending a node ends everything under it (tokens/sessions.py `_revoke_rows`). Every refresh token
+belongs to exactly one Session and, after the first, has the token it was rotated from as
 `parent`. Only a SHA-256 digest of a refresh token is stored: the value itself exists only in the
 response that carried it to the client.
 """
@@ -19,8 +28,19 @@ class SessionQuerySet(models.QuerySet):
         return self.filter(revoked_at__isnull=True, expires_at__gt=now, idle_expires_at__gt=now)
 
 
+# The client id of first-party API sessions and their access tokens (OAuth clients have
+# generated ids), and of browser sign-ins (no client at all).
+FIRST_PARTY_CLIENT_ID = "authserver"
+BROWSER_CLIENT_ID = ""
+
+
 class Session(models.Model):
     """One sign-in: the family of refresh tokens rotated from it. Its id is the `sid` claim."""
+
+    class Kind(models.TextChoices):
+        BROWSER = "browser", "browser sign-in"
+        FIRST_PARTY = "first_party", "first-party app"
+        OAUTH = "oauth", "OAuth client"
 
     class RevokeReason(models.TextChoices):
         LOGOUT = "logout", "logout"
@@ -32,13 +52,25 @@ class Session(models.Model):
         USER_INACTIVE = "user_inactive", "the user was deactivated"
         TOKEN_REVOKED = "token_revoked", "a token of the session was revoked (RFC 7009)"
         CODE_REPLAYED = "code_replayed", "the authorization code was replayed"
+        SIGN_IN_ENDED = "sign_in_ended", "the browser sign-in it came from ended"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="auth_sessions"
     )
-    # "" for the first-party API; an OAuth client id otherwise.
+    # BROWSER_CLIENT_ID for a browser sign-in, FIRST_PARTY_CLIENT_ID for the first-party API, an
+    # OAuth client id otherwise (see `kind`).
     client_id = models.CharField(max_length=100, blank=True, default="")
+    # The browser sign-in an OAuth grant came from; ending it ends the grant. SET_NULL: an ended
+    # parent may be purged before its children.
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="children",
+        db_index=False,  # the partial index below: most sessions have no parent
+    )
     scope = models.CharField(max_length=1000, blank=True, default="")
     # Space-separated audiences of the access tokens issued in this session.
     audience = models.CharField(max_length=1000, blank=True, default="")
@@ -68,6 +100,12 @@ class Session(models.Model):
             # purge_expired_sessions: sessions that ended by time (idle_expires_at never exceeds
             # expires_at, so it alone says when a session ended by time), or were revoked.
             models.Index(fields=["idle_expires_at"], name="tokens_session_idle_expires"),
+            # The grants a browser sign-in approved, ended with it (tokens/sessions.py).
+            models.Index(
+                fields=["parent"],
+                name="tokens_session_parent",
+                condition=models.Q(parent__isnull=False),
+            ),
             models.Index(
                 fields=["revoked_at"],
                 name="tokens_session_revoked",
@@ -77,6 +115,14 @@ class Session(models.Model):
 
     def __str__(self) -> str:
         return f"session {self.id}"
+
+    @property
+    def kind(self) -> str:
+        if self.client_id == BROWSER_CLIENT_ID:
+            return self.Kind.BROWSER
+        if self.client_id == FIRST_PARTY_CLIENT_ID:
+            return self.Kind.FIRST_PARTY
+        return self.Kind.OAUTH
 
     def is_live(self, now) -> bool:
         return self.revoked_at is None and self.expires_at > now and self.idle_expires_at > now

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.apps import apps
 from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -48,6 +49,7 @@ from authserver import metrics
 from authserver.conf import get_config
 from tokens.issuance import access_token_issue
 from tokens.models import RefreshToken, Session
+from tokens.session_models import BROWSER_CLIENT_ID, FIRST_PARTY_CLIENT_ID
 
 logger = logging.getLogger(__name__)
 
@@ -119,16 +121,24 @@ def session_start(
     access_token_lifetime: int | None = None,
     ip: str | None = None,
     user_agent: str = "",
+    parent: Session | None = None,
     now: datetime | None = None,
 ) -> TokenPair:
-    """Start a session for an authenticated user and issue its first tokens."""
+    """Start a session for an authenticated user and issue its first tokens.
+
+    `parent`: the browser sign-in that approved this grant. It is locked and must still be
+    usable (SessionEnded otherwise), so a grant never hangs from a sign-in that has ended.
+    """
     started = time.monotonic()
     now = now or timezone.now()
     config = get_config()
     with transaction.atomic():
+        if parent is not None:
+            parent = _parent_lock_live(parent, now)
         session = Session.objects.create(
             user=user,
             client_id=client_id,
+            parent=parent,
             scope=scope,
             audience=" ".join(audience),
             user_agent=user_agent[:512],
@@ -158,6 +168,57 @@ def session_start(
     )
 
 
+class SessionEnded(Exception):
+    """The browser sign-in a grant would hang from has ended."""
+
+
+def _parent_lock_live(parent: Session, now: datetime) -> Session:
+    locked = Session.objects.select_for_update().select_related("user").filter(pk=parent.pk).first()
+    if locked is None or not session_is_usable(session=locked, now=now):
+        raise SessionEnded
+    return locked
+
+
+def browser_session_start(
+    *, user, ip: str | None = None, user_agent: str = "", now: datetime | None = None
+) -> Session:
+    """Record a browser's sign-in at the hosted pages (no token: the browser holds a Django
+    session cookie that names this row). It lasts AUTHSERVER_BROWSER_SESSION_SECONDS."""
+    now = now or timezone.now()
+    end = now + timedelta(seconds=get_config().browser_session_seconds)
+    return Session.objects.create(
+        user=user,
+        client_id=BROWSER_CLIENT_ID,
+        user_agent=user_agent[:512],
+        ip=ip,
+        created_at=now,
+        last_used_at=now,
+        expires_at=end,
+        idle_expires_at=end,
+    )
+
+
+def browser_session_renew(
+    *, session: Session, ip: str | None = None, user_agent: str = "", now: datetime | None = None
+) -> bool:
+    """The same user signed in again in the same browser: the sign-in goes on (its grants stay)
+    for another full period. False if it had ended meanwhile (then start a new one)."""
+    now = now or timezone.now()
+    end = now + timedelta(seconds=get_config().browser_session_seconds)
+    updated = Session.objects.filter(
+        pk=session.pk, revoked_at__isnull=True, expires_at__gt=now
+    ).update(
+        last_used_at=now, expires_at=end, idle_expires_at=end, ip=ip, user_agent=user_agent[:512]
+    )
+    return bool(updated)
+
+
+def browser_session_touch(*, session: Session, now: datetime | None = None) -> None:
+    """Note that the sign-in was just used (an authorization code issued from it)."""
+    now = now or timezone.now()
+    Session.objects.filter(pk=session.pk).update(last_used_at=now)
+
+
 def _count_issued(flow: str, started: float) -> None:
     """Count the issuance once its transaction commits (metrics; never fails the request)."""
     transaction.on_commit(
@@ -171,10 +232,25 @@ def _refused(reason: str) -> RefreshError:
 
 
 def _revoke_rows(session: Session, reason: str, now: datetime) -> None:
+    """End `session`, its refresh tokens and, for a browser sign-in, the OAuth grants it
+    approved (and theirs). The caller holds the session's row lock, which `session_start` takes
+    too before it hangs a new grant under a browser sign-in: no grant can slip in after this."""
+    ended = [session.pk]
+    if session.client_id == BROWSER_CLIENT_ID:
+        children = list(
+            Session.objects.filter(parent_id=session.pk, revoked_at__isnull=True).values_list(
+                "pk", flat=True
+            )
+        )
+        if children:
+            Session.objects.filter(pk__in=children).update(
+                revoked_at=now, revoke_reason=Reason.SIGN_IN_ENDED
+            )
+            ended.extend(children)
     Session.objects.filter(pk=session.pk, revoked_at__isnull=True).update(
         revoked_at=now, revoke_reason=reason
     )
-    RefreshToken.objects.filter(session_id=session.pk, revoked_at__isnull=True).update(
+    RefreshToken.objects.filter(session_id__in=ended, revoked_at__isnull=True).update(
         revoked_at=now
     )
     session.revoked_at = now
@@ -683,6 +759,20 @@ def session_get_live(*, sid: str, user=None, now: datetime | None = None) -> Ses
 def session_list_live(*, user, now: datetime | None = None) -> list[Session]:
     now = now or timezone.now()
     return list(Session.objects.live(now=now).filter(user=user).order_by("-last_used_at"))
+
+
+def session_app_names(sessions: Sequence[Session]) -> dict[str, str]:
+    """What to call the app of each session, by client id: the OAuth client's name, "Browser
+    sign-in" or "First-party app". One query for all of them. The OAuth layer sits above this
+    one, so its model is looked up by name rather than imported."""
+    names = {BROWSER_CLIENT_ID: "Browser sign-in", FIRST_PARTY_CLIENT_ID: "First-party app"}
+    wanted = {s.client_id for s in sessions} - set(names)
+    if wanted:
+        client_model = apps.get_model("oauth", "Client")
+        names.update(
+            client_model.objects.filter(client_id__in=wanted).values_list("client_id", "name")
+        )
+    return names
 
 
 def _ended_before(cutoff: datetime) -> Q:

@@ -40,6 +40,7 @@ from oauth.models import Client
 from oauth.protocol import FORM_MEDIA_TYPE
 from oauth.scopes import scope_describe
 from oauth.server import OAuthRequest, authorization_server
+from tokens.browser import browser_session
 
 TICKET_PARAM = "login_ticket"
 TICKET_SALT = "oauth.authorize.login-ticket"
@@ -173,6 +174,8 @@ def _consent_page(request: HttpRequest, client: Client, scopes: list[str], param
 
 def _issue_code(grant, oauth_request: OAuthRequest, user, signed_in_at: int) -> HttpResponse:
     oauth_request.auth_time = signed_in_at
+    # The code, and the grant its exchange starts, hang from this browser's sign-in.
+    oauth_request.browser_session = browser_session(oauth_request.django_request)
     status, body, headers = grant.create_authorization_response(grant.redirect_uri, user)
     return authorization_server().handle_response(status, body, headers)
 

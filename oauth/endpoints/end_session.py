@@ -1,8 +1,8 @@
 """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): /oauth/end-session.
 
 GET or POST from the relying party shows a confirmation page and changes nothing; the user's
-POST to /oauth/end-session/confirm (CSRF-protected) signs the browser out of authserver, ends
-the session the id_token_hint names, and returns to the client's registered
+POST to /oauth/end-session/confirm (CSRF-protected) signs the browser out of authserver, which
+ends its sign-in and every grant that sign-in approved, and returns to the client's registered
 post_logout_redirect_uri with `state`. A post_logout_redirect_uri that is not registered for the
 client identified by id_token_hint or client_id is never redirected to.
 """
@@ -26,8 +26,8 @@ from authserver.pages import page_headers
 from oauth.clients import client_get
 from oauth.models import Client
 from oauth.oidc import id_token_hint_verify
+from tokens.browser import browser_session
 from tokens.models import Session
-from tokens.sessions import session_revoke
 
 _PARAMETERS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
 MAX_STATE_LENGTH = 2048
@@ -126,10 +126,10 @@ def end_session_endpoint(request: HttpRequest) -> HttpResponse:
         parsed = _parse(params)
     except EndSessionError as exc:
         return _error_page(request, str(exc))
-    session = _hint_session(parsed)
-    live_session = session is not None and session.revoked_at is None
-    if not request.user.is_authenticated and not live_session:
-        return _finish(parsed)  # nothing to end
+    if not request.user.is_authenticated:
+        # Nothing of this browser's to end. A hint alone never ends anything: anyone may hold
+        # someone's (even expired) ID token.
+        return _finish(parsed)
     context = {"client": parsed.client, "fields": _fields(params)}
     return render(request, "oauth/end_session.html", context)
 
@@ -143,18 +143,20 @@ def end_session_confirm(request: HttpRequest) -> HttpResponse:
     except EndSessionError as exc:
         return _error_page(request, str(exc))
     user = request.user if request.user.is_authenticated else None
+    signed_in = browser_session(request)
     session = _hint_session(parsed)
-    revoked = False
-    if session is not None:
-        revoked = session_revoke(session=session, reason=Session.RevokeReason.LOGOUT)
-    if user is not None or revoked:
+    # Only what hangs from this browser's own sign-in ends: signing the browser out ends its
+    # Session row and every grant it approved (tokens/browser.py), the hinted one included
+    # when it is one of them. A hint for someone else's session only signs this browser out.
+    own = session is not None and signed_in is not None and session.parent_id == signed_in.pk
+    if user is not None:
         audit_event_record(
             event=EventType.OIDC_LOGOUT,
-            user=user or (session.user if session else None),
+            user=user,
             client_id=parsed.client.client_id if parsed.client else "",
-            session_id=session.id if session else None,
+            session_id=session.id if own else None,
             request=request,
-            details={"browser_session": user is not None, "session_revoked": revoked},
+            details={"browser_session": True, "session_revoked": own},
         )
     browser_logout(request)
     return _finish(parsed)

@@ -20,6 +20,7 @@ from oauth.codes import (
 )
 from oauth.issuance import user_tokens_issue
 from oauth.models import AuthorizationCode, Client
+from tokens.sessions import SessionEnded
 
 # OpenID Connect Core §3.1.2.1 prompt values. select_account is served by the login page.
 PROMPT_VALUES = frozenset({"none", "login", "consent", "select_account"})
@@ -135,6 +136,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 if data.get("code_challenge")
                 else "",
                 auth_time=request.auth_time,
+                browser_session=request.browser_session,
             )
         )
         params = [("code", code)]
@@ -162,14 +164,20 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         user = self.authenticate_user(code)
         if user is None:
             raise InvalidGrantError("The authorization code is invalid or expired.")
-        body, session = user_tokens_issue(
-            client=request.client,
-            user=user,
-            scopes=code.scope.split(),
-            auth_time=int(code.auth_time.timestamp()),
-            nonce=code.nonce,
-            ip=request.ip,
-            user_agent=request.user_agent,
-        )
+        try:
+            body, session = user_tokens_issue(
+                client=request.client,
+                user=user,
+                scopes=code.scope.split(),
+                auth_time=int(code.auth_time.timestamp()),
+                nonce=code.nonce,
+                parent=code.browser_session,
+                ip=request.ip,
+                user_agent=request.user_agent,
+            )
+        except SessionEnded:
+            # The browser sign-in that approved the code ended (logout, revocation) before
+            # the exchange: nothing may hang from it any more.
+            raise InvalidGrantError("The authorization code is invalid or expired.") from None
         authorization_code_link_session(code=code, session=session)
         return 200, body, self.TOKEN_RESPONSE_HEADER

@@ -20,6 +20,10 @@ OUR_APPS = {"accounts", "tokens", "audit", "oauth", "authserver"}
 # (app, migration name) -> why it is safe while older code serves.
 REVIEWED = {
     ("accounts", "0002_cache_table"): "creates the database cache table; touches nothing else",
+    ("tokens", "0003_session_tree"): "AlterField only adds a revoke_reason choice (no schema "
+    "change); the new parent column is nullable",
+    ("oauth", "0003_client_tokens_valid_after"): "AlterField only changes the help text of "
+    "audiences (no schema change); the new tokens_valid_after column is nullable",
 }
 
 UNSAFE = (
