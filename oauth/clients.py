@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -357,6 +357,10 @@ def client_update(*, client: Client, actor=None, request=None) -> Client:
     details: dict = {}
     if was_active and not client.is_active:
         details["grants_ended"] = _client_grants_end(client)
+    elif was_active is False and client.is_active:
+        # Reactivation moves the cutoff again: a token a worker with a stale cached copy
+        # issued in the second or so after the deactivation is not revived either.
+        client.tokens_valid_after = _next_second(timezone.now())
     client.save()
     transaction.on_commit(lambda: client_cache_invalidate(client_id=client.client_id))
     client_cache_invalidate(client_id=client.client_id)
@@ -379,16 +383,20 @@ def client_deactivate(*, client: Client, actor=None, request=None) -> Client:
     return client_update(client=locked, actor=actor, request=request)
 
 
+def _next_second(now: datetime) -> datetime:
+    """A cutoff for `iat`, which counts whole seconds: the next whole second, so that a token
+    issued earlier in this second is dead too (one issued just after, in the same second, is
+    refused as well: the safe side)."""
+    return now.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def _client_grants_end(client: Client) -> int:
     """End everything issued to `client` so far (issue 13.4, CVE-2025-64521 class): its
     sessions (refresh tokens, and the access tokens checked against them), its access tokens
     without a session (client_credentials: refused when issued before `tokens_valid_after`),
     and its authorization codes not yet redeemed. Returns how many sessions ended."""
     now = timezone.now()
-    # `iat` counts whole seconds: the cutoff is the next whole second, so that a token issued
-    # earlier in this second is dead too (one issued after a reactivation within the same
-    # second is refused as well: the safe side).
-    client.tokens_valid_after = now.replace(microsecond=0) + timedelta(seconds=1)
+    client.tokens_valid_after = _next_second(now)
     AuthorizationCode.objects.filter(client=client, consumed_at__isnull=True).update(expires_at=now)
     ended = client_sessions_revoke(
         client_id=client.client_id, reason=Session.RevokeReason.ADMIN, now=now

@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts.services import user_create
 from audit.models import AuthEvent
 from authserver import settings as app_settings
-from oauth.clients import ClientError, client_create, client_update
+from oauth.clients import ClientError, client_create, client_deactivate, client_update
 from oauth.consents import consent_withdraw
 from oauth.models import Client, Consent
 from tests.conftest import PASSWORD
@@ -260,6 +260,28 @@ def test_deactivating_a_client_ends_its_tokens_and_reactivation_revives_none(ser
     again = user_tokens(server, client_id, secret)
     assert bearer_get(server, "/oauth/userinfo", again["access_token"]).status_code == 200
     assert refresh(server, client_id, secret, again["refresh_token"]).status_code == 200
+
+
+def test_reactivation_does_not_revive_a_token_a_stale_worker_issued(server, settings):
+    """Issue 13.4 (CVE-2025-64521 class): a worker still holding the client's cached record
+    may issue a token in the second after the deactivation; reactivating the client moves the
+    cutoff again, so that token is not revived either."""
+    from oauth.issuance import client_tokens_issue
+
+    rs = resource_server()
+    m_id, m_secret = machine()
+    client = Client.objects.get(client_id=m_id)
+    client_deactivate(client=client)
+    time.sleep(1.1)  # past the deactivation's cutoff second
+    settings.AUTHSERVER_ISSUER = server.url  # mint as the running server does
+    stale = client_tokens_issue(client=client, scopes=["orders:read"])["access_token"]
+    client = Client.objects.get(client_id=m_id)
+    client.is_active = True
+    client_update(client=client)
+    time.sleep(1.1)  # past the reactivation's cutoff second; workers see the change
+    fresh = machine_token(server, m_id, m_secret)
+    assert active(server, rs, fresh)
+    assert not active(server, rs, stale)
 
 
 def test_deleting_a_client_ends_its_tokens(server, admin_browser):
