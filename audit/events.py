@@ -35,6 +35,7 @@ class EventType(models.TextChoices):
     CLIENT_AUTH_FAILED = "client.auth_failed", "OAuth client authentication failed"
     CONSENT_GRANTED = "consent.granted", "Consent granted to a client"
     CONSENT_DENIED = "consent.denied", "Consent denied to a client"
+    CONSENT_WITHDRAWN = "consent.withdrawn", "Consent withdrawn (the user's grants ended)"
     OAUTH_CODE_ISSUED = "oauth.code_issued", "Authorization code issued"
     OAUTH_TOKEN_ISSUED = "oauth.token_issued", "Tokens issued for an authorization code"
     OAUTH_CODE_REPLAYED = "oauth.code_replayed", "Authorization code replayed"

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import NoReverseMatch, resolve, reverse
-from django.utils import timezone
 
 from authserver.logs import (
     REQUEST_ID_HEADER,
@@ -21,21 +20,6 @@ from authserver.metrics import http_request_observed
 from authserver.pages import CONTENT_SECURITY_POLICY
 
 logger = logging.getLogger(__name__)
-
-
-class RequestStartMiddleware:
-    """Stamp when the request reached the application (`request.received_at`).
-
-    The session engine compares it with the moment a refresh token was spent: a token presented
-    before it was spent lost a race to a concurrent request; one presented after is a replay.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.received_at = timezone.now()
-        return self.get_response(request)
 
 
 class RequestIdMiddleware:

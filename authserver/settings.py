@@ -224,7 +224,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "authserver.middleware.RequestIdMiddleware",
     "authserver.middleware.RequestMetricsMiddleware",
-    "authserver.middleware.RequestStartMiddleware",
     "authserver.middleware.InfrastructureEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

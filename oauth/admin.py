@@ -14,12 +14,14 @@ from django.template.response import TemplateResponse
 
 from oauth.clients import (
     ClientError,
+    client_deactivate,
     client_delete,
     client_register,
     client_secret_rotate,
     client_update,
     client_validate,
 )
+from oauth.consents import consent_withdraw
 from oauth.models import Client, Consent, GrantType
 
 _SECRET_ATTRIBUTE = "_oauth_new_client_secret"  # noqa: S105 - an attribute name
@@ -93,7 +95,7 @@ class ClientAdmin(admin.ModelAdmin):
     )
     search_fields = ("name", "client_id")
     readonly_fields = ("client_id", "secret_updated_at", "created_at", "updated_at")
-    actions = ["regenerate_secret"]
+    actions = ["regenerate_secret", "deactivate"]
     fieldsets = (
         (None, {"fields": ("name", "client_id", "client_type", "is_active")}),
         ("Redirects", {"fields": ("redirect_uris", "post_logout_redirect_uris")}),
@@ -152,6 +154,15 @@ class ClientAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
+    @admin.action(
+        description="Deactivate the selected clients (ends their tokens)", permissions=["change"]
+    )
+    def deactivate(self, request: HttpRequest, queryset) -> None:
+        clients = list(queryset)
+        for client in clients:
+            client_deactivate(client=client, actor=request.user, request=request)
+        self.message_user(request, f"Deactivated {len(clients)} client(s); their tokens ended.")
+
     # Without `permissions`, Django offers an action to everyone who may see the list, so a
     # view-only staff user could rotate a secret and read the new one (issue 13.2.2).
     @admin.action(description="Regenerate the client secret (shown once)", permissions=["change"])
@@ -181,7 +192,8 @@ class ClientAdmin(admin.ModelAdmin):
 
 @admin.register(Consent)
 class ConsentAdmin(admin.ModelAdmin):
-    """Read-only; deleting a consent makes the user approve the client again next time."""
+    """Read-only; deleting a consent withdraws it (oauth.consents.consent_withdraw): the user's
+    grants to the client end, and the user approves the client again next time."""
 
     list_display = ("user", "client", "scope", "updated_at")
     list_select_related = ("user", "client")
@@ -193,3 +205,10 @@ class ConsentAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def delete_model(self, request, obj: Consent) -> None:
+        consent_withdraw(consent=obj, actor=request.user, request=request)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for consent in queryset.select_related("user", "client"):
+            consent_withdraw(consent=consent, actor=request.user, request=request)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -25,9 +26,11 @@ from django.utils import timezone
 from audit.events import EventType
 from audit.services import audit_event_record
 from authserver.conf import get_config
-from oauth.models import Client, GrantType, secret_digest
+from oauth.models import AuthorizationCode, Client, GrantType, secret_digest
 from oauth.redirect_uris import redirect_uri_problem
 from oauth.scopes import OIDC_SCOPES, scope_split
+from sessions.models import Session
+from sessions.services import client_sessions_revoke
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ _CACHED_FIELDS = (
     "is_resource_server",
     "refresh_without_offline_access",
     "is_active",
+    "tokens_valid_after",
 )
 
 
@@ -173,6 +177,14 @@ def client_get(*, client_id: str) -> Client | None:
     return client if client.is_active else None
 
 
+def client_token_is_current(*, client_id: str, issued_at: float) -> bool:
+    """Whether a token issued to `client_id` at `issued_at` (its `iat`) may still be used: the
+    client exists, is active, and the token is not older than the client's last deactivation
+    (issue 13.4). From the cached lookup: no database query when the client is cached."""
+    client = client_get(client_id=client_id)
+    return client is not None and client.token_is_current(issued_at)
+
+
 def client_cache_invalidate(*, client_id: str) -> None:
     with _local_lock:
         _local.pop(client_id, None)
@@ -257,6 +269,12 @@ def client_validate(client: Client) -> None:
     audiences = client.audiences.split()
     if any(len(a) > 255 or not a.isprintable() for a in audiences):
         raise ClientError("audiences: each must be printable and at most 255 characters")
+    if get_config().default_audience in audiences:
+        # The first-party API's audience: a client's tokens must never be accepted there
+        # (issue 13.1, confused deputy). Without audiences a client's tokens name its client ID.
+        raise ClientError(
+            "audiences: AUTHSERVER_DEFAULT_AUDIENCE is reserved for authserver's own API"
+        )
     client.audiences = " ".join(dict.fromkeys(audiences))
     lifetime = client.access_token_lifetime
     if lifetime is not None:
@@ -330,6 +348,9 @@ def client_register(*, client: Client, actor=None, request=None) -> NewSecret:
     if not client.client_id:
         client.client_id = secrets.token_urlsafe(18)
     client_validate(client)
+    # Nothing issued under this client_id before now is its token (a re-used id, say). `iat`
+    # counts whole seconds: tokens issued within this second are the new client's.
+    client.tokens_valid_after = timezone.now().replace(microsecond=0)
     secret = None
     if not client.is_public:
         secret = _new_secret()
@@ -360,12 +381,26 @@ def client_register(*, client: Client, actor=None, request=None) -> NewSecret:
 
 @transaction.atomic
 def client_update(*, client: Client, actor=None, request=None) -> Client:
-    """Save changes to an existing client (admin) and drop its cached copy."""
+    """Save changes to an existing client (admin) and drop its cached copy. Deactivating it
+    ends its grants (`_client_grants_end`)."""
     client_validate(client)
     try:
         client.full_clean(exclude=["secret_hash", "secret_updated_at"])
     except ValidationError as exc:
         raise ClientError(_validation_message(exc)) from None
+    was_active = (
+        Client.objects.select_for_update()
+        .filter(pk=client.pk)
+        .values_list("is_active", flat=True)
+        .first()
+    )
+    details: dict = {}
+    if was_active and not client.is_active:
+        details["grants_ended"] = _client_grants_end(client)
+    elif was_active is False and client.is_active:
+        # Reactivation moves the cutoff again: a token a worker with a stale cached copy
+        # issued in the second or so after the deactivation is not revived either.
+        client.tokens_valid_after = _next_second(timezone.now())
     client.save()
     transaction.on_commit(lambda: client_cache_invalidate(client_id=client.client_id))
     client_cache_invalidate(client_id=client.client_id)
@@ -373,9 +408,40 @@ def client_update(*, client: Client, actor=None, request=None) -> Client:
         event=EventType.CLIENT_CHANGED,
         client_id=client.client_id,
         request=request,
-        details={"active": client.is_active, **_actor_details(actor)},
+        details={"active": client.is_active, **details, **_actor_details(actor)},
     )
     return client
+
+
+def client_deactivate(*, client: Client, actor=None, request=None) -> Client:
+    """Deactivate a client: it can no longer authorize or get tokens, and every token it holds
+    stops working (issue 13.4). Reactivating it later revives none of them."""
+    locked = Client.objects.get(pk=client.pk)
+    if not locked.is_active:
+        return locked
+    locked.is_active = False
+    return client_update(client=locked, actor=actor, request=request)
+
+
+def _next_second(now: datetime) -> datetime:
+    """A cutoff for `iat`, which counts whole seconds: the next whole second, so that a token
+    issued earlier in this second is dead too (one issued just after, in the same second, is
+    refused as well: the safe side)."""
+    return now.replace(microsecond=0) + timedelta(seconds=1)
+
+
+def _client_grants_end(client: Client) -> int:
+    """End everything issued to `client` so far (issue 13.4, CVE-2025-64521 class): its
+    sessions (refresh tokens, and the access tokens checked against them), its access tokens
+    without a session (client_credentials: refused when issued before `tokens_valid_after`),
+    and its authorization codes not yet redeemed. Returns how many sessions ended."""
+    now = timezone.now()
+    client.tokens_valid_after = _next_second(now)
+    AuthorizationCode.objects.filter(client=client, consumed_at__isnull=True).update(expires_at=now)
+    ended = client_sessions_revoke(
+        client_id=client.client_id, reason=Session.RevokeReason.ADMIN, now=now
+    )
+    return len(ended)
 
 
 @transaction.atomic
@@ -401,7 +467,10 @@ def client_secret_rotate(*, client: Client, actor=None, request=None) -> NewSecr
 
 @transaction.atomic
 def client_delete(*, client: Client, actor=None, request=None) -> None:
+    """Delete a client and end its grants: with the row gone its access tokens are refused
+    (no such client), and its sessions are revoked (issue 13.4)."""
     client_id = client.client_id
+    ended = _client_grants_end(client)
     client.delete()
     transaction.on_commit(lambda: client_cache_invalidate(client_id=client_id))
     client_cache_invalidate(client_id=client_id)
@@ -409,5 +478,5 @@ def client_delete(*, client: Client, actor=None, request=None) -> None:
         event=EventType.CLIENT_DELETED,
         client_id=client_id,
         request=request,
-        details=_actor_details(actor),
+        details={"grants_ended": ended, **_actor_details(actor)},
     )

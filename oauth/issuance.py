@@ -17,8 +17,12 @@ from tokens.issuance import access_token_issue
 
 
 def client_audiences(client: Client) -> list[str]:
-    """The `aud` of the client's access tokens: its configured audiences, else the default."""
-    return client.audience_list or [get_config().default_audience]
+    """The `aud` of the client's access tokens: its configured audiences, else its own client
+    ID. Never AUTHSERVER_DEFAULT_AUDIENCE, the first-party API's audience (issue 13.1): an
+    OAuth client's token presented there would make authserver a confused deputy.
+    `client_validate` refuses that audience; this drops it from a row saved before the rule."""
+    default = get_config().default_audience
+    return [a for a in client.audience_list if a != default] or [client.client_id]
 
 
 def _pair_body(pair: TokenPair) -> dict[str, Any]:

@@ -80,7 +80,8 @@ class Client(models.Model):
         max_length=1000,
         blank=True,
         default="",
-        help_text="Space-separated `aud` of its access tokens; empty: AUTHSERVER_DEFAULT_AUDIENCE.",
+        help_text="Space-separated `aud` of its access tokens; empty: the client's own client ID. "
+        "Never AUTHSERVER_DEFAULT_AUDIENCE (the first-party API's).",
     )
     access_token_lifetime = models.PositiveIntegerField(
         null=True, blank=True, help_text="Seconds; empty: AUTHSERVER_ACCESS_TOKEN_TTL."
@@ -112,6 +113,9 @@ class Client(models.Model):
     is_active = models.BooleanField(
         "active", default=True, help_text="Inactive clients can neither authorize nor get tokens."
     )
+    # Tokens issued to the client before this instant are dead (set when it is registered and
+    # each time it is deactivated), so reactivating a client does not revive its old tokens.
+    tokens_valid_after = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -154,6 +158,12 @@ class Client(models.Model):
         return GrantType.REFRESH_TOKEN in self.grant_type_list and (
             OFFLINE_ACCESS in granted_scopes or self.refresh_without_offline_access
         )
+
+    def token_is_current(self, issued_at: float) -> bool:
+        """Whether a token issued at `issued_at` (seconds since the epoch, the `iat` claim) is
+        younger than the client's cutoff."""
+        cutoff = self.tokens_valid_after
+        return cutoff is None or issued_at >= cutoff.timestamp()
 
     # --- authlib ClientMixin ---------------------------------------------------------------
     def get_client_id(self) -> str:

@@ -15,8 +15,11 @@ from typing import Any
 from django.utils import timezone
 
 from authserver.conf import get_config
+from oauth.clients import client_token_is_current
+from sessions.apis import FIRST_PARTY_CLIENT_ID
 from sessions.models import RefreshToken, Session
 from sessions.services import refresh_token_hash, session_get, session_is_usable
+from tokens.revocation import access_token_is_denied
 from tokens.verification import (
     ANY_AUDIENCE,
     MAX_TOKEN_LENGTH,
@@ -110,10 +113,29 @@ def token_find(value: str, *, now: datetime | None = None) -> FoundToken | None:
 
 
 def token_is_active(found: FoundToken, *, now: datetime | None = None) -> bool:
+    """Whether the token may still be used: its client exists, is active and has not been
+    deactivated since the token was issued (issue 13.4), its session (if any) is usable, a
+    refresh token is unspent and unrevoked, and an access token without a session has not been
+    revoked (issue 13.12)."""
     now = now or timezone.now()
+    if not token_client_accepts(found.client_id, found.claims.get("iat")):
+        return False
     if found.session is not None and not session_is_usable(session=found.session, now=now):
         return False
     row = found.refresh_row
     if row is not None:
         return row.consumed_at is None and row.revoked_at is None and row.expires_at > now
+    if found.session is None:
+        # No session to end when it was revoked: the deny-list by jti (one primary-key lookup).
+        return not access_token_is_denied(jti=found.claims["jti"])
     return True  # a verified access token: not expired (checked), session live (above)
+
+
+def token_client_accepts(client_id: str, issued_at: Any) -> bool:
+    """Whether the client a token was issued to still stands behind it (cached lookup). The
+    first-party client is not an OAuth client: its tokens depend on their session alone."""
+    if client_id == FIRST_PARTY_CLIENT_ID:
+        return True
+    if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+        return False
+    return client_token_is_current(client_id=client_id, issued_at=issued_at)

@@ -38,6 +38,7 @@ from audit.services import audit_event_record
 from authserver.conf import get_config
 from authserver.errors import NO_STORE, ApiError
 from authserver.parsers import BoundedJSONParser
+from authserver.request_time import body_received_at
 from sessions.models import FIRST_PARTY_CLIENT_ID
 from sessions.services import (
     RefreshError,
@@ -52,6 +53,7 @@ from sessions.services import (
     user_sessions_revoke,
 )
 from tokens.authentication import AccessTokenAuthentication
+from tokens.verification import TokenInvalid
 
 REFRESH_COOKIE_NAME = "__Secure-authserver-refresh"
 REFRESH_COOKIE_PATH = "/api/v1/auth/"
@@ -61,12 +63,31 @@ _MAX_REFRESH = 512
 
 
 class SessionAccessTokenAuthentication(AccessTokenAuthentication):
-    """Our own endpoints also refuse access tokens whose session has ended (revoked, expired,
-    password changed, user deactivated); downstream APIs rely on the short token lifetime."""
+    """The first-party API accepts first-party access tokens only (issue 13.1, confused
+    deputy): `client_id` must be FIRST_PARTY_CLIENT_ID and `aud` AUTHSERVER_DEFAULT_AUDIENCE
+    (the default of AccessTokenAuthentication), so no OAuth client's token, whatever its scope
+    or audience, can read /api/v1/me or end the user's sessions. Our own endpoints also refuse
+    access tokens whose session has ended (revoked, expired, password changed, user
+    deactivated); downstream APIs rely on the short token lifetime.
+
+    A subclass serving OAuth clients' tokens (userinfo) overrides `client_is_accepted`."""
+
+    def client_is_accepted(self, claims) -> bool:
+        return claims.get("client_id") == FIRST_PARTY_CLIENT_ID
 
     def session_is_live(self, claims) -> bool:
+        if not self.client_is_accepted(claims):
+            raise TokenInvalid("token not issued for this API")
         sid = claims.get("sid")
-        return bool(sid) and session_get_live(sid=sid) is not None
+        if not sid:
+            # Tokens without a session (client_credentials, operator-issued) are never accepted
+            # here, so the deny-list of revoked session-less tokens (tokens/revocation.py) needs
+            # no lookup on this path: a revoked session-bound token has its session ended.
+            return False
+        session = session_get_live(sid=sid)
+        # The session must be the token's client's own (tokens are signed, so this only fails
+        # for a token minted by hand with a wrong sid; cheap, the session is loaded anyway).
+        return session is not None and session.client_id == claims.get("client_id")
 
 
 def _cookie_mode() -> bool:
@@ -262,7 +283,8 @@ class AuthRefreshApi(JsonApi):
             pair = refresh_token_rotate(
                 value=value,
                 client_id=FIRST_PARTY_CLIENT_ID,
-                presented_at=getattr(request._request, "received_at", None),
+                # After the body was read: a slow body must not date the token back (13.10).
+                presented_at=body_received_at(request._request),
                 **_request_meta(request),
             )
         except RefreshError as exc:

@@ -57,13 +57,20 @@ _REFRESH_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 Reason = Session.RevokeReason
 
 
-class RefreshError(Exception):
-    """The refresh token cannot be used. `reason` is for the audit trail, never the client."""
+# Every refused refresh says this and nothing else (issue 13.10): whether the token was unknown,
+# spent, revoked, expired, another client's or lost a race is for the audit trail, never for
+# whoever presented it (a thief would learn which tokens are worth trying again).
+REFRESH_REFUSED_DESCRIPTION = "The refresh token is invalid or expired."
 
-    def __init__(self, reason: str, description: str = "The refresh token is invalid or expired."):
-        super().__init__(description)
+
+class RefreshError(Exception):
+    """The refresh token cannot be used. `reason` is for the audit trail, never the client;
+    `description` is the same for every reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(REFRESH_REFUSED_DESCRIPTION)
         self.reason = reason
-        self.description = description
+        self.description = REFRESH_REFUSED_DESCRIPTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,7 +440,7 @@ def _spent_token_presented(
     session = token.session
     if token.consumed_at is not None and presented_at < token.consumed_at:
         # Presented while still unspent; a concurrent request spent it first. Not a replay.
-        return token, RefreshError("concurrent_use", "The refresh token was already used."), None
+        return token, RefreshError("concurrent_use"), None
     if (
         token.consumed_at is not None
         and grace > 0
@@ -788,3 +795,29 @@ def sessions_purge(
             tokens += RefreshToken.objects.filter(session_id__in=ids).delete()[0]
             sessions += Session.objects.filter(pk__in=ids).delete()[0]
     return sessions, tokens
+
+
+def client_sessions_revoke(
+    *, client_id: str, reason: str, user=None, now: datetime | None = None
+) -> list[Session]:
+    """End every live session (grant) of the client `client_id`, or only `user`'s with it: the
+    client was deactivated or deleted, or the user withdrew consent (issue 13.4, 13.7). Their
+    refresh tokens stop working, and their access tokens are refused wherever the session is
+    checked. Returns the sessions ended (their users loaded), for the caller to audit."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        sessions = Session.objects.select_for_update(of=("self",)).filter(
+            client_id=client_id, revoked_at__isnull=True
+        )
+        if user is not None:
+            sessions = sessions.filter(user=user)
+        ended = list(sessions.select_related("user"))
+        if ended:
+            ids = [s.pk for s in ended]
+            Session.objects.filter(pk__in=ids).update(revoked_at=now, revoke_reason=reason)
+            RefreshToken.objects.filter(session_id__in=ids, revoked_at__isnull=True).update(
+                revoked_at=now
+            )
+            for session in ended:
+                session.revoked_at, session.revoke_reason = now, reason
+    return ended

@@ -77,3 +77,19 @@ class SigningKey(models.Model):
     @property
     def is_published(self) -> bool:
         return self.state in self.PUBLISHED_STATES
+
+
+class RevokedAccessToken(models.Model):
+    """An access token without a session (client_credentials) revoked before its expiry (RFC
+    7009): refused by `jti` until `expires_at`, then purged by purge_expired_sessions. Tokens of
+    a session need no row here: revoking one ends its session, which every check consults."""
+
+    jti = models.CharField(max_length=64, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "revoked access token"
+        verbose_name_plural = "revoked access tokens"
+
+    def __str__(self) -> str:
+        return f"revoked access token {self.jti} (until {self.expires_at:%Y-%m-%d %H:%M})"

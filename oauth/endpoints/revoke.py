@@ -1,7 +1,8 @@
 """POST /oauth/revoke (RFC 7009).
 
 Revoking an access token or a refresh token ends the session (the grant) it belongs to: its
-refresh tokens stop working, and userinfo and introspection reject its access tokens. The answer
+refresh tokens stop working, and userinfo and introspection reject its access tokens. An access
+token without a session (client_credentials) goes on a deny-list by jti until its expiry. The answer
 is 200 whether or not the token was found, was already revoked or belongs to another client
 (RFC 7009 §2.2), so the endpoint tells nobody anything about a token.
 """
@@ -18,9 +19,10 @@ from audit.events import EventType
 from audit.services import audit_event_record
 from oauth.protocol import form_parameters, protocol_endpoint
 from oauth.server import OAuthRequest, authorization_server
-from oauth.token_lookup import FoundToken, token_find
+from oauth.token_lookup import ACCESS_TOKEN, FoundToken, token_find
 from sessions.models import Session
 from sessions.services import session_revoke
+from tokens.revocation import access_token_deny
 
 
 class RevocationEndpoint(_RevocationEndpoint):
@@ -45,7 +47,18 @@ class RevocationEndpoint(_RevocationEndpoint):
     def revoke_token(self, token: FoundToken, request) -> None:
         session = token.session
         if session is None:
-            # A client_credentials access token: stateless, it lapses at its short expiry.
+            # An access token without a session (client_credentials): refused by jti until it
+            # would have expired (issue 13.12).
+            if token.kind == ACCESS_TOKEN and access_token_deny(
+                jti=token.claims["jti"], exp=token.claims["exp"]
+            ):
+                audit_event_record(
+                    event=EventType.OAUTH_TOKEN_REVOKED,
+                    client_id=token.client_id,
+                    ip=request.ip,
+                    user_agent=request.user_agent,
+                    details={"token_type": token.kind, "jti": token.claims["jti"]},
+                )
             return
         if session_revoke(session=session, reason=Session.RevokeReason.TOKEN_REVOKED):
             audit_event_record(

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 
+from authserver.request_time import body_received_at
 from oauth.protocol import BadRequest, form_parameters, protocol_endpoint
 from oauth.server import OAuthRequest, authorization_server
 
@@ -19,6 +20,9 @@ def token_endpoint(request: HttpRequest) -> HttpResponse:
     if not form.get("grant_type"):
         raise BadRequest("The grant_type parameter is required.")
     oauth_request = OAuthRequest(request, form)
+    # The body has been read (form_parameters): a refresh token in it was presented now, not
+    # when the headers arrived (issue 13.10).
+    oauth_request.presented_at = body_received_at(request)
     server = authorization_server()
     if form.get("grant_type") == "authorization_code":
         # Redeeming the code, starting the session and linking the two are one transaction: a

@@ -21,6 +21,7 @@ from authserver.errors import ApiError
 from authserver.parsers import BoundedJSONParser
 from oauth.oidc import user_claims
 from oauth.scopes import OPENID
+from oauth.token_lookup import token_client_accepts
 from sessions.apis import SessionAccessTokenAuthentication
 from tokens.authentication import InvalidBearerToken
 
@@ -28,7 +29,13 @@ from tokens.authentication import InvalidBearerToken
 class UserinfoAuthentication(SessionAccessTokenAuthentication):
     """Any audience: userinfo is a resource of the issuer itself and accepts its own access
     tokens whatever API they were minted for (signature, issuer, expiry, session still checked).
-    DRF builds one authenticator per request, so setting the audience here is request-local."""
+    DRF builds one authenticator per request, so setting the audience here is request-local.
+
+    Any client's tokens, the openid scope deciding (UserinfoEndpoint), as long as the client
+    exists, is active and was not deactivated after the token was issued (issue 13.4)."""
+
+    def client_is_accepted(self, claims) -> bool:
+        return token_client_accepts(claims.get("client_id"), claims.get("iat"))
 
     def authenticate(self, request: Request):
         self.audience = _token_audience(request)

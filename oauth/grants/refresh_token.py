@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidScopeError, grants
+from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    grants,
+)
 
 from oauth.issuance import refreshed_tokens_body
 from oauth.models import Client
 from oauth.scopes import scope_split
 from sessions.models import Session
-from sessions.services import RefreshError, refresh_token_rotate, session_find_by_refresh_token
+from sessions.services import (
+    REFRESH_REFUSED_DESCRIPTION,
+    RefreshError,
+    refresh_token_rotate,
+    session_find_by_refresh_token,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,23 @@ class PresentedRefreshToken:
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def _validate_request_token(self, client: Client) -> PresentedRefreshToken:
+        """authlib's check with one answer for every refused token (issue 13.10): unknown,
+        another client's, issued before the client's last deactivation (issue 13.4) or, later
+        in refresh_token_rotate, spent, revoked or expired, all give the same invalid_grant, so
+        whoever holds a stolen token learns nothing about its state."""
+        value = self.request.form.get("refresh_token")
+        if not value:
+            raise InvalidRequestError("The refresh_token parameter is required.")
+        token = self.authenticate_refresh_token(value)
+        if (
+            token is None
+            or not token.check_client(client)
+            or not client.token_is_current(token.session.created_at.timestamp())
+        ):
+            raise InvalidGrantError(REFRESH_REFUSED_DESCRIPTION)
+        return token
 
     def authenticate_refresh_token(self, refresh_token: str) -> PresentedRefreshToken | None:
         session = session_find_by_refresh_token(value=refresh_token)
@@ -63,7 +90,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             pair = refresh_token_rotate(
                 value=request.refresh_token.value,
                 client_id=client.client_id,
-                presented_at=getattr(request.django_request, "received_at", None),
+                presented_at=getattr(request, "presented_at", None),
                 access_token_lifetime=client.access_token_lifetime,
                 ip=request.ip,
                 user_agent=request.user_agent,

@@ -24,6 +24,8 @@ REVIEWED = {
     "data step renames two content types, which old code never reads by app label",
     ("tokens", "0003_session_tree"): "AlterField only adds a revoke_reason choice (no schema "
     "change); the new parent column is nullable",
+    ("oauth", "0005_client_tokens_valid_after"): "AlterField only changes the help text of "
+    "audiences (no schema change); the new tokens_valid_after column is nullable",
 }
 
 UNSAFE = (

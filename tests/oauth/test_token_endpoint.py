@@ -245,11 +245,12 @@ def test_client_credentials_invalid_scope(http, machine, scope):
     assert_error(form_post(http, TOKEN, data, machine.basic()), "invalid_scope")
 
 
-def test_client_credentials_default_audience(http, make_client, settings):
+def test_client_credentials_default_audience_is_the_client_id(http, make_client):
+    """Issue 13.1: never AUTHSERVER_DEFAULT_AUDIENCE (the first-party API's)."""
     registered = make_client(grants=("client_credentials",), scopes=("a",), redirect_uris=())
     body = form_post(http, TOKEN, {"grant_type": "client_credentials"}, registered.basic()).json()
-    claims = access_token_verify(body["access_token"])
-    assert claims["aud"] == settings.AUTHSERVER_DEFAULT_AUDIENCE
+    claims = access_token_verify(body["access_token"], audience=registered.client_id)
+    assert claims["aud"] == registered.client_id
 
 
 def test_client_credentials_lifetime_per_client(http, make_client):
@@ -288,7 +289,7 @@ def test_public_client_exchanges_with_verifier_only(browser, http, public):
     assert response.status_code == 200, response.content
 
 
-def test_access_token_audience_is_the_clients(browser, http, make_client, settings):
+def test_access_token_audience_is_the_clients(browser, http, make_client):
     registered = make_client(audiences=("https://api.one.example", "https://api.two.example"))
     code, verifier, _ = code_for(browser, registered)
     body = exchange(http, registered, code, verifier).json()
@@ -297,7 +298,8 @@ def test_access_token_audience_is_the_clients(browser, http, make_client, settin
     default = make_client(name="Default")
     code, verifier, _ = code_for(browser, default)
     body = exchange(http, default, code, verifier).json()
-    assert access_token_verify(body["access_token"])["aud"] == settings.AUTHSERVER_DEFAULT_AUDIENCE
+    claims = access_token_verify(body["access_token"], audience=default.client_id)
+    assert claims["aud"] == default.client_id
 
 
 def test_code_is_single_use_and_replay_revokes_its_tokens(browser, http, confidential):

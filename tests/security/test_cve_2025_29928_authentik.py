@@ -131,7 +131,7 @@ def test_admin_revoke_action_ends_the_session_everywhere(server, inspector):
         server.url + "/admin/login/", data=fields, allow_redirects=False, timeout=TIMEOUT
     )
     assert signed_in.status_code == 302, signed_in.text[:300]
-    changelist = server.url + "/admin/tokens/session/"
+    changelist = server.url + "/admin/authsessions/session/"
     page = admin.get(changelist, timeout=TIMEOUT)
     assert page.status_code == 200, page.text[:300]
     response = admin.post(

@@ -45,7 +45,8 @@ class Command(BaseCommand):
             default=[],
             metavar="AUD",
             dest="audiences",
-            help="aud of its access tokens (repeatable); default AUTHSERVER_DEFAULT_AUDIENCE",
+            help="aud of its access tokens (repeatable); default its client ID "
+            "(never AUTHSERVER_DEFAULT_AUDIENCE, the first-party API's)",
         )
         parser.add_argument("--access-token-lifetime", type=int, metavar="SECONDS")
         parser.add_argument(

@@ -3,7 +3,9 @@
 A session's rows (the session and every refresh token of its family, spent ones included) are
 kept while it lives, because a spent token must still be recognised to detect its reuse. Once the
 session has ended (revoked, or past its absolute or idle deadline) for longer than
-AUTHSERVER_SESSION_RETENTION_DAYS, it is deleted in batches. Suitable for cron.
+AUTHSERVER_SESSION_RETENTION_DAYS, it is deleted in batches. Deny-list rows of revoked
+session-less access tokens (tokens/revocation.py) go as soon as their token has expired.
+Suitable for cron.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django.utils import timezone
 
 from authserver.conf import get_config
 from sessions.services import sessions_purge
+from tokens.revocation import revoked_access_tokens_purge
 
 
 class Command(BaseCommand):
@@ -41,8 +44,10 @@ class Command(BaseCommand):
         sessions, tokens = sessions_purge(
             ended_before=cutoff, batch_size=options["batch_size"], dry_run=options["dry_run"]
         )
+        revoked = revoked_access_tokens_purge(dry_run=options["dry_run"])
         verb = "would delete" if options["dry_run"] else "deleted"
         self.stdout.write(
             f"{verb} {sessions} session(s) and {tokens} refresh token(s) that ended before "
             f"{cutoff.isoformat()}"
         )
+        self.stdout.write(f"{verb} {revoked} expired revoked access token(s)")
