@@ -14,6 +14,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from accounts.selectors import user_get_by_sub
 from authserver.conf import get_config
 from oauth.clients import client_token_is_current
 from sessions.apis import FIRST_PARTY_CLIENT_ID
@@ -126,15 +127,25 @@ def token_is_active(found: FoundToken, *, now: datetime | None = None) -> bool:
     if row is not None:
         return row.consumed_at is None and row.revoked_at is None and row.expires_at > now
     if found.session is None:
+        # A user's token without a session (issue_access_token --sub): its user must still be
+        # active (CVE-2024-22513 class). A client's own token names the client, not a UUID.
+        sub = found.claims.get("sub")
+        if _uuid(sub) is not None and user_get_by_sub(sub=sub) is None:
+            return False
         # No session to end when it was revoked: the deny-list by jti (one primary-key lookup).
         return not access_token_is_denied(jti=found.claims["jti"])
     return True  # a verified access token: not expired (checked), session live (above)
 
 
+# The client id of tokens the operator mints with `manage.py issue_access_token` (its default):
+# not an OAuth client, and whoever can run the command holds the signing keys anyway.
+OPERATOR_CLIENT_ID = "authserver-cli"
+
+
 def token_client_accepts(client_id: str, issued_at: Any) -> bool:
     """Whether the client a token was issued to still stands behind it (cached lookup). The
     first-party client is not an OAuth client: its tokens depend on their session alone."""
-    if client_id == FIRST_PARTY_CLIENT_ID:
+    if client_id in (FIRST_PARTY_CLIENT_ID, OPERATOR_CLIENT_ID):
         return True
     if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
         return False

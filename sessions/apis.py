@@ -17,7 +17,13 @@ from django.middleware.csrf import CsrfViewMiddleware, get_token
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import IsAuthenticated
@@ -404,7 +410,12 @@ class SessionListApi(BearerApi):
 
 
 class SessionDeleteApi(BearerApi):
-    @extend_schema(responses={204: None, 401: ERROR_SCHEMA, 404: ERROR_SCHEMA})
+    @extend_schema(
+        # The path takes any segment, so that a malformed id gets this API's JSON 404 rather
+        # than the HTML page of an unmatched URL; the schema still says what a valid one is.
+        parameters=[OpenApiParameter("session_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={204: None, 401: ERROR_SCHEMA, 404: ERROR_SCHEMA},
+    )
     def delete(self, request: Request, session_id) -> Response:
         session = session_get_live(sid=str(session_id), user=request.user)
         if session is None:

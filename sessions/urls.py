@@ -12,5 +12,5 @@ urlpatterns = [
     path("auth/csrf", apis.AuthCsrfApi.as_view(), name="auth-csrf"),
     path("me", apis.UserMeApi.as_view(), name="me"),
     path("sessions", apis.SessionListApi.as_view(), name="sessions"),
-    path("sessions/<uuid:session_id>", apis.SessionDeleteApi.as_view(), name="session-delete"),
+    path("sessions/<str:session_id>", apis.SessionDeleteApi.as_view(), name="session-delete"),
 ]

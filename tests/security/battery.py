@@ -266,7 +266,7 @@ def claims_for(user: User, *, audience: str, issuer: str, **changes: Any) -> dic
         "exp": now + 300,
         "iat": now,
         "jti": secrets.token_hex(16),
-        "client_id": "battery",
+        "client_id": "authserver",  # the first-party API takes first-party tokens only
         "scope": "openid profile email",
     }
     claims.update(changes)

@@ -84,12 +84,6 @@ def test_deactivated_behind_the_services_back_nothing_authenticates(server):
     _all_refused(server, app, inspector, first_party, oauth)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="introspection reports a session-less user token (issue_access_token --sub) of an "
-    "inactive user as active: oauth.token_lookup.token_is_active only checks the user through "
-    "a session",
-)
 def test_sessionless_user_token_of_a_deactivated_user_is_inactive(server, child_env):
     """CVE-2024-22513 on introspection: an access token without `sid` (the operators' command
     `issue_access_token --sub <user>`) whose subject is a deactivated user is not active."""

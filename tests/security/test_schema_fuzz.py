@@ -135,13 +135,6 @@ def test_first_party_api_conforms_to_its_schema_under_fuzzing(child_env, setting
         _passed(_run(server, server.tokens()["access_token"], "--include-name", LOGOUT_ALL))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DELETE /api/v1/sessions/{id} with a non-UUID id answers Django's HTML 404 page "
-    "(the <uuid:> URL converter does not match, so the API never runs); the schema documents "
-    "a JSON 404. Fix outside this helper's scope: sessions/urls.py (<str:session_id>, the API "
-    "already answers 404 JSON for a bad id) plus an OpenApiParameter keeping format uuid.",
-)
 def test_session_delete_answers_json_for_any_path_value(child_env, settings):
     """OpenAPI 3 conformance, ST105: DELETE /api/v1/sessions/{session_id} answers with a
     documented content type (JSON) for any path value schemathesis sends."""
