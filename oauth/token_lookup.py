@@ -20,6 +20,7 @@ from oauth.clients import client_token_is_current
 from sessions.apis import FIRST_PARTY_CLIENT_ID
 from sessions.models import RefreshToken, Session
 from sessions.services import refresh_token_hash, session_get, session_is_usable
+from tokens.issuance import OPERATOR_CLIENT_ID
 from tokens.revocation import access_token_is_denied
 from tokens.verification import (
     ANY_AUDIENCE,
@@ -135,11 +136,6 @@ def token_is_active(found: FoundToken, *, now: datetime | None = None) -> bool:
         # No session to end when it was revoked: the deny-list by jti (one primary-key lookup).
         return not access_token_is_denied(jti=found.claims["jti"])
     return True  # a verified access token: not expired (checked), session live (above)
-
-
-# The client id of tokens the operator mints with `manage.py issue_access_token` (its default):
-# not an OAuth client, and whoever can run the command holds the signing keys anyway.
-OPERATOR_CLIENT_ID = "authserver-cli"
 
 
 def token_client_accepts(client_id: str, issued_at: Any) -> bool:

@@ -47,6 +47,7 @@ from authserver.parsers import BoundedJSONParser
 from authserver.request_time import body_received_at
 from sessions.models import FIRST_PARTY_CLIENT_ID
 from sessions.services import (
+    REFRESH_REFUSED_DESCRIPTION,
     RefreshError,
     TokenPair,
     refresh_token_rotate,
@@ -308,7 +309,7 @@ class AuthLogoutApi(JsonApi):
         value = _presented_refresh_token(request, request.data)
         session = session_find_by_refresh_token(value=value)
         if session is None or session.client_id != FIRST_PARTY_CLIENT_ID:
-            raise ApiError("invalid_grant", "The refresh token is invalid or expired.", 401)
+            raise ApiError("invalid_grant", REFRESH_REFUSED_DESCRIPTION, 401)
         if session_revoke(session=session, reason=session.RevokeReason.LOGOUT):
             audit_event_record(
                 event=events.LOGOUT,

@@ -19,6 +19,9 @@ from authserver.conf import get_config
 from tokens.keys import active_signing_key
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
+# The client id of tokens the operator mints with `manage.py issue_access_token` (its default):
+# not an OAuth client, and whoever can run the command holds the signing keys anyway.
+OPERATOR_CLIENT_ID = "authserver-cli"
 # Claims set by access_token_issue itself; extra_claims may not replace them.
 RESERVED_CLAIMS = frozenset(
     {"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "sid"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from authserver.startup import exit_on_database_error
-from tokens.issuance import access_token_issue
+from tokens.issuance import OPERATOR_CLIENT_ID, access_token_issue
 from tokens.keys import KeyStoreUnavailable, key_store_log_muted
 
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
             action="append",
             help="audience (repeat for several); default AUTHSERVER_DEFAULT_AUDIENCE",
         )
-        parser.add_argument("--client-id", default="authserver-cli")
+        parser.add_argument("--client-id", default=OPERATOR_CLIENT_ID)
         parser.add_argument("--scope", default="")
         parser.add_argument(
             "--lifetime", type=int, help="seconds; default AUTHSERVER_ACCESS_TOKEN_TTL"
