@@ -9,11 +9,7 @@ code minted before cannot be exchanged, and that the grant's refresh token is de
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
 import re
-import secrets
 import threading
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
@@ -27,12 +23,20 @@ from oauth.clients import client_create
 from sessions.models import Session
 from tests.conftest import PASSWORD
 from tests.live import Gunicorn, manage
+from tests.security.battery import form_fields, pkce
+from tests.security.live_oauth import (
+    REDIRECT_URI,
+    basic,
+    bearer_get,
+    bearer_post,
+    first_party_login,
+    first_party_refresh,
+    token_request,
+)
 
 pytestmark = pytest.mark.slow
 
-REDIRECT_URI = "http://127.0.0.1:9/callback"  # never contacted: the code is read off the redirect
 SCOPE = "openid profile offline_access"
-_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 
 @pytest.fixture
@@ -59,13 +63,9 @@ def app():
     return registered.client.client_id, registered.secret
 
 
-def _fields(page: str) -> dict[str, str]:
-    return {name: html.unescape(value) for name, value in _HIDDEN.findall(page)}
-
-
 def sign_in(server, browser: requests.Session, username: str = "alice") -> requests.Response:
     page = browser.get(server.url + "/login", timeout=10)
-    fields = _fields(page.text)
+    fields = form_fields(page.text)
     fields.update(username=username, password=PASSWORD)
     response = browser.post(server.url + "/login", data=fields, allow_redirects=False, timeout=10)
     assert response.status_code == 302, response.text[:300]
@@ -75,17 +75,14 @@ def sign_in(server, browser: requests.Session, username: str = "alice") -> reque
 def authorize(server, browser, client_id: str, **extra: str) -> tuple[str, dict[str, list[str]]]:
     """Run an authorization request in `browser` (approving consent if asked); (verifier, the
     callback's query). Does not sign in: a login page means the browser is signed out."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = (
-        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    )
+    challenge = pkce()
     params = {
         "response_type": "code",
         "client_id": client_id,
         "redirect_uri": REDIRECT_URI,
         "scope": SCOPE,
         "state": "s",
-        "code_challenge": challenge,
+        "code_challenge": challenge.challenge,
         "code_challenge_method": "S256",
         **extra,
     }
@@ -95,13 +92,13 @@ def authorize(server, browser, client_id: str, **extra: str) -> tuple[str, dict[
         if response.status_code == 302:
             location = urljoin(url, response.headers["Location"])
             if location.startswith(REDIRECT_URI):
-                return verifier, parse_qs(urlsplit(location).query)
+                return challenge.verifier, parse_qs(urlsplit(location).query)
             if urlsplit(location).path == "/login":
-                return verifier, {"login_page": [location]}
+                return challenge.verifier, {"login_page": [location]}
             url = location
             continue
         assert response.status_code == 200, response.text[:300]
-        fields = _fields(response.text)
+        fields = form_fields(response.text)
         fields["decision"] = "allow"
         response = browser.post(
             server.url + "/oauth/authorize/decision",
@@ -111,47 +108,29 @@ def authorize(server, browser, client_id: str, **extra: str) -> tuple[str, dict[
         )
         location = response.headers["Location"]
         assert location.startswith(REDIRECT_URI), location
-        return verifier, parse_qs(urlsplit(location).query)
+        return challenge.verifier, parse_qs(urlsplit(location).query)
     raise AssertionError("no answer from the authorization endpoint")
 
 
 def exchange(server, app, code: str, verifier: str) -> requests.Response:
-    client_id, secret = app
-    return requests.post(
-        server.url + "/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier,
-        },
-        auth=(client_id, secret),
-        timeout=10,
-    )
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+    }
+    return token_request(server, data, basic(*app))
 
 
 def refresh(server, app, token: str) -> requests.Response:
-    return requests.post(
-        server.url + "/oauth/token",
-        data={"grant_type": "refresh_token", "refresh_token": token},
-        auth=app,
-        timeout=10,
+    return token_request(
+        server, {"grant_type": "refresh_token", "refresh_token": token}, basic(*app)
     )
 
 
 def grant(server, browser, app) -> dict:
     verifier, query = authorize(server, browser, app[0])
     response = exchange(server, app, query["code"][0], verifier)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def first_party(server, username: str = "alice") -> dict:
-    response = requests.post(
-        server.url + "/api/v1/auth/login",
-        json={"username": username, "password": PASSWORD},
-        timeout=10,
-    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -187,10 +166,7 @@ def assert_tree_ended(server, browser, app, tokens, pending) -> None:
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
     response = refresh(server, app, tokens["refresh_token"])
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
-    userinfo = requests.get(
-        server.url + "/oauth/userinfo", headers=bearer(tokens["access_token"]), timeout=10
-    )
-    assert userinfo.status_code == 401
+    assert bearer_get(server, "/oauth/userinfo", tokens["access_token"]).status_code == 401
     assert not Session.objects.filter(user__username="alice", revoked_at__isnull=True).exists()
 
 
@@ -201,10 +177,8 @@ def test_browser_sign_in_is_listed_with_kind_device_ip_and_last_use(server, app)
     browser.headers["User-Agent"] = "TreeTest/1.0 (browser)"
     sign_in(server, browser)
     grant(server, browser, app)
-    api = first_party(server)
-    listed = requests.get(
-        server.url + "/api/v1/sessions", headers=bearer(api["access_token"]), timeout=10
-    )
+    api = first_party_login(server)
+    listed = bearer_get(server, "/api/v1/sessions", api["access_token"])
     assert listed.status_code == 200
     rows = {row["kind"]: row for row in listed.json()}
     assert set(rows) == {"browser", "oauth", "first_party"}
@@ -220,18 +194,15 @@ def test_browser_sign_in_is_listed_with_kind_device_ip_and_last_use(server, app)
 def test_logout_all_ends_the_browser_sign_in_and_its_grants(server, app):
     """Issue 13.1: logout-all ends browser sign-ins too."""
     browser, tokens, pending = signed_in_tree(server, app)
-    api = first_party(server)
-    response = requests.post(
-        server.url + "/api/v1/auth/logout-all", headers=bearer(api["access_token"]), timeout=10
-    )
-    assert response.status_code == 204
+    api = first_party_login(server)
+    assert bearer_post(server, "/api/v1/auth/logout-all", api["access_token"]).status_code == 204
     assert_tree_ended(server, browser, app, tokens, pending)
 
 
 def test_deleting_the_browser_session_ends_it_and_its_grants(server, app):
     """Issue 13.1: DELETE /api/v1/sessions/{id} of a browser sign-in."""
     browser, tokens, pending = signed_in_tree(server, app)
-    api = first_party(server)
+    api = first_party_login(server)
     row = browser_row()
     response = requests.delete(
         f"{server.url}/api/v1/sessions/{row.pk}", headers=bearer(api["access_token"]), timeout=10
@@ -241,8 +212,7 @@ def test_deleting_the_browser_session_ends_it_and_its_grants(server, app):
     assert exchange(server, app, *pending).status_code == 400
     assert refresh(server, app, tokens["refresh_token"]).status_code == 400
     # The first-party session was not part of that tree and goes on.
-    me = requests.get(server.url + "/api/v1/me", headers=bearer(api["access_token"]), timeout=10)
-    assert me.status_code == 200
+    assert bearer_get(server, "/api/v1/me", api["access_token"]).status_code == 200
 
 
 def test_admin_revoke_action_ends_the_browser_sign_in(server, app):
@@ -290,7 +260,7 @@ def test_set_password_outside_the_services_ends_every_session(server, app):
     """Issue 13.2.5: a password change through the model (a shell, third-party code) ends every
     session: browser sign-ins, OAuth grants and first-party sessions."""
     browser, tokens, pending = signed_in_tree(server, app)
-    api = first_party(server)
+    api = first_party_login(server)
     result = manage(
         "shell",
         "-c",
@@ -300,28 +270,18 @@ def test_set_password_outside_the_services_ends_every_session(server, app):
     )
     assert result.returncode == 0, result.stderr
     assert_tree_ended(server, browser, app, tokens, pending)
-    response = requests.post(
-        server.url + "/api/v1/auth/refresh",
-        json={"refresh_token": api["refresh_token"]},
-        timeout=10,
-    )
-    assert response.status_code == 401
+    assert first_party_refresh(server, api["refresh_token"]).status_code == 401
 
 
 def test_manage_changepassword_ends_every_session(server, app):
     """Issue 13.2.5: `manage.py changepassword` (Django's own command, not our services)."""
     browser, tokens, pending = signed_in_tree(server, app)
-    api = first_party(server)
+    api = first_party_login(server)
     new = "another horse battery 42"
     result = manage("changepassword", "alice", env=server.env, stdin=f"{new}\n{new}\n")
     assert result.returncode == 0, result.stdout + result.stderr
     assert_tree_ended(server, browser, app, tokens, pending)
-    response = requests.post(
-        server.url + "/api/v1/auth/refresh",
-        json={"refresh_token": api["refresh_token"]},
-        timeout=10,
-    )
-    assert response.status_code == 401
+    assert first_party_refresh(server, api["refresh_token"]).status_code == 401
 
 
 def test_hasher_upgrade_at_sign_in_is_not_a_password_change(server, app, settings):
@@ -335,17 +295,12 @@ def test_hasher_upgrade_at_sign_in_is_not_a_password_change(server, app, setting
     user.set_password(PASSWORD)
     user.save()
     assert user.password.startswith("pbkdf2_")
-    api = first_party(server)
+    api = first_party_login(server)
     browser = requests.Session()
     sign_in(server, browser)  # verifies the PBKDF2 hash and upgrades it to Argon2id
     user.refresh_from_db()
     assert user.password.startswith("argon2")
-    response = requests.post(
-        server.url + "/api/v1/auth/refresh",
-        json={"refresh_token": api["refresh_token"]},
-        timeout=10,
-    )
-    assert response.status_code == 200
+    assert first_party_refresh(server, api["refresh_token"]).status_code == 200
 
 
 def test_hosted_logout_ends_the_grants_the_sign_in_approved(server, app):
@@ -373,7 +328,7 @@ def test_end_session_with_someone_elses_id_token_only_signs_this_browser_out(ser
     assert page.status_code == 200
     response = attacker.post(
         server.url + "/oauth/end-session/confirm",
-        data=_fields(page.text) | params,
+        data=form_fields(page.text) | params,
         allow_redirects=False,
         timeout=10,
     )
@@ -414,7 +369,7 @@ def test_exchange_racing_a_sign_out_never_leaves_a_live_grant_under_an_ended_sig
         sign_in(server, browser)
         verifier, query = authorize(server, browser, app[0])
         row = browser_row()
-        api = first_party(server)
+        api = first_party_login(server)
         barrier = threading.Barrier(2)
         results: dict[str, int] = {}
 
