@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -175,3 +179,42 @@ class Gunicorn(ServerProcess):
 
     def ready(self, response: requests.Response) -> bool:
         return response.status_code == 200
+
+
+def json_response(sock: socket.socket) -> tuple[int, dict]:
+    """Status and JSON body of the response on `sock` (http.client handles chunked bodies)."""
+    response = http.client.HTTPResponse(sock)
+    try:
+        response.begin()
+        body = response.read()
+    finally:
+        sock.close()
+    return response.status, json.loads(body) if body else {}
+
+
+def json_posts_at_once(url: str, body: dict, count: int) -> list[tuple[int, dict]]:
+    """POST `body` as JSON `count` times with every request in flight together: the connections
+    are opened first, then the requests sent back to back (a thread per `requests` call would
+    spread them over milliseconds). (status, JSON body) of each, in sending order."""
+    parts = urlsplit(url)
+    payload = json.dumps(body).encode()
+    request = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json"
+        f"\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    ).encode() + payload
+    sockets = [
+        socket.create_connection((parts.hostname, parts.port), timeout=30) for _ in range(count)
+    ]
+    for sock in sockets:
+        sock.sendall(request)
+    results: list = [None] * count
+
+    def read(i: int, sock: socket.socket) -> None:
+        results[i] = json_response(sock)
+
+    readers = [threading.Thread(target=read, args=(i, s)) for i, s in enumerate(sockets)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(timeout=60)
+    return results

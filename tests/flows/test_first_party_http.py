@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-from urllib.parse import urlsplit
-
 import pytest
 import requests
 
@@ -15,7 +10,7 @@ from audit.models import AuthEvent
 from authserver import settings as app_settings
 from sessions.models import RefreshToken, Session
 from tests.conftest import PASSWORD
-from tests.live import Gunicorn
+from tests.live import Gunicorn, json_posts_at_once
 
 pytestmark = pytest.mark.slow
 
@@ -98,42 +93,12 @@ def test_rotation_chain_reuse_and_logout_over_http(server):
         )
 
 
-def raw_race(url: str, body: dict, count: int) -> list[int]:
-    """Open `count` connections first, then send every request back to back, so they are all in
-    flight together (a thread per `requests` call would spread them over milliseconds)."""
-    parts = urlsplit(url)
-    payload = json.dumps(body).encode()
-    request = (
-        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
-    ).encode() + payload
-    sockets = [
-        socket.create_connection((parts.hostname, parts.port), timeout=30) for _ in range(count)
-    ]
-    for sock in sockets:
-        sock.sendall(request)
-    statuses: list[int] = [0] * count
-
-    def read(i: int, sock: socket.socket) -> None:
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-        sock.close()
-        statuses[i] = int(data.split(b" ", 2)[1])
-
-    readers = [threading.Thread(target=read, args=(i, s)) for i, s in enumerate(sockets)]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        reader.join(timeout=60)
-    return statuses
-
-
 def test_twenty_parallel_refreshes_give_one_success_and_no_500(server):
     pair = login(server).json()
-    statuses = raw_race(
+    responses = json_posts_at_once(
         server.url + "/api/v1/auth/refresh", {"refresh_token": pair["refresh_token"]}, 20
     )
+    statuses = [status for status, _ in responses]
     assert statuses.count(200) == 1, statuses
     assert all(status == 401 for status in statuses if status != 200), statuses
     session = Session.objects.get()

@@ -11,11 +11,9 @@ raced or another client's one.
 
 from __future__ import annotations
 
-import http.client
 import json
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable
 from urllib.parse import urlencode, urlsplit
@@ -28,6 +26,7 @@ from authserver import settings as app_settings
 from oauth.clients import client_create
 from sessions.models import Session
 from tests.conftest import PASSWORD
+from tests.live import json_posts_at_once, json_response
 from tests.security.live_oauth import (
     basic,
     first_party_login,
@@ -66,17 +65,6 @@ def web_app(name: str = "Web App") -> tuple[str, str]:
     return created.client.client_id, created.secret
 
 
-def _response(sock: socket.socket) -> tuple[int, dict]:
-    """Status and JSON body of the response on `sock` (http.client handles chunked bodies)."""
-    response = http.client.HTTPResponse(sock)
-    try:
-        response.begin()
-        body = response.read()
-    finally:
-        sock.close()
-    return response.status, json.loads(body) if body else {}
-
-
 def slow_post(
     url: str,
     body: bytes,
@@ -100,7 +88,7 @@ def slow_post(
     meanwhile()
     time.sleep(max(0.0, SLOW_BODY_DELAY - (time.monotonic() - started)))
     sock.sendall(body)
-    return _response(sock)
+    return json_response(sock)
 
 
 def test_spent_token_in_a_slow_body_is_reuse_at_the_first_party_api(server):
@@ -156,32 +144,6 @@ def test_spent_token_in_a_slow_body_is_reuse_at_the_token_endpoint(server):
     assert (again.status_code, again.json()) == (400, REFUSED)
 
 
-def _race(url: str, body: dict, count: int) -> list[tuple[int, dict]]:
-    """`count` requests for one token, all in flight at once: the losers of the race."""
-    parts = urlsplit(url)
-    payload = json.dumps(body).encode()
-    request = (
-        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
-    ).encode() + payload
-    sockets = [
-        socket.create_connection((parts.hostname, parts.port), timeout=30) for _ in range(count)
-    ]
-    for sock in sockets:
-        sock.sendall(request)
-    results: list = [None] * count
-
-    def read(i: int, sock: socket.socket) -> None:
-        results[i] = _response(sock)
-
-    readers = [threading.Thread(target=read, args=(i, s)) for i, s in enumerate(sockets)]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        reader.join(timeout=60)
-    return results
-
-
 def test_every_refused_refresh_says_the_same_at_the_first_party_api(server):
     """Issue 13.10: unknown, malformed, spent (reuse), lost race (concurrent use), ended
     session and another client's token all get the same error and description."""
@@ -203,7 +165,7 @@ def test_every_refused_refresh_says_the_same_at_the_first_party_api(server):
     refused(pair["refresh_token"])  # spent: reuse
     refused(pair["refresh_token"])  # its session is revoked now
     racing = first_party_login(server)
-    results = _race(
+    results = json_posts_at_once(
         server.url + "/api/v1/auth/refresh", {"refresh_token": racing["refresh_token"]}, 8
     )
     assert [status for status, _ in results].count(200) == 1, results
