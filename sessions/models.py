@@ -28,6 +28,16 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+# Why references to a session have no constraint: a grant's parent, an authorization code's
+# sessions and old-format token rows carry no FOREIGN KEY constraint in the database. The purge
+# deletes millions of ended sessions, and PostgreSQL checks each constraint on a deleted row with
+# one query per row at commit, which cost six times the delete itself (29 of 34 microseconds of
+# database CPU per session with the four constraints; bench/README.md "Purge"). The references
+# are kept whole by the only two ways a session is deleted: the ORM (which applies on_delete) and
+# the purge, whose one statement per batch applies each relation's on_delete, read from these
+# models (sessions/services.py `_purge_sql`). Nothing creates a reference to an ended session: a
+# grant or a code needs a live browser sign-in, and the purge deletes only sessions long ended.
+
 
 class SessionQuerySet(models.QuerySet):
     def live(self, *, now) -> SessionQuerySet:
@@ -69,6 +79,7 @@ class Session(models.Model):
     client_id = models.CharField(max_length=100, blank=True, default="")
     # The browser sign-in an OAuth grant came from; ending it ends the grant. SET_NULL: an ended
     # parent may be purged before its children.
+    # No database constraint on any reference to a session (see above SessionQuerySet).
     parent = models.ForeignKey(
         "self",
         on_delete=models.SET_NULL,
@@ -76,6 +87,7 @@ class Session(models.Model):
         blank=True,
         related_name="children",
         db_index=False,  # the partial index below: most sessions have no parent
+        db_constraint=False,
     )
     scope = models.CharField(max_length=1000, blank=True, default="")
     # Space-separated audiences of the access tokens issued in this session.
@@ -156,7 +168,9 @@ class RefreshToken(models.Model):
     with its session; nothing new is written here. A later release drops the table once every
     session that had rows has been purged (AUTHSERVER_SESSION_MAX_AGE plus the retention)."""
 
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="refresh_tokens")
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="refresh_tokens", db_constraint=False
+    )
     # One-to-one: a token is rotated at most once, so the database itself refuses a second child
     # (a double spend) even if the row lock were ever bypassed. A grace-window reissue hangs the
     # new token under the successor it replaces, keeping the chain linear.

@@ -831,7 +831,7 @@ PURGE_SCAN_SETTINGS = ("SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_so
 
 
 class _PostgresPurge:
-    """The purge on PostgreSQL: index range scans in key order, and one DELETE per batch.
+    """The purge on PostgreSQL: index range scans in key order, one statement per batch.
 
     Sessions that ended by time are found through `ends_not_before` (a lower bound of the end by
     time, which a refresh does not move: see Session). A session found there still live gets
@@ -840,8 +840,11 @@ class _PostgresPurge:
     the partial index on `revoked_at`. Each scan goes on from the key where the last batch
     stopped, so it never walks again over the entries of rows it has deleted.
 
-    The DELETE clears or deletes what refers to the batch (the relations' on_delete, read from
-    the models) in the same statement, instead of the ORM's object-by-object collector.
+    Each batch is one statement in its own short transaction: it picks the batch, moves the
+    bounds of the live ones, clears or deletes what refers to the ended ones (the relations'
+    on_delete, read from the models) and deletes them, by row address. No session id travels
+    to Python and back: the database does the whole batch (5 microseconds of its CPU per
+    session deleted, bench/README.md "Purge").
     """
 
     def __init__(self, alias: str, cutoff: datetime, batch_size: int):
@@ -850,14 +853,9 @@ class _PostgresPurge:
 
     def run(self) -> tuple[int, int]:
         self._floors_fill()
-        self._scan("ends_not_before", by_time=True)
-        self._scan("revoked_at", by_time=False)
+        self._scan("ends_not_before")
+        self._scan("revoked_at")
         return self.sessions, self.tokens
-
-    def _execute(self, sql: str, params: Sequence) -> list[tuple]:
-        with connections[self.alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
 
     def _floors_fill(self) -> None:
         """Rows written before ends_not_before existed (or by the previous release during an
@@ -872,71 +870,73 @@ class _PostgresPurge:
                 if cursor.rowcount < self.batch_size:
                     return
 
-    def _scan(self, column: str, *, by_time: bool) -> None:
-        select = (
-            f"SELECT id, ctid::text, {column}, idle_expires_at < %s FROM tokens_session "  # noqa: S608
-            f"WHERE {column} >= %s AND {column} < %s ORDER BY {column} LIMIT %s"
-        )
-        after = datetime.min.replace(tzinfo=self.cutoff.tzinfo)
+    def _scan(self, column: str) -> None:
+        params = {
+            "cutoff": self.cutoff,
+            "after": datetime.min.replace(tzinfo=self.cutoff.tzinfo),
+            "size": self.batch_size,
+        }
         while True:
-            with transaction.atomic(using=self.alias):
+            with transaction.atomic(using=self.alias), connections[self.alias].cursor() as cursor:
                 for setting in PURGE_SCAN_SETTINGS:
-                    self._execute(setting, [])
-                rows = self._execute(select, [self.cutoff, after, self.cutoff, self.batch_size])
-            if not rows:
+                    cursor.execute(setting)
+                cursor.execute(_purge_sql(column), params)
+                found, last_key, sessions, tokens = cursor.fetchone()
+            self.sessions += sessions
+            self.tokens += tokens
+            if found < self.batch_size:
                 return
             # `>=` from the last key: rows sharing it are seen again only if neither deleted
             # nor moved out of the range, which every row of a batch is.
-            after = rows[-1][2]
-            doomed = [row for row in rows if row[3] or not by_time]
-            still_live = [row[0] for row in rows if by_time and not row[3]]
-            if still_live:
-                self._execute(
-                    "UPDATE tokens_session SET ends_not_before = idle_expires_at "
-                    "WHERE id = ANY(%s)",
-                    [still_live],
-                )
-            if doomed:
-                ids, places = [row[0] for row in doomed], [row[1] for row in doomed]
-                sessions, tokens = self._execute(_purge_sql(), [ids, places])[0]
-                self.sessions += sessions
-                self.tokens += tokens
-            if len(rows) < self.batch_size:
-                return
+            params["after"] = last_key
 
 
 @functools.cache
-def _purge_sql() -> str:
-    """One statement deleting a batch of sessions, after clearing (SET_NULL) or deleting
-    (CASCADE) the rows that refer to them, as the models' on_delete says. Its parameters are the
-    sessions' ids and the row addresses (ctid) the scan found them at: the rows are deleted by
-    address (a TID scan, no primary-key lookup of each random UUID) where the id still matches;
-    a row that moved meanwhile stays for the next run. It returns (sessions deleted, refresh
-    tokens deleted). Only model metadata (table and column names) is formatted into it."""
+def _purge_sql(column: str) -> str:
+    """One batch of the purge over the index on `column` (ends_not_before: sessions ended by
+    time, and live ones whose bound is moved; revoked_at: revoked sessions). It returns (rows
+    looked at, the last key, sessions deleted, refresh tokens deleted). Only model metadata
+    (table and column names) is formatted into it; values are parameters."""
+    by_time = column == "ends_not_before"
+    ended = "idle_expires_at < %(cutoff)s" if by_time else "true"
+    steps = [
+        f"candidates AS MATERIALIZED (SELECT id, ctid AS tid, {column} AS key, "  # noqa: S608
+        f"{ended} AS ended FROM tokens_session "
+        f"WHERE {column} >= %(after)s AND {column} < %(cutoff)s ORDER BY {column} LIMIT %(size)s)",
+        "batch AS (SELECT id, tid FROM candidates WHERE ended)",
+    ]
+    if by_time:
+        steps.append(
+            "bumped AS (UPDATE tokens_session s SET ends_not_before = s.idle_expires_at "
+            "FROM candidates c WHERE s.ctid = c.tid AND s.id = c.id AND NOT c.ended)"
+        )
     ids = "(SELECT id FROM batch)"
-    steps = ["batch AS (SELECT * FROM unnest(%s::uuid[], %s::tid[]) AS b(id, tid))"]
     cascaded = []
     for index, relation in enumerate(Session._meta.related_objects):
         table = relation.related_model._meta.db_table
-        column = relation.field.column
+        column_name = relation.field.column
         on_delete = relation.on_delete
+        where = f"{column_name} IN {ids}"
         if on_delete is models.SET_NULL:
-            keep = f" AND id NOT IN {ids}" if relation.related_model is Session else ""
-            cleared = f"UPDATE {table} SET {column} = NULL WHERE {column} IN {ids}"  # noqa: S608
-            cleared += keep
+            if relation.related_model is Session:
+                where += f" AND id NOT IN {ids}"
+            cleared = f"UPDATE {table} SET {column_name} = NULL WHERE {where}"  # noqa: S608
             steps.append(f"r{index} AS ({cleared})")
         elif on_delete is models.CASCADE and relation.related_model is RefreshToken:
-            deleted = f"DELETE FROM {table} WHERE {column} IN {ids} RETURNING 1"  # noqa: S608
+            deleted = f"DELETE FROM {table} WHERE {where} RETURNING 1"  # noqa: S608
             steps.append(f"r{index} AS ({deleted})")
             cascaded.append(f"(SELECT count(*) FROM r{index})")  # noqa: S608
         else:  # a new relation must say here how the purge treats it
-            raise NotImplementedError(f"purge: {table}.{column} on_delete={on_delete.__name__}")
+            raise NotImplementedError(f"purge: {table}.{column_name} on_delete={on_delete}")
     steps.append(
         "gone AS (DELETE FROM tokens_session s USING batch "
         "WHERE s.ctid = batch.tid AND s.id = batch.id RETURNING 1)"
     )
     counted = " + ".join(cascaded) or "0"
-    return f"WITH {', '.join(steps)} SELECT (SELECT count(*) FROM gone), {counted}"  # noqa: S608
+    return (
+        f"WITH {', '.join(steps)} SELECT (SELECT count(*) FROM candidates), "  # noqa: S608
+        f"(SELECT max(key) FROM candidates), (SELECT count(*) FROM gone), {counted}"
+    )
 
 
 def client_sessions_revoke(
