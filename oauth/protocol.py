@@ -31,6 +31,8 @@ logger = logging.getLogger("oauth")
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 JSON_MEDIA_TYPE = "application/json"
+# One encoder for every response: json.dumps with `separators` builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"))
 # Descriptions authlib builds from request input; we send fixed text instead.
 FIXED_DESCRIPTIONS = {
     "unsupported_grant_type": "The grant_type is not supported. Supported: authorization_code, "
@@ -52,14 +54,16 @@ class BadRequest(Exception):
 
 
 def json_response(body: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
-    """`body` as compact JSON with Cache-Control: no-store (RFC 6749 §5.1)."""
+    """`body` as compact JSON with Cache-Control: no-store (RFC 6749 §5.1). The body is handed
+    over as bytes, with its charset: Django then reads no setting to encode it."""
     response = HttpResponse(
-        json.dumps(body, separators=(",", ":")), status=status, content_type=JSON_MEDIA_TYPE
+        _JSON.encode(body).encode(), status=status, content_type=JSON_MEDIA_TYPE, charset="utf-8"
     )
-    response["Cache-Control"] = "no-store"
-    response["Pragma"] = "no-cache"
-    for name, value in (headers or {}).items():
+    for name, value in NO_STORE.items():
         response[name] = value
+    if headers:
+        for name, value in headers.items():
+            response[name] = value
     return response
 
 

@@ -83,6 +83,8 @@ def decode(token: str | bytes, key: Any, **kwargs: Any) -> dict[str, Any]:
 # tokens/backends.py; `tests/tokens/test_jws.py` compares both directions with PyJWT.
 
 _RSA_PADDING = padding.PKCS1v15()
+# json.dumps with `separators` would build a new encoder for every token.
+_CLAIMS_JSON = json.JSONEncoder(separators=(",", ":"))
 _ES256_COORDINATE = 32  # P-256: r and s are 32 octets each in a JWS (RFC 7518 §3.4)
 
 
@@ -119,7 +121,7 @@ def encode(header: bytes, claims: dict[str, Any], private_key: PrivateKey, alg: 
     """A compact JWS of the JSON object `claims` under the prepared `header` segment."""
     if not isinstance(claims, dict):
         raise TypeError("claims must be a dict")
-    payload = json.dumps(claims, separators=(",", ":")).encode()
+    payload = _CLAIMS_JSON.encode(claims).encode()
     signing_input = header + b"." + b64url_encode(payload)
     signature = sign(private_key, alg, signing_input)
     return (signing_input + b"." + b64url_encode(signature)).decode("ascii")
