@@ -1,14 +1,20 @@
-"""PyJWT, with its check of each base64url segment done by one regex match.
+"""JWS for authserver's own keys, and PyJWT with its base64url segment check done by a regex.
 
-PyJWT 2.15 rejects a segment holding anything but the base64url alphabet by testing every byte in
-a Python generator. Verifying one of our access tokens runs that check over ~1,700 bytes (the
-header is read twice: once to find the key by `kid`, once to verify), and py-spy put it at 7-8 %
-of an introspection's CPU. `_JWS` overrides only that check, with the same rules and the same
-errors (tests/tokens/test_jws.py compares the two on edge cases and random input); everything
-else, signature verification and claim checks included, is PyJWT's own code.
+Two parts:
 
-If a PyJWT upgrade renames the hook, the override stops applying and PyJWT's own check runs: slower,
-never weaker. The test of the hook's presence fails first.
+- `encode`, `parse`, `verify_signature`, `payload_claims`: the compact serialisation of the
+  tokens authserver signs and verifies with its own keys (tokens/backends.py). The header
+  segment of a key and `typ` is built once, a token is split and decoded once, and the algorithm
+  is always the key's. PyJWT's general-purpose path (options merging, header validation and
+  base64 decoding twice when the caller first reads `kid`, an encoder per call) was a fifth of
+  an introspection's CPU besides the signature check. tests/tokens/test_jws.py holds both to
+  PyJWT: RS256 tokens byte for byte, and the same accept/refuse verdict and reason on a corpus
+  of altered tokens and claims.
+- `_JWS`/`get_unverified_header`/`decode`: PyJWT 2.15 rejects a segment holding anything but the
+  base64url alphabet by testing every byte in a Python generator (7-8 % of an introspection's
+  CPU in py-spy). `_JWS` overrides only that check, with the same rules and errors, and `parse`
+  uses the same function. If a PyJWT upgrade renames the hook, the override stops applying and
+  PyJWT's own check runs: slower, never weaker. The test of the hook's presence fails first.
 """
 
 from __future__ import annotations
@@ -74,13 +80,7 @@ def decode(token: str | bytes, key: Any, **kwargs: Any) -> dict[str, Any]:
     return _jwt.decode(token, key, **kwargs)
 
 
-# --- Compact JWS for authserver's own keys ------------------------------------------------------
-#
-# Signing and verifying the tokens authserver issues, without PyJWT's generic machinery: the
-# header of each key and `typ` is serialised once, a token is split and base64-decoded once (PyJWT
-# decodes the header twice when the caller reads `kid` first, then every segment again), and the
-# algorithm is the key's own, never the header's (RFC 8725 §3.1). The claim rules live in
-# tokens/backends.py; `tests/tokens/test_jws.py` compares both directions with PyJWT.
+# --- Compact JWS for authserver's own keys (claim rules: tokens/backends.py) --------------------
 
 _RSA_PADDING = padding.PKCS1v15()
 # json.dumps with `separators` would build a new encoder for every token.
