@@ -38,8 +38,8 @@ WEEK = timedelta(days=7)
 # Maintenance keeps the current week and this many following weeks created.
 WEEKS_AHEAD = 4
 # Creating or dropping a partition waits at most this long for its locks, so it never queues the
-# inserts and reads behind it for longer (a run that times out changes nothing; run it again).
-LOCK_TIMEOUT = "5s"
+# inserts and reads behind it for longer (a step that times out changes nothing; run it again).
+LOCK_TIMEOUT = "1s"
 
 
 def week_start(moment: datetime) -> datetime:
@@ -277,9 +277,10 @@ def audit_partitions_drop_expired(
     """Drop every partition whose whole range is older than `occurred_before`, one short
     transaction each; yields each change as it is made.
 
-    DROP TABLE of a partition is a catalog change (no row is read or deleted, so its cost does
-    not depend on the partition's size) under ACCESS EXCLUSIVE locks on the partition,
-    audit_authevent and the DEFAULT partition, held for milliseconds, taken within LOCK_TIMEOUT.
+    DROP TABLE of a partition is a catalog change and the removal of its files: no row is read,
+    deleted or written to the WAL, whatever the partition holds. It takes ACCESS EXCLUSIVE on the
+    partition, audit_authevent and the DEFAULT partition for that (tens of milliseconds), and
+    waits for them at most LOCK_TIMEOUT.
     DETACH PARTITION takes the same locks; DETACH ... CONCURRENTLY would not, but PostgreSQL
     refuses it on a table with a DEFAULT partition, and the DEFAULT partition is what makes
     every insert safe.

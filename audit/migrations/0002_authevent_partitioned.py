@@ -1,7 +1,7 @@
 """Partition audit_authevent by week (PostgreSQL only; SQLite keeps the plain table).
 
 No row is copied or rewritten, so this is safe on a large table while the previous release
-serves (README "Audit trail", "Partitions"):
+serves (README "Audit trail partitions"):
 
 1. Outside any transaction, build CONCURRENTLY (inserts go on) the indexes the old table needs
    to become a partition: a unique index on (occurred_at, id), the partitioned primary key, and
@@ -15,10 +15,13 @@ serves (README "Audit trail", "Partitions"):
    audit_authevent with the same columns, an identity continuing the old sequence, primary key
    (occurred_at, id), the same foreign key and indexes, plus an index on id; attach the old table
    FOR VALUES FROM (MINVALUE) TO (boundary): the CHECK proves the range and the indexes match,
-   so PostgreSQL neither scans the table nor builds an index; create the DEFAULT partition and
-   the week partitions from `boundary` through the fourth week after the current one.
-   An empty old table (a new installation) is dropped instead of attached, and the weeks start
-   with the current one. Statements waiting for the lock then run against the new table.
+   so PostgreSQL neither scans the table nor builds an index; create the DEFAULT partition, so
+   every insert has a partition. An empty old table (a new installation) is dropped instead of
+   attached. Statements that waited for the lock then run against the new table.
+4. The week partitions, from the current week (or `boundary`, below which the legacy partition
+   holds everything) through the fourth week after it, each in its own transaction, as a plain
+   table then ATTACHed, which takes only SHARE UPDATE EXCLUSIVE on audit_authevent. A re-run
+   after an interruption completes what is missing.
 
 The legacy partition is dropped by purge_audit_events once `boundary` is past the retention;
 until then its expired rows are deleted in batches, as before. The model is unchanged: Django
@@ -43,8 +46,8 @@ ID_INDEX = "audit_event_id_idx"
 WEEK = timedelta(days=7)
 WEEKS_AHEAD = 4
 MARGIN = timedelta(days=1)
-LOCK_TIMEOUT = "2s"
-LOCK_ATTEMPTS = 30
+LOCK_TIMEOUT = "500ms"
+LOCK_ATTEMPTS = 60
 
 
 def _week_start(moment):
@@ -176,18 +179,56 @@ def _swap(cursor, boundary):
             f"FOR VALUES FROM (MINVALUE) TO ({_literal(boundary)})"
         )
         cursor.execute(f"ALTER TABLE {LEGACY} DROP CONSTRAINT {BOUND_CHECK}")
-        lower = boundary
     else:
         cursor.execute(f"DROP TABLE {LEGACY}")
-        lower = _week_start(now)
+    # Every insert has a partition from here on; the weeks follow, in their own transactions.
     cursor.execute(f"CREATE TABLE {DEFAULT} PARTITION OF {TABLE} DEFAULT")
+
+
+def _legacy_upper(cursor):
+    """The legacy partition's upper bound (read back by PostgreSQL itself), or None."""
+    cursor.execute(
+        "SELECT (regexp_match(pg_get_expr(relpartbound, oid), 'TO \\(''(.*)''\\)$'))[1]::timestamptz "
+        "FROM pg_class WHERE oid = to_regclass(%s)",
+        [LEGACY],
+    )
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _create_week(cursor, lower):
+    """Create one week as a plain table and ATTACH it: SHARE UPDATE EXCLUSIVE on the parent, so
+    inserts and reads go on (CREATE TABLE ... PARTITION OF would lock them out). A row that
+    reached DEFAULT for that week meanwhile is moved in first, or ATTACH would refuse."""
+    name = f"{TABLE}_p{lower:%Y%m%d}"
+    cursor.execute(f"LOCK TABLE {TABLE} IN SHARE UPDATE EXCLUSIVE MODE")
+    cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+    if cursor.fetchone()[0]:
+        return
+    in_week = f"occurred_at >= {_literal(lower)} AND occurred_at < {_literal(lower + WEEK)}"
+    cursor.execute(f"LOCK TABLE {DEFAULT} IN ACCESS EXCLUSIVE MODE")
+    cursor.execute(f"CREATE TABLE {name} (LIKE {TABLE})")
+    cursor.execute(
+        f"WITH moved AS (DELETE FROM {DEFAULT} WHERE {in_week} RETURNING *) "
+        f"INSERT INTO {name} SELECT * FROM moved"
+    )
+    cursor.execute(
+        f"ALTER TABLE {TABLE} ATTACH PARTITION {name} "
+        f"FOR VALUES FROM ({_literal(lower)}) TO ({_literal(lower + WEEK)})"
+    )
+
+
+def _create_weeks(connection):
+    """The current week (unless the legacy partition covers it) through WEEKS_AHEAD after it."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        legacy_upper = _legacy_upper(cursor)
+    lower = _week_start(now)
+    if legacy_upper is not None:
+        lower = max(lower, legacy_upper)
     while lower <= _week_start(now) + WEEKS_AHEAD * WEEK:
-        upper = lower + WEEK
-        cursor.execute(
-            f"CREATE TABLE {TABLE}_p{lower:%Y%m%d} PARTITION OF {TABLE} "
-            f"FOR VALUES FROM ({_literal(lower)}) TO ({_literal(upper)})"
-        )
-        lower = upper
+        _with_lock(connection, lambda cursor, lower=lower: _create_week(cursor, lower))
+        lower += WEEK
 
 
 def partition(apps, schema_editor):
@@ -195,8 +236,14 @@ def partition(apps, schema_editor):
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
-        if _is_partitioned(cursor):
-            return
+        partitioned = _is_partitioned(cursor)
+    if not partitioned:
+        _convert(connection)
+    _create_weeks(connection)
+
+
+def _convert(connection):
+    with connection.cursor() as cursor:
         _build_index(cursor, LEGACY_PKEY, "occurred_at, id", unique=True)
         _build_index(cursor, LEGACY_ID_INDEX, "id")
         boundary = _boundary(cursor)

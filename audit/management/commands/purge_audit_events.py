@@ -17,7 +17,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError
 from django.utils import timezone
 
-from audit.partitions import LOCK_TIMEOUT, TABLE, audit_partitions_create_ahead
+from audit import partitions
+from audit.partitions import TABLE, audit_partitions_create_ahead
 from audit.services import audit_events_purge
 from authserver.conf import get_config
 
@@ -67,6 +68,6 @@ class Command(BaseCommand):
             if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                 raise
             raise CommandError(
-                f"{TABLE} stayed locked by another session for {LOCK_TIMEOUT}; the steps "
-                "above were made, the rest was not; run the command again"
+                f"{TABLE} stayed locked by another session for {partitions.LOCK_TIMEOUT}; "
+                "the steps above were made, the rest was not; run the command again"
             ) from exc
