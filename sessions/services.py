@@ -891,12 +891,28 @@ class _PostgresPurge:
             params["after"] = last_key
 
 
+def session_references() -> list:
+    """Every relation that refers to a session (hidden ones included: an authorization code's
+    links have no reverse accessor), as the purge must treat them."""
+    return [
+        field
+        for field in Session._meta.get_fields(include_hidden=True)
+        if field.auto_created and not field.concrete and (field.one_to_many or field.one_to_one)
+    ]
+
+
 @functools.cache
 def _purge_sql(column: str) -> str:
     """One batch of the purge over the index on `column` (ends_not_before: sessions ended by
     time, and live ones whose bound is moved; revoked_at: revoked sessions). It returns (rows
     looked at, the last key, sessions deleted, refresh tokens deleted). Only model metadata
-    (table and column names) is formatted into it; values are parameters."""
+    (table and column names) is formatted into it; values are parameters.
+
+    No two steps of the statement may modify one row (only one would take effect): so each
+    table that refers to a session is updated by one step whatever the number of its links (an
+    authorization code has two), and a live session of the batch whose bound moves has its own
+    link to a deleted parent cleared in that same step.
+    """
     by_time = column == "ends_not_before"
     ended = "idle_expires_at < %(cutoff)s" if by_time else "true"
     steps = [
@@ -905,29 +921,42 @@ def _purge_sql(column: str) -> str:
         f"WHERE {column} >= %(after)s AND {column} < %(cutoff)s ORDER BY {column} LIMIT %(size)s)",
         "batch AS (SELECT id, tid FROM candidates WHERE ended)",
     ]
-    if by_time:
-        steps.append(
-            "bumped AS (UPDATE tokens_session s SET ends_not_before = s.idle_expires_at "
-            "FROM candidates c WHERE s.ctid = c.tid AND s.id = c.id AND NOT c.ended)"
-        )
     ids = "(SELECT id FROM batch)"
+    cleared: dict[str, list[str]] = {}
     cascaded = []
-    for index, relation in enumerate(Session._meta.related_objects):
-        table = relation.related_model._meta.db_table
-        column_name = relation.field.column
-        on_delete = relation.on_delete
-        where = f"{column_name} IN {ids}"
-        if on_delete is models.SET_NULL:
-            if relation.related_model is Session:
-                where += f" AND id NOT IN {ids}"
-            cleared = f"UPDATE {table} SET {column_name} = NULL WHERE {where}"  # noqa: S608
-            steps.append(f"r{index} AS ({cleared})")
-        elif on_delete is models.CASCADE and relation.related_model is RefreshToken:
-            deleted = f"DELETE FROM {table} WHERE {where} RETURNING 1"  # noqa: S608
-            steps.append(f"r{index} AS ({deleted})")
-            cascaded.append(f"(SELECT count(*) FROM r{index})")  # noqa: S608
+    for relation in session_references():
+        table, link = relation.related_model._meta.db_table, relation.field.column
+        if relation.on_delete is models.SET_NULL:
+            cleared.setdefault(table, []).append(link)
+        elif relation.on_delete is models.CASCADE and relation.related_model is RefreshToken:
+            name = f"r{len(steps)}"
+            deleted = f"DELETE FROM {table} WHERE {link} IN {ids} RETURNING 1"  # noqa: S608
+            steps.append(f"{name} AS ({deleted})")
+            cascaded.append(f"(SELECT count(*) FROM {name})")  # noqa: S608
         else:  # a new relation must say here how the purge treats it
-            raise NotImplementedError(f"purge: {table}.{column_name} on_delete={on_delete}")
+            raise NotImplementedError(f"purge: {table}.{link} on_delete={relation.on_delete}")
+
+    def clearing(links: list[str]) -> list[str]:
+        return [f"{link} = CASE WHEN {link} IN {ids} THEN NULL ELSE {link} END" for link in links]
+
+    own = cleared.pop(Session._meta.db_table, [])
+    if by_time:
+        sets = ", ".join(["ends_not_before = s.idle_expires_at", *clearing(own)])
+        steps.append(
+            f"bumped AS (UPDATE tokens_session s SET {sets} FROM candidates c "  # noqa: S608
+            "WHERE s.ctid = c.tid AND s.id = c.id AND NOT c.ended)"
+        )
+    if own:
+        linked = " OR ".join(f"{link} IN {ids}" for link in own)
+        steps.append(
+            f"r{len(steps)} AS (UPDATE tokens_session SET {', '.join(clearing(own))} "  # noqa: S608
+            f"WHERE ({linked}) AND id NOT IN (SELECT id FROM candidates))"
+        )
+    for table, links in cleared.items():
+        linked = " OR ".join(f"{link} IN {ids}" for link in links)
+        steps.append(
+            f"r{len(steps)} AS (UPDATE {table} SET {', '.join(clearing(links))} WHERE {linked})"  # noqa: S608
+        )
     steps.append(
         "gone AS (DELETE FROM tokens_session s USING batch "
         "WHERE s.ctid = batch.tid AND s.id = batch.id RETURNING 1)"

@@ -10,10 +10,13 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from oauth.clients import client_create
+from oauth.models import AuthorizationCode
 from sessions.models import RefreshToken, Session
 from sessions.services import (
     browser_session_start,
     refresh_token_rotate,
+    session_references,
     session_revoke,
     session_start,
 )
@@ -89,7 +92,9 @@ def test_the_purge_clears_what_refers_to_a_deleted_session(make_user):
     grant = session_start(
         user=user, client_id="app", audience=["api"], now=timezone.now(), parent=None
     )
-    Session.objects.filter(pk=grant.session.pk).update(parent=browser)
+    # Its own bound is behind too: the batch that deletes its parent also moves its bound, and
+    # both changes must land (one statement may modify a row only once).
+    Session.objects.filter(pk=grant.session.pk).update(parent=browser, ends_not_before=old)
     legacy = start(user, old)
     RefreshToken.objects.create(
         session=legacy.session,
@@ -99,9 +104,40 @@ def test_the_purge_clears_what_refers_to_a_deleted_session(make_user):
     )
     session_revoke(session=legacy.session, reason="logout", now=old)
 
+    registered = client_create(
+        name="App",
+        client_type="confidential",
+        grant_types=["authorization_code"],
+        redirect_uris=["https://app.example/cb"],
+        scopes=["openid"],
+    )
+    code = AuthorizationCode.objects.create(
+        code_hash="0" * 64,
+        client=registered.client,
+        user=user,
+        redirect_uri="https://app.example/cb",
+        auth_time=old,
+        created_at=old,
+        expires_at=old,
+        session=legacy.session,
+        browser_session=browser,
+    )
+
     assert "deleted 2 session(s) and 1 refresh token(s)" in purge()
-    assert Session.objects.get(pk=grant.session.pk).parent_id is None
+    kept = Session.objects.get(pk=grant.session.pk)
+    assert kept.parent_id is None and kept.ends_not_before == kept.idle_expires_at
     assert not RefreshToken.objects.exists()
+    code.refresh_from_db()
+    assert code.session_id is None and code.browser_session_id is None
+    # Nothing anywhere refers to a session that is gone (no constraint says so: the purge does).
+    with connection.cursor() as cursor:
+        for relation in session_references():
+            table, column = relation.related_model._meta.db_table, relation.field.column
+            cursor.execute(
+                f"SELECT count(*) FROM {table} WHERE {column} IS NOT NULL AND {column} NOT IN "  # noqa: S608
+                "(SELECT id FROM tokens_session)"
+            )
+            assert cursor.fetchone()[0] == 0, (table, column)
 
 
 def test_purge_works_in_batches(make_user):
