@@ -70,6 +70,12 @@ def jwks() -> Scenario:
     return Scenario("jwks", lambda state: ("GET", "/.well-known/jwks.json", None, {}), _ok_200)
 
 
+def floor(name: str) -> Scenario:
+    """GET /healthz of a floor app (bench/floor_django, bench/floor_wsgi.py): the same request
+    as the healthz scenario, sent to another server."""
+    return Scenario(name, lambda state: ("GET", "/healthz", None, {}), _ok_200)
+
+
 def login(password: str) -> Scenario:
     """POST /api/v1/auth/login; the state is the VU's own username."""
 
