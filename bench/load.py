@@ -133,6 +133,18 @@ def introspection(client_id: str, secret: str) -> Scenario:
     return Scenario("introspection", build, judge)
 
 
+def userinfo() -> Scenario:
+    """GET /oauth/userinfo with a user's access token (state) carrying the openid scope."""
+
+    def build(token: object) -> Request:
+        return "GET", "/oauth/userinfo", None, {"Authorization": f"Bearer {token}"}
+
+    def judge(status: int, body: bytes, state: object) -> Outcome:
+        return status == 200 and b'"sub"' in body, state, True
+
+    return Scenario("userinfo", build, judge)
+
+
 @dataclass
 class LoadResult:
     latencies: list[float]  # seconds, of every answered request
