@@ -539,7 +539,9 @@ def _ms(value: float) -> str:
 
 
 def _times(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"  # login: hundreds of D
 
 
 def table(
