@@ -17,13 +17,15 @@
    as its own user, many times a second), everything else keeps its production default.
 4. With two or more cores the server (gunicorn tree and its PostgreSQL backends) runs on one core
    and the load generator on another. Each scenario runs at each concurrency for a warm-up and
-   then --seconds measured: healthz (the framework ceiling), jwks, login, refresh (each VU always
-   sends the refresh token its previous response returned), client_credentials and
-   introspection.
+   then --seconds measured: the two floors (django_floor: a plain Django view under Django's
+   default middleware, whose cost is D; wsgi_floor: a bare WSGI app; each on its own gunicorn
+   with the same configuration, bench/README.md "The framework floors"), healthz (the framework
+   ceiling), jwks, login, refresh (each VU always sends the refresh token its previous response
+   returned), client_credentials and introspection.
 5. Prints one table (req/s, p50, p99, errors, server CPU ms per request = utime + stime of the
-   gunicorn tree + its PostgreSQL backends over the measured window / requests served), the
-   targets of issue 7 as PASS/FAIL lines, writes the same to bench/results/latest.json and draws
-   bench/results/latest.png.
+   gunicorn tree + its PostgreSQL backends over the measured window / requests served, and that
+   cost as a multiple of the two floors'), the targets of issues 7 and 15 as PASS/FAIL lines,
+   writes the same to bench/results/latest.json and draws bench/results/latest.png.
 
 Not a test: tests/bench/test_bench_smoke.py runs `--smoke` (a second per scenario) to check it
 works. bench/README.md explains the figures and what profiling found.
