@@ -121,11 +121,16 @@ def main() -> None:
         connection.close()
         print(f"per request, mean of {args.requests} (after one warm-up request each)")
         print(f"{'request':28} {'SQL statements':>15} {'writes':>8} {'Redis commands':>15}")
+        footprint = results.pop("(Redis keys one sign-in leaves)")
         for name, row in results.items():
             print(
                 f"{name:28} {row['statements']:>15.2f} {row['writes']:>8.2f} "
                 f"{row['redis_commands']:>15.2f}"
             )
+        print(
+            f"one sign-in from a new address by a new login leaves {footprint['writes']} Redis "
+            f"keys, {footprint['redis_commands']} bytes (MEMORY USAGE), until they expire"
+        )
     finally:
         with psycopg.connect(base, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
@@ -222,7 +227,35 @@ def run(n: int) -> dict:
         ),
         "GET session list": lambda: http.get("/api/v1/sessions", **bearer),
     }
-    return {name: measure(name, call, n, redis_counter) for name, call in requests.items()}
+    results = {name: measure(name, call, n, redis_counter) for name, call in requests.items()}
+    results["(Redis keys one sign-in leaves)"] = sign_in_footprint(http, password)
+    return results
+
+
+def sign_in_footprint(http, password: str) -> dict:
+    """The Redis keys (and their bytes, MEMORY USAGE) that one sign-in from a new address by a
+    new login leaves behind until they expire: what the throttle keeps per address and login."""
+    import redis
+    from django.conf import settings
+
+    from accounts.models import User
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    before = set(client.scan_iter(f"{prefix}*"))
+    user = User(username="footprint", email="footprint@bench.invalid")
+    user.set_password(password)
+    user.save()
+    response = http.post(
+        "/api/v1/auth/login",
+        {"username": "footprint", "password": password},
+        content_type="application/json",
+        REMOTE_ADDR="198.51.100.77",
+    )
+    assert response.status_code == 200, response.content  # noqa: S101
+    new = set(client.scan_iter(f"{prefix}*")) - before
+    size = sum(client.memory_usage(key) or 0 for key in new)
+    return {"statements": float("nan"), "writes": len(new), "redis_commands": size}
 
 
 if __name__ == "__main__":

@@ -371,7 +371,7 @@ def _rotate_unlocked(parsed: ParsedRefreshToken, digest: bytes, issue: _Issue) -
     alias = router.db_for_write(Session)
     if connections[alias].vendor != "postgresql":
         return None
-    session = session_get(sid=parsed.session_id)
+    session = _session_for_rotation(parsed.session_id)
     if (
         session is None
         or not _digest_matches(session, digest)
@@ -627,16 +627,29 @@ def _select_list(alias: str, *tables) -> str:
 
 
 @functools.cache
-def _session_sql(alias: str) -> str:
-    """A session and its user by session id."""
+def _session_sql(alias: str, user_fields: tuple[str, ...] | None = None) -> str:
+    """A session and its user by session id; only `user_fields` of the user, if given."""
     quote = connections[alias].ops.quote_name
     user = _user_model()
-    columns = _select_list(alias, ("s", Session), ("u", user))
+    columns = _select_list(alias, ("s", Session))
+    columns += ", " + ", ".join(f"u.{quote(f.column)}" for f in _user_columns(user_fields))
     return (
         f"SELECT {columns} FROM {quote(Session._meta.db_table)} s "  # noqa: S608 - names only
         f"JOIN {quote(user._meta.db_table)} u ON u.{quote(user._meta.pk.column)} = s.user_id "
         "WHERE s.id = %s"
     )
+
+
+def _user_columns(names: tuple[str, ...] | None) -> tuple:
+    """The user model's columns, or those named, in the model's order (as Model.from_db wants
+    a subset)."""
+    fields = _columns(_user_model())
+    return fields if names is None else tuple(f for f in fields if f.attname in names)
+
+
+# What a rotation reads of the user: the id, the `sub`, and whether the user may go on. The
+# rest of the row (the password hash, names, email, timestamps) is neither read nor converted.
+_ROTATION_USER_FIELDS = ("id", "public_id", "is_active", "password_changed_at")
 
 
 @functools.cache
@@ -758,6 +771,23 @@ def session_get(*, sid) -> Session | None:
     split = len(_columns(Session))
     session = _instance(Session, alias, row[:split])
     session.user = _instance(_user_model(), alias, row[split:])
+    return session
+
+
+def _session_for_rotation(pk: uuid.UUID) -> Session | None:
+    """session_get for the rotation's unlocked read (PostgreSQL): the user with only
+    _ROTATION_USER_FIELDS loaded (the others deferred; nothing on this path reads them)."""
+    alias = router.db_for_read(Session)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_session_sql(alias, _ROTATION_USER_FIELDS), [pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(_columns(Session))
+    session = _instance(Session, alias, row[:split])
+    user = _user_model()
+    names = [f.attname for f in _user_columns(_ROTATION_USER_FIELDS)]
+    session.user = user.from_db(alias, names, row[split:])
     return session
 
 
