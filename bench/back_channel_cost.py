@@ -7,7 +7,7 @@ by layer, in-process (no gunicorn, no sockets): CPU microseconds per call, media
 
 Each row is one function of the request path called on its own, with the same arguments the
 request gives it, so the rows of an endpoint show what the stack costs around the view and what
-each step of the view costs (bench/README.md, "The back channel at the framework floor").
+each step of the view costs (bench/README.md, "The back channel").
 Creates (and afterwards drops) a scratch database and uses its own Redis key prefix (deleted at
 the end). The server figures, gunicorn and PostgreSQL included, come from `make bench`.
 """
@@ -172,7 +172,18 @@ def rows() -> list[tuple[str, Callable[[], object]]]:
         ("      token verification", lambda: access_token_verify(token, audience=ANY_AUDIENCE)),
         ("      session with its user", lambda: session_get(sid=first_party.session.id)),
         ("userinfo: whole stack", serve(userinfo_request)),
+        ("client_credentials, signature a constant", serve(cc_request)),
+        ("  the view", lambda: token_endpoint(WSGIRequest(environ(*cc_request)))),
     ]
+
+
+def without_signature() -> None:
+    """The last rows: the RS256 signature replaced by a constant of its size. The steps of the
+    view add up to less than the view with the real signature: between the rest of the request
+    the signature itself costs more than alone (the CPU's caches), and these rows show it."""
+    from tokens import jws
+
+    jws.sign = lambda private_key, alg, signing_input: b"\0" * 256
 
 
 def main() -> None:
@@ -204,6 +215,8 @@ def main() -> None:
         try:
             print(f"CPU us per call, median of {args.trials} x {args.calls} calls, in-process")
             for label, call in rows():
+                if label.startswith("client_credentials, signature a constant"):
+                    without_signature()
                 print(f"{label:44} {cpu_us(call, args.calls, args.trials):9.1f}", flush=True)
         finally:
             from django.db import connections

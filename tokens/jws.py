@@ -7,10 +7,9 @@ Two parts:
   segment of a key and `typ` is built once, a token is split and decoded once, and the algorithm
   is always the key's. With PyJWT's general-purpose path (options merging, the header decoded
   twice when the caller first reads `kid`, an encoder per call) `access_token_verify` cost 71 µs
-  in-process, 21 µs of it the RSA check; now 47 µs (var-free measurement in bench/README.md,
-  "Back channel without authlib"). tests/tokens/test_jws.py holds both to
-  PyJWT: RS256 tokens byte for byte, and the same accept/refuse verdict and reason on a corpus
-  of altered tokens and claims.
+  in-process, 21 µs of it the RSA check; now 47 µs (bench/README.md, "The back channel").
+  tests/tokens/test_jws.py holds both to PyJWT: RS256 tokens byte for byte, and the same
+  accept/refuse verdict and reason on a corpus of altered tokens and claims.
 - `_JWS`/`get_unverified_header`/`decode`: PyJWT 2.15 rejects a segment holding anything but the
   base64url alphabet by testing every byte in a Python generator (7-8 % of an introspection's
   CPU in py-spy). `_JWS` overrides only that check, with the same rules and errors, and `parse`

@@ -1,8 +1,8 @@
 """The client credentials grant (RFC 6749 §4.4): confidential clients acting for themselves.
 
 Served without authlib: its generic path (request wrapper, grant object, hooks, the
-authentication registry) cost as much as everything else in this grant but the signature
-(bench/README.md). The rules are the ones authlib applied, in its order:
+authentication registry) cost more than the rest of this grant but the signature
+(bench/README.md, "The back channel"). The rules are the ones authlib applied, in its order:
 
 1. the client authenticates (`client_authenticate`: client_secret_basic, client_secret_post, or
    `none`, which only identifies a public client so that it gets unauthorized_client below
