@@ -101,7 +101,8 @@ def targets(report: dict) -> list[Target]:
             Target(
                 f"purge >= {PURGE_RATE_LIMIT:,} ended sessions per second",
                 rate >= PURGE_RATE_LIMIT,
-                f"{rate:,.0f}/s: {purge['sessions_deleted']:,} sessions in {purge['seconds']} s",
+                f"{rate:,.0f}/s: {purge['sessions_deleted']:,} sessions in {purge['seconds']} s"
+                + ("" if purge.get("completed", True) else " (stopped before the end)"),
             )
         )
         before, during = purge["refresh_before"]["p99_ms"], purge["refresh_during"]["p99_ms"]
