@@ -28,6 +28,10 @@ class AgentError(Exception):
     """A call failed in the agent; the message is one line."""
 
 
+class ScaleError(Exception):
+    """The scale run cannot go on; the message is one line (bench/scale.py prints it)."""
+
+
 class Agent:
     """A child process with Django set up on one database, answering calls by name."""
 

@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 
 from bench import run as bench_run
-from bench import scale, seed
+from bench import scale, scale_storage, seed
 from bench.scale_report import targets
 from tests.live import base_env, manage, run_python
 
@@ -286,8 +286,8 @@ def test_generated_sessions_are_in_the_state_asked_for():
 
 
 def test_round_robin_refreshes_each_session_in_turn_and_drops_failed_ones():
-    scenario = scale.round_robin_refresh()
-    state = scale.RoundRobin(["a" * 43, "b" * 43, "c" * 43])
+    scenario = scale_storage.round_robin_refresh()
+    state = scale_storage.RoundRobin(["a" * 43, "b" * 43, "c" * 43])
     method, path, body, _ = scenario.build(state)
     assert (method, path) == ("POST", "/api/v1/auth/refresh") and b"a" * 43 in body
     ok, state, usable = scenario.judge(200, b'{"refresh_token": "' + b"d" * 43 + b'"}', state)
@@ -295,7 +295,7 @@ def test_round_robin_refreshes_each_session_in_turn_and_drops_failed_ones():
     assert str(state) == "b" * 43
     ok, state, usable = scenario.judge(401, b"{}", state)
     assert not ok and usable and state.tokens == ["d" * 43, "c" * 43] and str(state) == "c" * 43
-    states = scale.round_robin_states([str(i) for i in range(10)], 3)
+    states = scale_storage.round_robin_states([str(i) for i in range(10)], 3)
     assert [len(s.tokens) for s in states] == [4, 3, 3]
 
 
@@ -321,7 +321,7 @@ def _report(ratio=1.05, per_session=(500, 900, 905, 910)):
         },
         "storage": {
             "checkpoints": points,
-            "growth": scale.growth(points, 10_000),
+            "growth": scale_storage.growth(points, 10_000),
             "login_check": {"same": True, "login": {}, "sign_in": {}, "login_status": 200},
         },
         "purge": {
@@ -355,7 +355,7 @@ def test_growth_counts_from_when_every_session_had_refreshed_once():
         {"refreshes": 10_000, "database": 3_000_000},
         {"refreshes": 1_010_000, "database": 3_004_000},
     ]
-    g = scale.growth(points, sessions=10_000)
+    g = scale_storage.growth(points, sessions=10_000)
     assert g["from_refreshes"] == 10_000
     assert g["per_million"] == pytest.approx(4_000)
     assert g["first_refresh_bytes_per_session"] == pytest.approx(299.9)
