@@ -5,9 +5,9 @@
         .venv/bin/python bench/query_plans.py [--sessions N]
 
 Creates (and afterwards drops) a scratch database, migrates it, fills it with N sessions (default
-1,000,000) of two refresh tokens each using generate_series, and prints EXPLAIN ANALYZE for:
-the refresh lookup (by token digest, FOR UPDATE), the live-token lookup of a session, a user's
-session list, and the purge selection.
+1,000,000, each holding its current refresh token's digest) using generate_series, and prints
+EXPLAIN ANALYZE for: the refresh's read and conditional rotation (both by primary key), the
+locked path's read, a user's session list, and the purge's two batch selections.
 """
 
 from __future__ import annotations
@@ -23,25 +23,30 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 QUERIES = {
-    "refresh: token by digest, locked": (
-        "SELECT t.*, s.* FROM tokens_refreshtoken t JOIN tokens_session s ON s.id = t.session_id "
-        "WHERE t.token_hash = %(hash)s FOR UPDATE OF t, s"
+    "refresh: the session named by the token, with its user": (
+        "SELECT s.*, u.* FROM tokens_session s JOIN accounts_user u ON u.id = s.user_id "
+        "WHERE s.id = %(sid)s"
     ),
-    "grace: live token of a session": (
-        "SELECT id FROM tokens_refreshtoken WHERE session_id = %(sid)s "
-        "AND consumed_at IS NULL AND revoked_at IS NULL"
+    "refresh: the conditional rotation (a HOT update)": (
+        "UPDATE tokens_session SET refresh_digest = %(new)s, rotations = rotations + 1, "
+        "refresh_spent_at = now(), last_used_at = now(), idle_expires_at = now() "
+        "WHERE id = %(sid)s AND refresh_digest = %(digest)s RETURNING rotations"
+    ),
+    "locked path: the session, locked": (
+        "SELECT * FROM tokens_session WHERE id = %(sid)s FOR UPDATE"
     ),
     "session list of a user": (
         "SELECT * FROM tokens_session WHERE user_id = %(uid)s AND revoked_at IS NULL "
         "AND expires_at > now() AND idle_expires_at > now() ORDER BY last_used_at DESC"
     ),
-    "purge: ended sessions (batch)": (
-        "SELECT id FROM tokens_session WHERE revoked_at < now() - interval '30 days' "
-        "OR idle_expires_at < now() - interval '30 days' LIMIT 5000"
+    "purge: candidates ended by time (batch)": (
+        "SELECT id, ends_not_before, idle_expires_at < now() - interval '30 days' "
+        "FROM tokens_session WHERE ends_not_before >= '-infinity' "
+        "AND ends_not_before < now() - interval '30 days' ORDER BY ends_not_before LIMIT 5000"
     ),
-    "purge: tokens of a batch": (
-        "SELECT count(*) FROM tokens_refreshtoken WHERE session_id IN "
-        "(SELECT id FROM tokens_session WHERE revoked_at < now() - interval '30 days' LIMIT 5000)"
+    "purge: revoked sessions (batch)": (
+        "SELECT id, revoked_at FROM tokens_session WHERE revoked_at >= '-infinity' "
+        "AND revoked_at < now() - interval '30 days' ORDER BY revoked_at LIMIT 5000"
     ),
 }
 
@@ -53,28 +58,20 @@ SELECT '!', false, 'plan' || g, '', '', 'plan' || g || '@example.com', false, tr
 FROM generate_series(1, %(users)s) g;
 
 INSERT INTO tokens_session (id, user_id, client_id, scope, audience, user_agent, created_at,
-    last_used_at, expires_at, idle_expires_at, revoked_at, revoke_reason, rotations)
+    last_used_at, expires_at, idle_expires_at, ends_not_before, revoked_at, revoke_reason,
+    rotations, refresh_digest)
 SELECT gen_random_uuid(), (SELECT min(id) FROM accounts_user) + (g %% %(users)s), 'authserver',
     '', 'api', 'bench', now() - age, now(),
     now() + interval '30 days' - age, now() + interval '7 days' - age,
+    now() + interval '7 days' - age,
     CASE WHEN g %% 10 = 0 THEN now() - (g %% 45) * interval '1 day' END,
-    CASE WHEN g %% 10 = 0 THEN 'logout' ELSE '' END, 1
+    CASE WHEN g %% 10 = 0 THEN 'logout' ELSE '' END, 1, sha256(('a' || g)::bytea)
 FROM (
     -- A realistic mix: 95%% of sessions started in the last 6 days (live), 5%% are old ones
     -- (37-86 days: ended by time, purgeable); 10%% were logged out 0-44 days ago.
     SELECT g, CASE WHEN g %% 20 = 0 THEN (37 + g %% 50) ELSE g %% 7 END * interval '1 day' AS age
     FROM generate_series(1, %(sessions)s) g
 ) s;
-
-INSERT INTO tokens_refreshtoken (session_id, parent_id, token_hash, created_at, expires_at,
-    consumed_at, revoked_at)
-SELECT id, NULL, sha256(('a' || id::text)::bytea), now(), now() + interval '7 days',
-    now(), NULL FROM tokens_session;
-
-INSERT INTO tokens_refreshtoken (session_id, parent_id, token_hash, created_at, expires_at,
-    consumed_at, revoked_at)
-SELECT t.session_id, t.id, sha256(('b' || t.session_id::text)::bytea), now(),
-    now() + interval '7 days', NULL, NULL FROM tokens_refreshtoken t;
 
 ANALYZE;
 """
@@ -103,24 +100,28 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         from django.db import connection
 
+        from sessions.services import PURGE_SCAN_SETTINGS
+
         started = time.monotonic()
         with connection.cursor() as cursor:
             users = max(args.sessions // 10, 1)
-            cursor.execute(FILL, {"users": users, "sessions": args.sessions})
-            cursor.execute("SELECT count(*) FROM tokens_refreshtoken")
-            tokens = cursor.fetchone()[0]
+            for statement in filter(str.strip, FILL.split(";\n")):
+                cursor.execute(statement, {"users": users, "sessions": args.sessions})
             print(
-                f"filled {args.sessions:,} sessions, {tokens:,} refresh tokens, {users:,} users "
+                f"filled {args.sessions:,} sessions, {users:,} users "
                 f"in {time.monotonic() - started:.0f} s\n"
             )
             cursor.execute(
-                "SELECT token_hash, session_id, (SELECT user_id FROM tokens_session s "
-                "WHERE s.id = session_id) FROM tokens_refreshtoken ORDER BY id DESC LIMIT 1"
+                "SELECT refresh_digest, id, user_id FROM tokens_session "
+                "WHERE revoked_at IS NULL ORDER BY created_at DESC LIMIT 1"
             )
             digest, sid, uid = cursor.fetchone()
-            params = {"hash": digest, "sid": sid, "uid": uid}
+            params = {"digest": digest, "new": bytes(32), "sid": sid, "uid": uid}
             for title, sql in QUERIES.items():
                 cursor.execute("BEGIN")
+                if title.startswith("purge"):
+                    for setting in PURGE_SCAN_SETTINGS:
+                        cursor.execute(setting)
                 cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING ON) " + sql, params)
                 plan = "\n".join("    " + row[0] for row in cursor.fetchall())
                 cursor.execute("ROLLBACK")

@@ -223,13 +223,25 @@ class AuthorizationCode(models.Model):
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     consumed_at = models.DateTimeField(null=True, blank=True)
+    # No database constraint on a reference to a session (why: sessions/models.py, above
+    # SessionQuerySet): the purge clears these in its own statement.
     session = models.ForeignKey(
-        "authsessions.Session", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "authsessions.Session",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     # The browser sign-in that approved the request: the session the exchange starts hangs
     # from it, and the exchange fails once it has ended.
     browser_session = models.ForeignKey(
-        "authsessions.Session", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "authsessions.Session",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
 
     class Meta:

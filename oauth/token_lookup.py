@@ -1,7 +1,8 @@
 """Finding what a presented token is, for revocation (RFC 7009) and introspection (RFC 7662).
 
 Access tokens are verified as any API would (signature by a published key, issuer, expiry) and
-then tied to their session by `sid`; refresh tokens are looked up by their SHA-256 digest.
+then tied to their session by `sid`; refresh tokens name their session, whose row says whether
+the token is its current one (sessions.services.refresh_token_inspect).
 Either way the answer is "this token, of this client, in this session" or nothing.
 """
 
@@ -18,8 +19,8 @@ from accounts.selectors import user_get_by_sub
 from authserver.conf import get_config
 from oauth.clients import client_token_is_current
 from sessions.apis import FIRST_PARTY_CLIENT_ID
-from sessions.models import RefreshToken, Session
-from sessions.services import refresh_token_hash, session_get, session_is_usable
+from sessions.models import Session
+from sessions.services import refresh_token_inspect, session_get, session_is_usable
 from tokens.issuance import OPERATOR_CLIENT_ID
 from tokens.revocation import access_token_is_denied
 from tokens.verification import (
@@ -39,7 +40,8 @@ class FoundToken:
     client_id: str
     session: Session | None
     claims: dict[str, Any]
-    refresh_row: RefreshToken | None = None
+    # A refresh token: whether it is its session's current one (the others are spent).
+    refresh_current: bool | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"FoundToken(kind={self.kind!r}, client_id={self.client_id!r})"
@@ -79,20 +81,16 @@ def _uuid(value: Any) -> str | None:
 def _refresh_token(value: str) -> FoundToken | None:
     if not value.isascii() or not 20 <= len(value) <= 100 or "." in value:
         return None
-    row = (
-        RefreshToken.objects.select_related("session", "session__user")
-        .filter(token_hash=refresh_token_hash(value))
-        .first()
-    )
-    if row is None:
+    state = refresh_token_inspect(value=value)
+    if state is None:
         return None
-    session = row.session
+    session = state.session
     claims = {
         "sub": session.user.sub,
         "client_id": session.client_id,
         "scope": session.scope,
-        "iat": int(row.created_at.timestamp()),
-        "exp": int(row.expires_at.timestamp()),
+        "iat": int(state.issued_at.timestamp()),
+        "exp": int(state.expires_at.timestamp()),
         "iss": get_config().issuer,
         "sid": str(session.id),
     }
@@ -101,7 +99,7 @@ def _refresh_token(value: str) -> FoundToken | None:
         client_id=session.client_id,
         session=session,
         claims=claims,
-        refresh_row=row,
+        refresh_current=state.current,
     )
 
 
@@ -124,9 +122,8 @@ def token_is_active(found: FoundToken, *, now: datetime | None = None) -> bool:
         return False
     if found.session is not None and not session_is_usable(session=found.session, now=now):
         return False
-    row = found.refresh_row
-    if row is not None:
-        return row.consumed_at is None and row.revoked_at is None and row.expires_at > now
+    if found.refresh_current is not None:
+        return found.refresh_current and found.claims["exp"] > now.timestamp()
     if found.session is None:
         # A user's token without a session (issue_access_token --sub): its user must still be
         # active (CVE-2024-22513 class). A client's own token names the client, not a UUID.

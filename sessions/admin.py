@@ -1,7 +1,7 @@
 """Sessions in the admin: who is signed in where, and a way to end a session at once.
 
-Read-only: a session changes only through sessions/services.py. The refresh-token inline shows
-the chain's timestamps, never a token or its digest.
+Read-only: a session changes only through sessions/services.py. Neither a refresh token nor its
+digest is shown; the inline lists the timestamps of old-format token rows (before issue 15.1).
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ class SessionAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
-    readonly_fields = [field.name for field in Session._meta.fields]
+    # Never the current refresh token's digest; its generation (rotations) and timestamps show.
+    exclude = ("refresh_digest",)
+    readonly_fields = [f.name for f in Session._meta.fields if f.name != "refresh_digest"]
     inlines = [RefreshTokenInline]
     actions = ["revoke_sessions"]
 

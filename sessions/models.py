@@ -8,11 +8,17 @@ A Session is what a sign-in creates and what a logout ends:
 - an OAuth grant (`client_id` of the client), started by a code exchange. Its `parent` is the
   browser sign-in that approved the code.
 
-Together they form one tree per browser: browser sign-in -> OAuth grants -> refresh tokens.
-Ending a node ends everything under it (sessions/services.py `_revoke_rows`). Every refresh token
-belongs to exactly one Session and, after the first, has the token it was rotated from as
-`parent`. Only a SHA-256 digest of a refresh token is stored: the value itself exists only in the
-response that carried it to the client.
+Together they form one tree per browser: browser sign-in -> OAuth grants.
+Ending a node ends everything under it (sessions/services.py `_revoke_rows`).
+
+A session's refresh tokens live in its own row (issue 15.1): the SHA-256 digest of the current
+token, its generation (`rotations`) and when the one before it was spent. Each token names its
+session and generation and carries a MAC (sessions/refresh_tokens.py), so an earlier token is
+recognised, and its reuse detected, without a row of its own: a session is one row however often
+it refreshes, and a refresh updates no indexed column (a HOT update in PostgreSQL, which needs no
+new index entry and whose old version is pruned on the page). The value of a token exists only in
+the response that carried it to the client. `RefreshToken` holds tokens issued before this
+format; new sessions write none, and rows leave with their sessions (purge_expired_sessions).
 """
 
 from __future__ import annotations
@@ -21,6 +27,17 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+
+# Why references to a session have no constraint: a grant's parent, an authorization code's
+# sessions and old-format token rows carry no FOREIGN KEY constraint in the database. The purge
+# deletes millions of ended sessions, and PostgreSQL checks each constraint on a deleted row with
+# one query per row at commit: with the four constraints the purge spent 30 microseconds of
+# database CPU per session instead of 2.5, and deleted 11 thousand sessions a second instead of
+# 112 thousand (bench/purge_cost.py, bench/README.md "Purge"). The references
+# are kept whole by the only two ways a session is deleted: the ORM (which applies on_delete) and
+# the purge, whose one statement per batch applies each relation's on_delete, read from these
+# models (sessions/services.py `_purge_sql`). Nothing creates a reference to an ended session: a
+# grant or a code needs a live browser sign-in, and the purge deletes only sessions long ended.
 
 
 class SessionQuerySet(models.QuerySet):
@@ -63,6 +80,7 @@ class Session(models.Model):
     client_id = models.CharField(max_length=100, blank=True, default="")
     # The browser sign-in an OAuth grant came from; ending it ends the grant. SET_NULL: an ended
     # parent may be purged before its children.
+    # No database constraint on any reference to a session (see above SessionQuerySet).
     parent = models.ForeignKey(
         "self",
         on_delete=models.SET_NULL,
@@ -70,6 +88,7 @@ class Session(models.Model):
         blank=True,
         related_name="children",
         db_index=False,  # the partial index below: most sessions have no parent
+        db_constraint=False,
     )
     scope = models.CharField(max_length=1000, blank=True, default="")
     # Space-separated audiences of the access tokens issued in this session.
@@ -85,7 +104,20 @@ class Session(models.Model):
     revoke_reason = models.CharField(
         max_length=32, choices=RevokeReason.choices, blank=True, default=""
     )
+    # The generation of the current refresh token: how many times the session rotated.
     rotations = models.PositiveIntegerField(default=0)
+    # SHA-256 of the current refresh token; NULL for a session without one (a browser sign-in,
+    # a grant without offline_access) and for sessions still on a token of the old format.
+    refresh_digest = models.BinaryField(max_length=32, null=True, blank=True, editable=False)
+    # When the token before the current one was spent: a request that presented it earlier lost
+    # a race and is no replay, and the opt-in grace window counts from here. NULL after a
+    # grace-window reissue (its predecessor was revoked, not spent) and before the first rotation.
+    refresh_spent_at = models.DateTimeField(null=True, blank=True)
+    # A time no later than the session's end by time, for purge_expired_sessions to find ended
+    # sessions by index. It is NOT moved by a refresh (idle_expires_at is, and so is not
+    # indexed: a refresh then changes no indexed column); the purge moves it forward when it
+    # finds the session still live. NULL (rows written before it existed): the purge checks it.
+    ends_not_before = models.DateTimeField(null=True, blank=True)
 
     objects = SessionQuerySet.as_manager()
 
@@ -99,9 +131,9 @@ class Session(models.Model):
                 name="tokens_session_user_live",
                 condition=models.Q(revoked_at__isnull=True),
             ),
-            # purge_expired_sessions: sessions that ended by time (idle_expires_at never exceeds
-            # expires_at, so it alone says when a session ended by time), or were revoked.
-            models.Index(fields=["idle_expires_at"], name="tokens_session_idle_expires"),
+            # purge_expired_sessions: the candidates for having ended by time (see
+            # ends_not_before), or were revoked (below).
+            models.Index(fields=["ends_not_before"], name="tokens_session_ends_nb"),
             # The grants a browser sign-in approved, ended with it (sessions/services.py).
             models.Index(
                 fields=["parent"],
@@ -131,9 +163,15 @@ class Session(models.Model):
 
 
 class RefreshToken(models.Model):
-    """A refresh token, known only by its SHA-256 digest."""
+    """A refresh token of the old format (before issue 15.1), known only by its SHA-256 digest.
 
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="refresh_tokens")
+    Read when such a token is presented (it is then rotated into the session row) and deleted
+    with its session; nothing new is written here. A later release drops the table once every
+    session that had rows has been purged (AUTHSERVER_SESSION_MAX_AGE plus the retention)."""
+
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="refresh_tokens", db_constraint=False
+    )
     # One-to-one: a token is rotated at most once, so the database itself refuses a second child
     # (a double spend) even if the row lock were ever bypassed. A grace-window reissue hangs the
     # new token under the successor it replaces, keeping the chain linear.

@@ -26,6 +26,14 @@ REVIEWED = {
     "change); the new parent column is nullable",
     ("oauth", "0005_client_tokens_valid_after"): "AlterField only changes the help text of "
     "audiences (no schema change); the new tokens_valid_after column is nullable",
+    ("authsessions", "0002_refresh_in_session"): "nullable columns; the index is built "
+    "CONCURRENTLY; the dropped idle_expires_at index only served the purge (the previous "
+    "release's purge still works, slower); fillfactor applies to new pages, no rewrite",
+    ("authsessions", "0003_references_without_constraints"): "AlterField only drops the FOREIGN "
+    "KEY constraints of references to a session (db_constraint=False); the previous release "
+    "never relied on them failing, and its deletes go through the ORM, which applies on_delete",
+    ("oauth", "0006_code_sessions_without_constraints"): "AlterField only drops the FOREIGN KEY "
+    "constraints of the code's session links (db_constraint=False), as authsessions 0003",
 }
 
 UNSAFE = (

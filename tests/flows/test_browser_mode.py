@@ -6,6 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from sessions.apis import REFRESH_COOKIE_NAME
+from sessions.refresh_tokens import TOKEN_LENGTH
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +46,7 @@ def test_login_sets_a_strict_httponly_secure_cookie_and_no_body_token(browser, m
     assert cookie["secure"] is True
     assert cookie["samesite"] == "Strict"
     assert cookie["path"] == "/api/v1/auth/"
-    assert len(cookie.value) == 43
+    assert len(cookie.value) == TOKEN_LENGTH
 
 
 def test_login_without_csrf_token_is_refused(browser, make_user):

@@ -1,5 +1,4 @@
-"""`purge_expired_sessions`: ended sessions go after the retention; live ones (and their spent
-tokens, needed for reuse detection) stay."""
+"""`purge_expired_sessions`: ended sessions go after the retention; live ones stay."""
 
 from __future__ import annotations
 
@@ -11,8 +10,16 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from oauth.clients import client_create
+from oauth.models import AuthorizationCode
 from sessions.models import RefreshToken, Session
-from sessions.services import refresh_token_rotate, session_revoke, session_start
+from sessions.services import (
+    browser_session_start,
+    refresh_token_rotate,
+    session_references,
+    session_revoke,
+    session_start,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -44,12 +51,93 @@ def test_purges_only_sessions_that_ended_before_the_retention(make_user, setting
     assert "would delete 2 session(s)" in purge("--dry-run")
     assert Session.objects.count() == 4
     output = purge()
-    assert "deleted 2 session(s) and 2 refresh token(s)" in output
+    assert "deleted 2 session(s) and 0 refresh token(s)" in output
     remaining = set(Session.objects.values_list("pk", flat=True))
     assert remaining == {live.session.pk, revoked_recently.session.pk}
     assert not Session.objects.filter(pk=idle_long_ago.session.pk).exists()
-    # The live session keeps its spent token, so replaying it is still detected as reuse.
-    assert RefreshToken.objects.filter(session=live.session).count() == 2
+    refresh_token_rotate(value=live.refresh_token, client_id="authserver")
+
+
+def test_a_live_session_found_by_its_old_bound_is_kept_and_its_bound_moved(make_user, settings):
+    """A refresh does not move `ends_not_before` (so it stays a HOT update); the purge finds
+    such a session among its candidates, keeps it, and moves the bound to its idle deadline so
+    it is not looked at again until then. Rows without a bound (written before it existed) get
+    one."""
+    settings.AUTHSERVER_SESSION_RETENTION_DAYS = 30
+    user = make_user()
+    now = timezone.now()
+    kept = start(user, now - timedelta(days=5))
+    Session.objects.filter(pk=kept.session.pk).update(ends_not_before=now - timedelta(days=60))
+    unbounded = start(user, now)
+    Session.objects.filter(pk=unbounded.session.pk).update(ends_not_before=None)
+    ended_unbounded = start(user, now - timedelta(days=90))
+    Session.objects.filter(pk=ended_unbounded.session.pk).update(ends_not_before=None)
+
+    assert "deleted 1 session(s)" in purge()
+    rows = {s.pk: s for s in Session.objects.all()}
+    assert set(rows) == {kept.session.pk, unbounded.session.pk}
+    for row in rows.values():
+        assert row.ends_not_before == row.idle_expires_at
+    refresh_token_rotate(value=kept.refresh_token, client_id="authserver")
+
+
+def test_the_purge_clears_what_refers_to_a_deleted_session(make_user):
+    """A grant whose browser sign-in is purged keeps living without its parent (SET_NULL), and
+    refresh tokens of the old format go with their session (CASCADE), in the purge's one
+    statement per batch."""
+    user = make_user()
+    old = timezone.now() - timedelta(days=400)
+    browser = browser_session_start(user=user, now=old)
+    session_revoke(session=browser, reason="logout", now=old)
+    grant = session_start(
+        user=user, client_id="app", audience=["api"], now=timezone.now(), parent=None
+    )
+    # Its own bound is behind too: the batch that deletes its parent also moves its bound, and
+    # both changes must land (one statement may modify a row only once).
+    Session.objects.filter(pk=grant.session.pk).update(parent=browser, ends_not_before=old)
+    legacy = start(user, old)
+    RefreshToken.objects.create(
+        session=legacy.session,
+        token_hash=b"\x01" * 32,
+        created_at=old,
+        expires_at=old,
+    )
+    session_revoke(session=legacy.session, reason="logout", now=old)
+
+    registered = client_create(
+        name="App",
+        client_type="confidential",
+        grant_types=["authorization_code"],
+        redirect_uris=["https://app.example/cb"],
+        scopes=["openid"],
+    )
+    code = AuthorizationCode.objects.create(
+        code_hash="0" * 64,
+        client=registered.client,
+        user=user,
+        redirect_uri="https://app.example/cb",
+        auth_time=old,
+        created_at=old,
+        expires_at=old,
+        session=legacy.session,
+        browser_session=browser,
+    )
+
+    assert "deleted 2 session(s) and 1 refresh token(s)" in purge()
+    kept = Session.objects.get(pk=grant.session.pk)
+    assert kept.parent_id is None and kept.ends_not_before == kept.idle_expires_at
+    assert not RefreshToken.objects.exists()
+    code.refresh_from_db()
+    assert code.session_id is None and code.browser_session_id is None
+    # Nothing anywhere refers to a session that is gone (no constraint says so: the purge does).
+    with connection.cursor() as cursor:
+        for relation in session_references():
+            table, column = relation.related_model._meta.db_table, relation.field.column
+            cursor.execute(
+                f"SELECT count(*) FROM {table} WHERE {column} IS NOT NULL AND {column} NOT IN "  # noqa: S608
+                "(SELECT id FROM tokens_session)"
+            )
+            assert cursor.fetchone()[0] == 0, (table, column)
 
 
 def test_purge_works_in_batches(make_user):
@@ -67,12 +155,18 @@ def test_purge_works_in_batches(make_user):
     [
         ("SELECT * FROM tokens_refreshtoken WHERE token_hash = '\\x00'::bytea", "token_hash"),
         (
-            "SELECT id FROM tokens_session WHERE revoked_at < now() OR idle_expires_at < now()",
+            "SELECT id FROM tokens_session WHERE ends_not_before >= now() - interval '1 year' "
+            "AND ends_not_before < now() ORDER BY ends_not_before LIMIT 5000",
+            "tokens_session_ends_nb",
+        ),
+        (
+            "SELECT id FROM tokens_session WHERE revoked_at >= now() - interval '1 year' "
+            "AND revoked_at < now() ORDER BY revoked_at LIMIT 5000",
             "tokens_session_revoked",
         ),
         (
-            "SELECT id FROM tokens_session WHERE revoked_at < now() OR idle_expires_at < now()",
-            "tokens_session_idle_expires",
+            "SELECT id FROM tokens_session WHERE ends_not_before IS NULL LIMIT 5000",
+            "tokens_session_ends_nb",
         ),
         (
             "SELECT id FROM tokens_refreshtoken WHERE session_id = "
