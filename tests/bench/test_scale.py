@@ -212,12 +212,20 @@ def test_seeding_fills_every_table_keeps_migrates_indexes_and_fails_in_one_line(
             )
             assert one(purgeable) == 500
             assert one("SELECT count(*) FROM tokens_session WHERE user_id > 300") == 0
+            # ends_not_before is a lower bound of the end by time (sessions/models.py).
+            bound = "ends_not_before <= least(expires_at, idle_expires_at)"
+            assert one(f"SELECT count(*) FROM tokens_session WHERE {bound}") == 750  # noqa: S608
             assert one("SELECT count(*) FROM audit_authevent") == 3000
             assert one(
                 "SELECT count(*) FROM audit_authevent a JOIN accounts_user u "
                 "ON u.id = a.user_id AND u.public_id = a.user_public_id"
             ) == one("SELECT count(*) FROM audit_authevent WHERE user_id IS NOT NULL")
             assert one("SELECT min(occurred_at) > now() - interval '365 days' FROM audit_authevent")
+            # The purge finds exactly the sessions that ended before the retention period.
+            purged = manage("purge_expired_sessions", env=base_env(DATABASE_URL=url), timeout=120)
+            assert purged.returncode == 0, purged.stderr
+            assert purged.stdout.startswith("deleted 500 session(s)"), purged.stdout
+            assert one("SELECT count(*) FROM tokens_session") == 250
             # A new user still gets an id after the seeded ones.
             conn.execute(
                 "INSERT INTO accounts_user (password, is_superuser, username, first_name, "
