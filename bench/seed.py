@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 
 DAY = 86400.0
@@ -419,13 +419,15 @@ def schema_indexes(conn) -> list[tuple[str, str, str]]:
 
 def droppable_indexes(conn, table: str) -> list[tuple[str, str]]:
     """(name, definition) of the table's own indexes that back no constraint (primary keys and
-    unique constraints stay; foreign keys point at them)."""
+    unique constraints stay; foreign keys point at them), in the order they were made: an index
+    on a partitioned table makes one per partition, named after the partition and the columns,
+    and re-creating them in the same order gives every one its old name."""
     return conn.execute(
         "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
         "JOIN pg_class i ON i.oid = x.indexrelid "
         "WHERE x.indrelid = %s::regclass "
         "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) "
-        "ORDER BY 1",
+        "ORDER BY x.indexrelid",
         [table],
     ).fetchall()
 
@@ -463,11 +465,15 @@ def seed_database(url: str, sizes: Sizes, world: World, seed: int = 15) -> dict:
     """COPY users, sessions (live, ended, retained) and audit events into the migrated database
     at `url`; returns what was done and how long each step took. Raises SeedError."""
     import psycopg
+    from django.db import connection
 
     from accounts.models import User
     from audit.models import AuthEvent
     from sessions.models import Session
 
+    if connection.settings_dict["NAME"] != url.rsplit("/", 1)[-1]:
+        # The models' own code (audit partitions) runs on Django's connection: it must be this.
+        raise SeedError("seed_database runs where Django is set up on the database it seeds")
     salt = random.Random(seed).getrandbits(128)
     ips = ip_pool(random.Random(seed + 1))
     report: dict = {"tables": [], "foreign_key_checks": "on"}
@@ -481,7 +487,7 @@ def seed_database(url: str, sizes: Sizes, world: World, seed: int = 15) -> dict:
                 report["foreign_key_checks"] = "skipped (session_replication_role = replica)"
             except psycopg.errors.InsufficientPrivilege:
                 pass
-            audit_partitions_prepare(conn, world)
+            report["audit_partitions_created"] = audit_partitions_prepare(conn, world)
             before = schema_indexes(conn)
             plans = _plans(world, sizes, salt, ips)
             for model in (User, Session, AuthEvent):
@@ -559,11 +565,27 @@ def _progress(line: str) -> None:
     print(f"  seed: {line}", file=sys.stderr, flush=True)
 
 
-def audit_partitions_prepare(conn, world: World) -> None:
-    """A partitioned audit table needs its partitions before COPY can route rows into them."""
+def audit_partitions_prepare(conn, world: World) -> int:
+    """A partitioned audit table (issue 15.2) gets its week partitions for the seeded year (and
+    the weeks ahead that maintenance keeps), made by the project's own code, so that COPY into
+    the parent routes each row to its week rather than to the DEFAULT partition. Returns how
+    many were created."""
     kind = conn.execute(
         "SELECT relkind FROM pg_class WHERE oid = 'audit_authevent'::regclass"
     ).fetchone()[0]
     if kind != "p":
-        return
-    raise SeedError("audit_authevent is partitioned and bench/seed.py does not create partitions")
+        return 0
+    try:
+        from audit.partitions import audit_partitions_create, audit_partitions_create_ahead
+    except ImportError:
+        raise SeedError(
+            "audit_authevent is partitioned but audit.partitions has no audit_partitions_create"
+        ) from None
+    from django.db import connections
+
+    now = datetime.fromtimestamp(world.now, UTC)
+    start = datetime.fromtimestamp(world.now - world.audit_days * DAY, UTC)
+    created = list(audit_partitions_create(start=start, end=now))
+    created += list(audit_partitions_create_ahead(now=now))
+    connections.close_all()
+    return len(created)

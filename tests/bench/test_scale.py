@@ -8,6 +8,7 @@ import os
 import random
 import time
 import uuid
+from dataclasses import asdict
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -16,6 +17,7 @@ from psycopg import sql
 
 from bench import run as bench_run
 from bench import scale, scale_storage, seed
+from bench.scale_agent import Agent, AgentError
 from bench.scale_report import targets
 from tests.live import base_env, manage, run_python
 
@@ -178,70 +180,80 @@ def _world(users: int) -> seed.World:
 
 @pytest.mark.slow
 def test_seeding_fills_every_table_keeps_migrates_indexes_and_fails_in_one_line(database_name):
-    """COPY of a small database, checked through SQL: the counts, who is live and who the purge
-    would delete, unique public ids, the indexes migrate made; then the same seeding refused by
-    a read-only database stops with one line."""
+    """COPY of a small database by the agent (bench/scale_agent.py), checked through SQL: the
+    counts, who is live and who the purge deletes, unique public ids, the indexes migrate made;
+    then the same seeding refused by a read-only database stops with one line."""
     marker = scale.owner_marker("t")
     sizes = seed.Sizes(
         users=300, live_sessions=200, ended_sessions=500, retained_sessions=50, audit_events=3000
     )
     with scale.owned_database(ADMIN_URL, database_name, marker) as url:
-        migrated = manage("migrate", "--noinput", env=base_env(DATABASE_URL=url), timeout=120)
+        env = base_env(DATABASE_URL=url)
+        migrated = manage("migrate", "--noinput", env=env, timeout=120)
         assert migrated.returncode == 0, migrated.stderr
         with psycopg.connect(url, autocommit=True) as conn:
             migrated_indexes = seed.schema_indexes(conn)
-        report = seed.seed_database(url, sizes, _world(sizes.users))
-        assert report["indexes_checked"] == len(migrated_indexes)
-        assert [t["rows"] for t in report["tables"]] == [300, 750, 3000]
-        with psycopg.connect(url, autocommit=True) as conn:
-            assert seed.schema_indexes(conn) == migrated_indexes
-
-            def one(query: str):
-                return conn.execute(query).fetchone()[0]
-
-            assert one("SELECT count(DISTINCT public_id) FROM accounts_user") == 300
-            assert one("SELECT max(id) FROM accounts_user") == 300
-            live = (
-                "SELECT count(*) FROM tokens_session WHERE revoked_at IS NULL AND "
-                "expires_at > now() AND idle_expires_at > now() AND idle_expires_at <= expires_at"
-            )
-            assert one(live) == 200
-            purgeable = (
-                "SELECT count(*) FROM tokens_session WHERE revoked_at < now() - interval "
-                "'30 days' OR idle_expires_at < now() - interval '30 days'"
-            )
-            assert one(purgeable) == 500
-            assert one("SELECT count(*) FROM tokens_session WHERE user_id > 300") == 0
-            # ends_not_before is a lower bound of the end by time (sessions/models.py).
-            bound = "ends_not_before <= least(expires_at, idle_expires_at)"
-            assert one(f"SELECT count(*) FROM tokens_session WHERE {bound}") == 750  # noqa: S608
-            assert one("SELECT count(*) FROM audit_authevent") == 3000
-            assert one(
-                "SELECT count(*) FROM audit_authevent a JOIN accounts_user u "
-                "ON u.id = a.user_id AND u.public_id = a.user_public_id"
-            ) == one("SELECT count(*) FROM audit_authevent WHERE user_id IS NOT NULL")
-            assert one("SELECT min(occurred_at) > now() - interval '365 days' FROM audit_authevent")
-            # The purge finds exactly the sessions that ended before the retention period.
-            purged = manage("purge_expired_sessions", env=base_env(DATABASE_URL=url), timeout=120)
-            assert purged.returncode == 0, purged.stderr
-            assert purged.stdout.startswith("deleted 500 session(s)"), purged.stdout
-            assert one("SELECT count(*) FROM tokens_session") == 250
-            # A new user still gets an id after the seeded ones.
-            conn.execute(
-                "INSERT INTO accounts_user (password, is_superuser, username, first_name, "
-                "last_name, email, is_staff, is_active, date_joined, public_id) VALUES "
-                "('!', false, 'after', '', '', 'after@x.invalid', false, true, now(), "
-                "gen_random_uuid())"
-            )
-            assert one("SELECT id FROM accounts_user WHERE username = 'after'") == 301
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(
-                    sql.Identifier(database_name)
-                )
-            )
-        with pytest.raises(seed.SeedError) as failed:
-            seed.seed_database(url, sizes, _world(sizes.users))
+        agent = Agent(env)
+        try:
+            setup = agent.call("setup", "pw")
+            arguments = (url, asdict(sizes), setup["password_hash"], setup["apps"], 15)
+            report = agent.call("seed", *arguments)
+            _seeded_database_check(url, database_name, migrated_indexes, report)
+            with pytest.raises(AgentError) as failed:
+                agent.call("seed", *arguments)
+        finally:
+            agent.close()
         assert str(failed.value) == "cannot execute DROP INDEX in a read-only transaction"
+
+
+def _seeded_database_check(url: str, name: str, migrated_indexes: list, report: dict) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        partitions = report["audit_partitions_created"]
+        assert len(seed.schema_indexes(conn)) == report["indexes_checked"]
+        assert report["indexes_checked"] >= len(migrated_indexes) + partitions
+        assert [t["rows"] for t in report["tables"]] == [300, 750, 3000]
+
+        def one(query: str):
+            return conn.execute(query).fetchone()[0]
+
+        assert one("SELECT count(DISTINCT public_id) FROM accounts_user") == 300
+        live = (
+            "SELECT count(*) FROM tokens_session WHERE revoked_at IS NULL AND "
+            "expires_at > now() AND idle_expires_at > now() AND idle_expires_at <= expires_at"
+        )
+        assert one(live) == 200
+        assert one("SELECT count(*) FROM tokens_session WHERE user_id > 300") == 0
+        # ends_not_before is a lower bound of the end by time (sessions/models.py).
+        bound = "ends_not_before <= least(expires_at, idle_expires_at)"
+        assert one(f"SELECT count(*) FROM tokens_session WHERE {bound}") == 750  # noqa: S608
+        # (plus the client.created events of the agent's set-up)
+        seeded = "SELECT count(*) FROM audit_authevent WHERE event_type <> 'client.created'"
+        assert one(seeded) == 3000
+        assert one(
+            "SELECT count(*) FROM audit_authevent a JOIN accounts_user u "
+            "ON u.id = a.user_id AND u.public_id = a.user_public_id"
+        ) == one("SELECT count(*) FROM audit_authevent WHERE user_id IS NOT NULL")
+        assert one("SELECT min(occurred_at) > now() - interval '365 days' FROM audit_authevent")
+        if partitions:  # every event in its week's partition, none in DEFAULT
+            assert one("SELECT count(*) FROM audit_authevent_default") == 0
+        # The purge finds exactly the sessions that ended before the retention period.
+        purged = manage("purge_expired_sessions", env=base_env(DATABASE_URL=url), timeout=120)
+        assert purged.returncode == 0, purged.stderr
+        assert purged.stdout.startswith("deleted 500 session(s)"), purged.stdout
+        assert one("SELECT count(*) FROM tokens_session") == 250
+        # A new user still gets an id after the seeded ones.
+        conn.execute(
+            "INSERT INTO accounts_user (password, is_superuser, username, first_name, "
+            "last_name, email, is_staff, is_active, date_joined, public_id) VALUES "
+            "('!', false, 'after', '', '', 'after@x.invalid', false, true, now(), "
+            "gen_random_uuid())"
+        )
+        assert one("SELECT id FROM accounts_user WHERE username = 'after'") == 301
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(
+                sql.Identifier(name)
+            )
+        )
 
 
 def test_columns_come_from_the_model_and_unknown_required_ones_are_named():
