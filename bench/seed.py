@@ -443,7 +443,9 @@ def indexes_drop(conn, table: str) -> list[tuple[str, str]]:
 
 def indexes_create(conn, dropped: list[tuple[str, str]]) -> None:
     for _name, definition in dropped:
-        conn.execute(definition)
+        # An index of a partitioned table made ON ONLY the parent had its partitions' indexes
+        # attached one by one; without ONLY, PostgreSQL makes (and names) them all in one go.
+        conn.execute(definition.replace(" ON ONLY ", " ON ", 1))
 
 
 # --- The whole database -----------------------------------------------------------------------
