@@ -17,6 +17,10 @@ class AuthEvent(models.Model):
     `user` is cleared if the account is deleted, `user_public_id` (the `sub`) is kept so the
     history of a deleted account stays searchable. `details` never holds a secret: the service
     redacts password/token/secret/code keys before anything is stored or logged.
+
+    On PostgreSQL the table is partitioned by week on `occurred_at` (audit/partitions.py,
+    migration 0002): there its primary key is (occurred_at, id) and `audit_event_id_idx` indexes
+    `id`, which stays the primary key for Django. Nothing here changes with it.
     """
 
     # Free text, not `choices`: new event names (audit.events.EventType) need no migration.

@@ -1,5 +1,5 @@
-"""Recording security events: one database row and one JSON log line per event; deleting them
-after the retention (`audit_events_purge`)."""
+"""Recording security events: one database row and one JSON log line per event; removing them
+after the retention (`audit_events_purge`; the partitions themselves are in audit/partitions.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ipaddress
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,12 @@ from django.utils import timezone
 from accounts.network import client_ip
 from audit.events import EventType
 from audit.models import CLIENT_ID_MAX_LENGTH, USER_AGENT_MAX_LENGTH, AuthEvent
+from audit.partitions import (
+    TrailChange,
+    audit_leftover_events_delete,
+    audit_partitions_drop_expired,
+    audit_table_is_partitioned,
+)
 from authserver.logs import JsonMessage
 
 logger = logging.getLogger("authserver.audit")
@@ -270,29 +276,59 @@ def audit_log_payload(event: AuthEvent) -> dict[str, Any]:
 
 def audit_events_purge(
     *, occurred_before: datetime, batch_size: int = 5000, dry_run: bool = False
-) -> int:
-    """Delete events that occurred before `occurred_before`, `batch_size` rows per statement
-    (each its own short transaction, so a large purge never holds one long lock); the number
-    deleted, or with `dry_run` the number that would be.
+) -> Iterator[TrailChange]:
+    """Remove the events that occurred before `occurred_before`; yields each step as it is made.
 
-    The one place that deletes from the trail: when the table is partitioned by time, this
-    becomes dropping whole partitions, and callers (purge_audit_events) stay as they are. The
-    purge itself is audited (audit.purged), after the deletion, so its row is never purged by it.
+    On PostgreSQL (audit/partitions.py): every week partition whose whole week is older is
+    dropped (one DROP TABLE each, whatever its size), then the expired rows of the DEFAULT and
+    legacy partitions are deleted in batches; a week partition straddling the cutoff is kept
+    whole until its week is past. On SQLite (`make run`), the expired rows are deleted in
+    batches. `batch_size` rows per statement, each its own short transaction, so a purge never
+    holds one long lock; `dry_run` only reports.
+
+    The one place that removes events from the trail. The purge itself is audited
+    (audit.purged), after the removal, so its row is never removed by it.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    dropped: list[str] = []
+    if audit_table_is_partitioned():
+        for change in audit_partitions_drop_expired(
+            occurred_before=occurred_before, dry_run=dry_run
+        ):
+            dropped.extend(change.tables)
+            yield change
+        deletion = audit_leftover_events_delete(
+            occurred_before=occurred_before, batch_size=batch_size, dry_run=dry_run
+        )
+    else:
+        deletion = _expired_rows_delete(
+            occurred_before=occurred_before, batch_size=batch_size, dry_run=dry_run
+        )
+    yield deletion
+    if (deletion.rows or dropped) and not dry_run:
+        audit_event_record(
+            event=EventType.AUDIT_PURGED,
+            details={
+                "deleted": deletion.rows,
+                "partitions_dropped": dropped,
+                "occurred_before": occurred_before.isoformat(),
+            },
+        )
+
+
+def _expired_rows_delete(
+    *, occurred_before: datetime, batch_size: int, dry_run: bool
+) -> TrailChange:
+    """An unpartitioned table (SQLite): delete the expired rows, `batch_size` at a time."""
     old = AuthEvent.objects.filter(occurred_at__lt=occurred_before).order_by()
+    tables = (AuthEvent._meta.db_table,)
     if dry_run:
-        return old.count()
+        return TrailChange("delete", tables, old.count(), upper=occurred_before, dry_run=True)
     deleted = 0
     while True:
         ids = list(old.values_list("pk", flat=True)[:batch_size])
         if not ids:
             break
         deleted += AuthEvent.objects.filter(pk__in=ids).delete()[0]
-    if deleted:
-        audit_event_record(
-            event=EventType.AUDIT_PURGED,
-            details={"deleted": deleted, "occurred_before": occurred_before.isoformat()},
-        )
-    return deleted
+    return TrailChange("delete", tables, deleted, upper=occurred_before)

@@ -373,7 +373,8 @@ if AUTHSERVER_REFRESH_TOKEN_TRANSPORT not in {"body", "cookie"}:
 AUTHSERVER_SESSION_RETENTION_DAYS = _int("AUTHSERVER_SESSION_RETENTION_DAYS", 30)
 
 # --- Audit trail (audit/) --------------------------------------------------------------------
-# Events older than this many days are deleted by `purge_audit_events` (1 day to 100 years).
+# Events older than this many days are removed by `purge_audit_events` (1 day to 100 years); on
+# PostgreSQL whole week partitions, once the week is wholly older (audit/partitions.py).
 AUTHSERVER_AUDIT_RETENTION_DAYS = _int("AUTHSERVER_AUDIT_RETENTION_DAYS", 365, minimum=1)
 if AUTHSERVER_AUDIT_RETENTION_DAYS > 36_500:
     config_fail("AUTHSERVER_AUDIT_RETENTION_DAYS", "must be at most 36500 (100 years)")

@@ -26,6 +26,12 @@ REVIEWED = {
     "change); the new parent column is nullable",
     ("oauth", "0005_client_tokens_valid_after"): "AlterField only changes the help text of "
     "audiences (no schema change); the new tokens_valid_after column is nullable",
+    ("audit", "0002_authevent_partitioned"): "PostgreSQL only, no row copied: indexes are built "
+    "CONCURRENTLY and a CHECK (occurred_at < next week boundary + margin) is validated while "
+    "inserts go on; then one short locked transaction (lock_timeout, retried) renames the table "
+    "and attaches it, unscanned, as the legacy partition of a new partitioned audit_authevent "
+    "with the same columns, ids and indexes: the previous release's INSERTs and SELECTs by the "
+    "table name keep working (tests/audit/test_partition_migration.py)",
     ("authsessions", "0002_refresh_in_session"): "nullable columns; the index is built "
     "CONCURRENTLY; the dropped idle_expires_at index only served the purge (the previous "
     "release's purge still works, slower); fillfactor applies to new pages, no rewrite",
