@@ -2,7 +2,7 @@
 """`make bench-scale` (or `make bench ARGS="--scale"`): does the cost stay flat at a million users?
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/15 \
-        .venv/bin/python bench/scale.py [--scale-factor 0.01] [--rounds 4] [--seconds 3]
+        .venv/bin/python bench/scale.py [--scale-factor 0.01] [--rounds 6] [--seconds 3]
 
 1. Creates two databases of its own, `authserver_scale_small_<pid>` and `..._large_<pid>`
    (refusing names that exist; dropped at the end, also on failure and Ctrl-C; nothing else is
@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.01,
         help="the small database's row counts as a fraction of the large one's",
     )
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds (medians)")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (medians)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured time per window")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time before each")
     parser.add_argument("--concurrency", default="8", help="comma-separated VU counts")

@@ -140,7 +140,8 @@ def seeding_table(report: dict) -> str:
             f"{label:<10}{'(total)':<18}{'':>14}  {seeded['seconds']:.0f} s including VACUUM "
             f"ANALYZE {seeded['vacuum_analyze_seconds']:.0f} s; migrate "
             f"{seeded['migrate_seconds']:.0f} s; {seeded['indexes_checked']} indexes as migrate "
-            f"made them; foreign-key checks {seeded['foreign_key_checks']}"
+            f"made them; {seeded.get('audit_partitions_created', 0)} audit partitions created; "
+            f"foreign-key checks {seeded['foreign_key_checks']}"
         )
     return "\n".join(lines)
 
