@@ -390,7 +390,9 @@ class ScaleRun:
         return seeded
 
     def agent_app(self, label: str) -> str:
-        return f"authserver-scale-agent-{label}"
+        # With the run's pid: a backend is found (and its CPU counted) by this name, and two runs
+        # at once must not count each other's.
+        return f"authserver-scale-{os.getpid()}-agent-{label}"
 
     def agent_call(self, label: str, name: str, *args):
         try:
@@ -404,7 +406,7 @@ class ScaleRun:
         server_args = argparse.Namespace(
             gunicorn_config=None, worker_class="gthread", threads=4, workers=0
         )
-        app_name = f"authserver-scale-{label}"
+        app_name = f"authserver-scale-{os.getpid()}-{label}"
         env = {**self.envs[label], "PGAPPNAME": app_name}
         os.sched_setaffinity(0, self.plan.server)
         try:

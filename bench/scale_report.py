@@ -203,8 +203,11 @@ def purge_text(purge: dict) -> str:
     lines = [f"purge_expired_sessions: {purge['output']}"]
     lines.append(
         f"  {purge['sessions_deleted']:,} sessions in {purge['seconds']} s = "
-        f"{purge['sessions_per_second']:,.0f}/s; refresh at c={purge['concurrency']}:"
+        f"{purge['sessions_per_second']:,.0f}/s; its PostgreSQL backend "
+        f"{purge['purge_backend_cpu_seconds']} s of CPU "
+        f"({_ms(purge['purge_backend_us_per_session'])} us per session deleted)"
     )
+    lines.append(f"  refresh at c={purge['concurrency']}:")
     for when in ("before", "during", "after"):
         s = purge[f"refresh_{when}"]
         lines.append(

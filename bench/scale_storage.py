@@ -271,8 +271,9 @@ def purge(run, states: list[RoundRobin] | None) -> dict:
     agent.start("purge")
     started = time.monotonic()
     during = []
+    backend = PurgeBackend(run)
     while not agent.done() and time.monotonic() - started < args.purge_timeout:
-        during.append(refresh_window(run, server, scenario, states, 2.0, purge=True))
+        during.append(refresh_window(run, server, scenario, states, 2.0, purge=backend))
     if agent.done():
         try:
             result = agent.result()
@@ -297,6 +298,8 @@ def purge(run, states: list[RoundRobin] | None) -> dict:
         "refresh_during": latency_summary(during),
         "refresh_after": latency_summary([after]),
         "purge_backend": "pinned to the load generator's core (a spare database core)",
+        "purge_backend_cpu_seconds": round(backend.cpu_seconds(), 2),
+        "purge_backend_us_per_session": backend.cpu_seconds() * 1e6 / deleted if deleted else None,
     }
 
 
@@ -319,16 +322,43 @@ def backend_gone_wait(run, app_name: str, limit: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def refresh_window(run, server, scenario, states, seconds, purge: bool = False):
-    purge_app = run.agent_app("large")
+class PurgeBackend:
+    """The purge's PostgreSQL backend, found by the agent's application_name while the purge
+    runs: pinned to the load generator's core, its CPU read every tick (the last reading
+    before it exits counts)."""
 
+    def __init__(self, run):
+        self.run = run
+        self.first: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+
+    def tick(self) -> None:
+        rows = (
+            self.run.servers["large"]
+            .admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                [self.run.agent_app("large")],
+            )
+            .fetchall()
+        )
+        pids = [row[0] for row in rows]
+        if self.run.plan.pinned:
+            cpu.pin(pids, self.run.plan.client)
+        for pid in pids:
+            ticks = cpu.cpu_ticks(pid)
+            if ticks is not None:
+                self.first.setdefault(pid, ticks)
+                self.last[pid] = ticks
+
+    def cpu_seconds(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last) / cpu.CLOCK_TICKS
+
+
+def refresh_window(run, server, scenario, states, seconds, purge: PurgeBackend | None = None):
     def tick() -> None:
         server.pin_backends()
-        if purge and run.plan.pinned:
-            rows = server.admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [purge_app]
-            ).fetchall()
-            cpu.pin([row[0] for row in rows], run.plan.client)
+        if purge is not None:
+            purge.tick()
 
     server.pin()
     result = load.run(
