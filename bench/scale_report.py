@@ -187,6 +187,12 @@ def storage_text(storage: dict) -> str:
         f"{g['total_per_million'] / 1e6:.2f} MB per million, of which the first refresh of each "
         f"session {g['first_refresh_bytes_per_session']:.0f} B once"
     )
+    hot = storage.get("session_updates")
+    if hot and hot["all"]:
+        lines.append(
+            f"tokens_session updates during the refreshes: {hot['all']:,}, of which HOT "
+            f"{hot['hot']:,} ({hot['hot'] / hot['all']:.1%})"
+        )
     grown = sorted(storage["after_refreshes_breakdown"].items(), key=lambda kv: -kv[1])[:6]
     lines.append(
         "bytes per session after the refreshes, largest: "

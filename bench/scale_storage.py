@@ -184,6 +184,7 @@ def storage(run) -> tuple[dict, list[RoundRobin]]:
     breakdown = {k: v / count for k, v in created.minus(before).items()}
     checkpoints = [checkpoint(0, 0, count, before, created)]
     states = round_robin_states(tokens, args.refresh_concurrency)
+    updates_before = session_updates(url)
     window = argparse.Namespace(**{**vars(args), "warmup": 0.0, "seconds": args.growth_window})
     done, cpu_rows = 0, []
     scenario = round_robin_refresh()
@@ -203,6 +204,8 @@ def storage(run) -> tuple[dict, list[RoundRobin]]:
             flush=True,
         )
     end = footprint(url)
+    time.sleep(1.5)  # backends report their statistics at most once a second
+    updates = [a - b for a, b in zip(session_updates(url), updates_before, strict=True)]
     vacuumed = vacuum(url)
     return {
         "sign_ins": count,
@@ -217,6 +220,7 @@ def storage(run) -> tuple[dict, list[RoundRobin]]:
         if cpu_rows
         else None,
         "after_refreshes_breakdown": {k: v / count for k, v in end.minus(before).items()},
+        "session_updates": {"all": updates[0], "hot": updates[1]},
         "vacuum": vacuumed,
         "after_vacuum_bytes_per_session": (footprint(url).database - before.database) / count,
     }, states
@@ -230,6 +234,18 @@ def checkpoint(refreshes, errors, count, before: Footprint, now: Footprint) -> d
         "database": now.database,
         "bytes_per_session": sum(now.minus(before).values()) / count,
     }
+
+
+def session_updates(url: str) -> tuple[int, int]:
+    """Row updates of tokens_session so far, and how many were HOT (no new index entries, the
+    new version in the same page: what keeps a refresh from growing the table)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE relname = 'tokens_session'"
+        ).fetchone()
 
 
 def vacuum(url: str) -> list[str]:

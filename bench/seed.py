@@ -228,27 +228,37 @@ def user_columns(world: World, salt: int, rng: random.Random, start: int, n: int
 
 
 def session_columns(
-    world: World, state: str, ips: list[str], rng: random.Random, start: int, n: int
+    world: World,
+    state: str,
+    ips: list[str],
+    rng: random.Random,
+    start: int,
+    n: int,
+    total: int,
 ) -> Columns:
-    """Sessions in `state`: "live" (in use now), "ended" (ended before the retention period:
-    purge_expired_sessions deletes them), "retained" (ended within it). A third of the ended
-    ones were revoked (logout and the like), the rest ran out of time."""
+    """Rows `start`..`start + n` of `total` sessions in `state`: "live" (in use now), "ended"
+    (ended before the retention period: purge_expired_sessions deletes them), "retained" (ended
+    within it). A third of the ended ones were revoked (logout and the like), the rest ran out
+    of time. Rows come in time order (live ones by start, ended ones by end, which follows the
+    start within the 30-day lifetime), as a deployment appends them to the table: what is
+    near in time is near on disk, which the purge's index range scans depend on."""
     rand = rng.random
     idle, max_age, now = world.idle_timeout, world.session_max_age, world.now
     retention = world.retention_days * DAY
     created_at, last_used_at, expires_at, idle_at, revoked_at, reasons, rotations, ends = (
         [] for _ in range(8)
     )
-    for _ in range(n):
+    for i in range(n):
+        later = (start + i + rand()) / total  # 0 to 1: this row's place in time
         revoked = None
         if state == "live":
-            created = now - rand() * (max_age - 60)
+            created = now - (1 - later) * (max_age - 60)
             last_used = now - rand() * min(idle - 60, now - created)
         else:
             if state == "ended":  # one hour to 90 days before the purge's cutoff
-                end = now - retention - 3600 - rand() * 90 * DAY
+                end = now - retention - 3600 - (1 - later) * 90 * DAY
             else:
-                end = now - 3600 - rand() * (retention - 7200)
+                end = now - 3600 - (1 - later) * (retention - 7200)
             if rand() < 1 / 3:
                 revoked = end
                 last_used = end - rand() * DAY
@@ -545,14 +555,14 @@ def _plans(world: World, sizes: Sizes, salt: int, ips: list[str]) -> list:
     from audit.models import AuthEvent
     from sessions.models import Session
 
-    def sessions(state: str) -> Generator:
-        return lambda rng, start, n: session_columns(world, state, ips, rng, start, n)
+    def sessions(state: str, total: int) -> Generator:
+        return lambda rng, start, n: session_columns(world, state, ips, rng, start, n, total)
 
     return [
         (User, sizes.users, lambda rng, start, n: user_columns(world, salt, rng, start, n)),
-        (Session, sizes.ended_sessions, sessions("ended")),
-        (Session, sizes.retained_sessions, sessions("retained")),
-        (Session, sizes.live_sessions, sessions("live")),
+        (Session, sizes.ended_sessions, sessions("ended", sizes.ended_sessions)),
+        (Session, sizes.retained_sessions, sessions("retained", sizes.retained_sessions)),
+        (Session, sizes.live_sessions, sessions("live", sizes.live_sessions)),
         (
             AuthEvent,
             sizes.audit_events,

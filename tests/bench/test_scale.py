@@ -288,20 +288,25 @@ def test_generated_sessions_are_in_the_state_asked_for():
     ips = seed.ip_pool(random.Random(1), 100)
     now = world.now
     for state in ("live", "ended", "retained"):
-        cols = seed.session_columns(world, state, ips, random.Random(2), 0, 400)
+        cols = seed.session_columns(world, state, ips, random.Random(2), 0, 400, 400)
         assert len(cols["id"]) == 400
+        ends = []
         for idle, expires, revoked in zip(
             cols["idle_expires_at"], cols["expires_at"], cols["revoked_at"], strict=True
         ):
             assert idle <= expires
             end = idle if revoked == seed.NULL else min(idle, revoked)
             ended_at = time.mktime(time.strptime(end[:19], "%Y-%m-%d %H:%M:%S")) - time.timezone
+            ends.append(end)
             if state == "live":
                 assert revoked == seed.NULL and ended_at > now
             elif state == "ended":
                 assert ended_at < now - 30 * 86400
             else:
                 assert now - 30 * 86400 < ended_at < now
+        # In time order, as a deployment appends them: live sessions by start, ended by end.
+        order = cols["created_at"] if state == "live" else ends
+        assert order == sorted(order), state
 
 
 # --- Measurements and targets ------------------------------------------------------------------
