@@ -666,8 +666,9 @@ def _instance(model, alias: str, values: Sequence):
     names, converting = _loading(model)
     if converting:
         values = list(values)
+        connection = connections[alias]
         for index, field in converting:
-            values[index] = field.from_db_value(values[index], None, connections[alias])
+            values[index] = field.from_db_value(values[index], None, connection)
     return model.from_db(alias, names, values)
 
 
@@ -783,12 +784,18 @@ def _session_for_rotation(pk: uuid.UUID) -> Session | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    split = len(_columns(Session))
+    split, user, names = _rotation_row_layout()
     session = _instance(Session, alias, row[:split])
-    user = _user_model()
-    names = [f.attname for f in _user_columns(_ROTATION_USER_FIELDS)]
     session.user = user.from_db(alias, names, row[split:])
     return session
+
+
+@functools.cache
+def _rotation_row_layout() -> tuple[int, type, list[str]]:
+    """Where the session's columns end in _session_for_rotation's row, the user model, and the
+    attribute names of the user's columns that follow (worked out once, not per refresh)."""
+    user = _user_model()
+    return len(_columns(Session)), user, [f.attname for f in _user_columns(_ROTATION_USER_FIELDS)]
 
 
 def session_is_usable(*, session: Session, now: datetime | None = None) -> bool:
