@@ -224,6 +224,12 @@ class JsonApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
 
+    def perform_authentication(self, request: Request) -> None:
+        """Only where the view authenticates: without authentication classes request.user
+        is None anyway, and DRF still works it out lazily if anything reads it."""
+        if self.authentication_classes:
+            super().perform_authentication(request)
+
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)
         has_body = request.META.get("CONTENT_LENGTH") not in (None, "", "0")
