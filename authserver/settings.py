@@ -226,9 +226,10 @@ MIDDLEWARE = [
     "authserver.middleware.RequestMetricsMiddleware",
     "authserver.middleware.InfrastructureEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    # The token endpoints and the JWKS skip the browser middleware below (bench/README.md).
+    # The token endpoints, userinfo and the JWKS skip the middleware below (bench/README.md):
+    # the browser's, and WhiteNoise, which serves only STATIC_URL (never one of those paths).
     "authserver.middleware.MachinePathsMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     # A strict Content-Security-Policy on the admin's pages (and only there).
     "authserver.middleware.AdminSecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -109,7 +109,12 @@ def crosscheck(server: run.Server, seeded: run.Seed, args: argparse.Namespace) -
         print("bench: --crosscheck needs wrk (apt-get install wrk)")
         return 2
     url = f"http://127.0.0.1:{server.port}"
-    names = [n for n in args.scenarios if n not in run.OAUTH_SCENARIOS or seeded.oauth]
+    # The floor apps are references on servers of their own, not authserver's paths.
+    names = [
+        n
+        for n in args.scenarios
+        if n not in run.FLOOR_APPS and (n not in run.OAUTH_SCENARIOS or seeded.oauth)
+    ]
     plans = [(name, *run.scenario_for(name, seeded, max(args.concurrency))) for name in names]
     pairs: list[Pair] = []
 

@@ -70,6 +70,12 @@ def jwks() -> Scenario:
     return Scenario("jwks", lambda state: ("GET", "/.well-known/jwks.json", None, {}), _ok_200)
 
 
+def floor(name: str) -> Scenario:
+    """GET /healthz of a floor app (bench/floor_django, bench/floor_wsgi.py): the same request
+    as the healthz scenario, sent to another server."""
+    return Scenario(name, lambda state: ("GET", "/healthz", None, {}), _ok_200)
+
+
 def login(password: str) -> Scenario:
     """POST /api/v1/auth/login; the state is the VU's own username."""
 
@@ -125,6 +131,18 @@ def introspection(client_id: str, secret: str) -> Scenario:
         return status == 200 and b'"active":true' in body.replace(b" ", b""), state, True
 
     return Scenario("introspection", build, judge)
+
+
+def userinfo() -> Scenario:
+    """GET /oauth/userinfo with a user's access token (state) carrying the openid scope."""
+
+    def build(token: object) -> Request:
+        return "GET", "/oauth/userinfo", None, {"Authorization": f"Bearer {token}"}
+
+    def judge(status: int, body: bytes, state: object) -> Outcome:
+        return status == 200 and b'"sub"' in body, state, True
+
+    return Scenario("userinfo", build, judge)
 
 
 @dataclass

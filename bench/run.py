@@ -17,13 +17,15 @@
    as its own user, many times a second), everything else keeps its production default.
 4. With two or more cores the server (gunicorn tree and its PostgreSQL backends) runs on one core
    and the load generator on another. Each scenario runs at each concurrency for a warm-up and
-   then --seconds measured: healthz (the framework ceiling), jwks, login, refresh (each VU always
-   sends the refresh token its previous response returned), client_credentials and
-   introspection.
+   then --seconds measured: the two floors (django_floor: a plain Django view under Django's
+   default middleware, whose cost is D; wsgi_floor: a bare WSGI app; each on its own gunicorn
+   with the same configuration, bench/README.md "The framework floors"), healthz (the framework
+   ceiling), jwks, login, refresh (each VU always sends the refresh token its previous response
+   returned), client_credentials and introspection.
 5. Prints one table (req/s, p50, p99, errors, server CPU ms per request = utime + stime of the
-   gunicorn tree + its PostgreSQL backends over the measured window / requests served), the
-   targets of issue 7 as PASS/FAIL lines, writes the same to bench/results/latest.json and draws
-   bench/results/latest.png.
+   gunicorn tree + its PostgreSQL backends over the measured window / requests served, and that
+   cost as a multiple of the two floors'), the targets of issues 7 and 15 as PASS/FAIL lines,
+   writes the same to bench/results/latest.json and draws bench/results/latest.png.
 
 Not a test: tests/bench/test_bench_smoke.py runs `--smoke` (a second per scenario) to check it
 works. bench/README.md explains the figures and what profiling found.
@@ -57,8 +59,21 @@ RESULTS = ROOT / "bench" / "results"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 SERVER_APP_NAME = "authserver-bench-server"  # PostgreSQL application_name of the server's backends
 ISSUER = "https://auth.bench.invalid"
-SCENARIOS = ("healthz", "jwks", "login", "refresh", "client_credentials", "introspection")
+# The two floors come first: every other row is also printed as a multiple of them.
+SCENARIOS = (
+    "django_floor",
+    "wsgi_floor",
+    "healthz",
+    "jwks",
+    "login",
+    "refresh",
+    "client_credentials",
+    "introspection",
+)
 OAUTH_SCENARIOS = ("client_credentials", "introspection")
+# Each floor is its own WSGI app under authserver's gunicorn settings, on its own server.
+FLOOR_APPS = {"django_floor": "bench.floor_django.wsgi", "wsgi_floor": "bench.floor_wsgi"}
+DJANGO_FLOOR, WSGI_FLOOR = "django_floor", "wsgi_floor"
 NO_OAUTH = "n/a (oauth not installed)"
 
 
@@ -253,19 +268,22 @@ def floors(password: str, seconds: float) -> dict:
 
 
 class Server:
-    """gunicorn + the PostgreSQL backends serving it; CPU accounting over both."""
+    """gunicorn + the PostgreSQL backends serving it; CPU accounting over both. A floor app has
+    no database: `admin_url` None, and its CPU is gunicorn's alone."""
 
-    def __init__(self, gunicorn, admin_url: str, plan: cpu.CorePlan):
+    def __init__(self, gunicorn, admin_url: str | None, plan: cpu.CorePlan):
         import psycopg
 
         self.gunicorn = gunicorn
         self.port = gunicorn.port
         self.plan = plan
-        self.admin = psycopg.connect(admin_url, autocommit=True)
+        self.admin = psycopg.connect(admin_url, autocommit=True) if admin_url else None
         self.postgres_visible = True
         self._pinned: set[int] = set()
 
     def _app_backends(self) -> list[int]:
+        if self.admin is None:
+            return []
         rows = self.admin.execute(
             "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [SERVER_APP_NAME]
         ).fetchall()
@@ -306,7 +324,29 @@ class Server:
             self._pinned.update(new)
 
     def close(self) -> None:
-        self.admin.close()
+        if self.admin is not None:
+            self.admin.close()
+
+
+def server_start(
+    env: dict, args: argparse.Namespace, plan: cpu.CorePlan, admin_url: str | None, app: str
+) -> Server:
+    """gunicorn serving `app` with deploy/gunicorn.conf.py and this run's worker options, its
+    processes on the server's core (they inherit this process's affinity at the fork)."""
+    from tests.live import Gunicorn
+
+    os.sched_setaffinity(0, plan.server)
+    try:
+        gunicorn = Gunicorn(
+            env, workers=server_workers(args, plan), extra=gunicorn_args(args), app=app
+        ).__enter__()
+    finally:
+        os.sched_setaffinity(0, plan.client)
+    try:
+        return Server(gunicorn, admin_url, plan)
+    except BaseException:
+        gunicorn.__exit__(None, None, None)
+        raise
 
 
 def gunicorn_args(args: argparse.Namespace) -> tuple[str, ...]:
@@ -500,10 +540,25 @@ def _ms(value: float) -> str:
     return f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
-def table(rows: list[Row], skipped: dict[str, str], concurrency: list[int]) -> str:
+def _times(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"  # login: hundreds of D
+
+
+def table(
+    rows: list[Row],
+    skipped: dict[str, str],
+    concurrency: list[int],
+    runs: dict[tuple[str, int], list[Row]] | None = None,
+) -> str:
+    """The report's table; `x D` and `x W` are each row's `floor_ratio`s (rounds in `runs`,
+    default the rows themselves)."""
+    if runs is None:
+        runs = {(r.scenario, r.concurrency): [r] for r in rows}
     header = (
         f"{'scenario':<20}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-        f"{'CPU ms/req':>12}{'(PG)':>7}{'srv core':>10}{'gen core':>10}"
+        f"{'CPU ms/req':>12}{'(PG)':>7}{'x D':>7}{'x W':>7}{'srv core':>10}{'gen core':>10}"
     )
     lines = [header, "-" * len(header)]
     for name in SCENARIOS:
@@ -517,6 +572,8 @@ def table(rows: list[Row], skipped: dict[str, str], concurrency: list[int]) -> s
                 f"{name:<20}{row.concurrency:>5}{row.rps:>10.1f}{_ms(row.p50_ms):>9}"
                 f"{_ms(row.p99_ms):>9}{row.errors:>8}{_ms(row.cpu_ms_per_request):>12}"
                 f"{_ms(row.postgres_ms_per_request):>7}"
+                f"{_times(floor_ratio(runs, name, row.concurrency, DJANGO_FLOOR)):>7}"
+                f"{_times(floor_ratio(runs, name, row.concurrency, WSGI_FLOOR)):>7}"
                 f"{row.server_core_busy:>9.0%} {row.generator_core_busy:>9.0%}"
             )
     return "\n".join(lines)
@@ -552,6 +609,70 @@ def paired_ratio(
     pairs = zip(runs.get(a, []), runs.get(b, []), strict=False)
     values = [getattr(x, metric) / getattr(y, metric) for x, y in pairs if getattr(y, metric) > 0]
     return statistics.median(values) if values else None
+
+
+def floor_ratio(
+    runs: dict[tuple[str, int], list[Row]], scenario: str, concurrency: int, floor: str
+) -> float | None:
+    """`scenario`'s CPU per request in units of a floor app's at the same concurrency: the
+    `paired_ratio` of the rounds (each round measures both), None if either was not run."""
+    return paired_ratio(runs, (scenario, concurrency), (floor, concurrency), "cpu_ms_per_request")
+
+
+def floor_ratios(rows: list[Row], runs: dict[tuple[str, int], list[Row]]) -> list[dict]:
+    """Every row's cost in units of the two floor apps' (the JSON's `ratios`)."""
+    return [
+        {
+            "scenario": row.scenario,
+            "concurrency": row.concurrency,
+            "to_django_floor": floor_ratio(runs, row.scenario, row.concurrency, DJANGO_FLOOR),
+            "to_wsgi_floor": floor_ratio(runs, row.scenario, row.concurrency, WSGI_FLOOR),
+        }
+        for row in rows
+    ]
+
+
+# Issue 15: CPU per request in units of D, the plain Django view's (django_floor) in the same
+# run. (scenario, what the line calls it, limit in D)
+FLOOR_TARGETS = (
+    ("healthz", "/healthz", 1.2),
+    ("jwks", "JWKS", 1.1),
+    ("client_credentials", "client_credentials", 2.2),
+    ("introspection", "introspection", 2.0),
+    ("refresh", "rotating refresh (PostgreSQL included)", 4.0),
+)
+
+
+def floor_targets(
+    rows: list[Row], skipped: dict[str, str], runs: dict[tuple[str, int], list[Row]]
+) -> list[Target]:
+    """FLOOR_TARGETS as PASS/FAIL lines: the worst concurrency level's `floor_ratio` counts."""
+    out = []
+    floor = _by(rows, DJANGO_FLOOR)
+    for scenario, title, limit in FLOOR_TARGETS:
+        name = f"{title} <= {limit} D (plain Django view's CPU/request)"
+        measured = _by(rows, scenario)
+        ratios = [
+            (ratio, c)
+            for c in measured
+            if c in floor and (ratio := floor_ratio(runs, scenario, c, DJANGO_FLOOR)) is not None
+        ]
+        if not ratios:
+            reason = skipped.get(scenario) or (
+                f"{DJANGO_FLOOR} not run" if not floor else f"{scenario} not run"
+            )
+            out.append(Target(name, None, reason))
+            continue
+        worst, conc = max(ratios)
+        out.append(
+            Target(
+                name,
+                worst <= limit,
+                f"worst {worst:.2f} D at c={conc} ({measured[conc].cpu_ms_per_request:.2f} ms, "
+                f"D {floor[conc].cpu_ms_per_request:.2f} ms)",
+            )
+        )
+    return out
 
 
 def targets(
@@ -620,6 +741,8 @@ def targets(
             )
         )
 
+    out.extend(floor_targets(rows, skipped, runs))
+
     errors = sum(r.errors for r in rows)
     out.append(Target("zero errors", errors == 0, f"{errors} error(s) in {len(rows)} runs"))
 
@@ -637,6 +760,8 @@ def targets(
     else:
         worst = None
         for name in SCENARIOS:
+            if name in FLOOR_APPS:  # authserver's throughput, not the references'
+                continue
             ratio = paired_ratio(runs, (name, high), (name, low), "rps")
             if ratio is not None and (worst is None or ratio < worst[0]):
                 worst = (ratio, name)
@@ -736,7 +861,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(
     args: argparse.Namespace, admin_url: str, database_url: str, redis_url: str, plan: cpu.CorePlan
 ) -> int:
-    from tests.live import Gunicorn, manage
+    from tests.live import manage
 
     started = datetime.now(UTC)
     load_start = cpu.load_average()
@@ -756,18 +881,16 @@ def run(
     connections.close_all()
     workers = server_workers(args, plan)
     server_env = {**env, "PGAPPNAME": SERVER_APP_NAME}
-    try:
-        gunicorn = Gunicorn(server_env, workers=workers, extra=gunicorn_args(args)).__enter__()
-    finally:
-        os.sched_setaffinity(0, plan.client)
-    server = Server(gunicorn, admin_url, plan)
+    server = server_start(server_env, args, plan, admin_url, "authserver.wsgi")
+    # The floor apps' servers, started below for the floor scenarios asked for.
+    servers: dict[str, Server] = {}
     rows: list[Row] = []
     runs: dict[tuple[str, int], list[Row]] = {}
     skipped: dict[str, str] = {}
     warnings: list[str] = []
     try:
         if http_status(server.port, "GET", "/readyz") != 200:
-            sys.exit("bench: /readyz is not 200:\n" + gunicorn.output()[-3000:])
+            sys.exit("bench: /readyz is not 200:\n" + server.gunicorn.output()[-3000:])
         oauth_served = seeded.oauth and http_status(server.port, "POST", "/oauth/token", b"") != 404
         if args.external:
             external(server, seeded, args)
@@ -781,6 +904,9 @@ def run(
             if name in OAUTH_SCENARIOS and not oauth_served:
                 skipped[name] = NO_OAUTH
                 continue
+            if name in FLOOR_APPS:
+                # Same gunicorn configuration, options and environment; no database.
+                servers[name] = server_start(env, args, plan, None, FLOOR_APPS[name])
             plans.append((name, *scenario_for(name, seeded, vus)))
         connections.close_all()
         # Rounds visit every scenario and level in turn, so that a change in the neighbours'
@@ -790,7 +916,8 @@ def run(
                 plans, args.concurrency, round_number
             ):
                 states_renew(name, seeded, states)
-                row = measure(server, scenario, states, concurrency, args, warnings)
+                target = servers.get(name, server)
+                row = measure(target, scenario, states, concurrency, args, warnings)
                 runs.setdefault((name, concurrency), []).append(row)
                 print(
                     f"  round {round_number}/{args.rounds} {name} c={concurrency}: "
@@ -812,8 +939,9 @@ def run(
                 "bounded by the generator, not the server (CPU ms/request still holds)"
             )
     finally:
-        server.close()
-        gunicorn.__exit__(None, None, None)
+        for each in (server, *servers.values()):
+            each.close()
+            each.gunicorn.__exit__(None, None, None)
         connections.close_all()
         cache_keys_delete(redis_url, env["AUTHSERVER_CACHE_KEY_PREFIX"])
     load_end = cpu.load_average()
@@ -834,12 +962,16 @@ def run(
             "config": str(GUNICORN_CONF.relative_to(ROOT)) if GUNICORN_CONF.exists() else None,
             "settings": "AUTHSERVER_MODE=production, AUTHSERVER_SSL_REDIRECT=false, "
             f"log level {args.log_level}, login throttle lifted",
+            # The floor apps: each its own gunicorn with the same configuration file, options
+            # and worker count; the app (preloaded in its master) is theirs, not authserver's.
+            "floor_apps": {name: FLOOR_APPS[name] for name in servers},
         },
         "seconds": args.seconds,
         "warmup": args.warmup,
         "rounds": args.rounds,
         "floors": floor,
         "rows": [asdict(r) for r in rows],
+        "ratios": floor_ratios(rows, runs),
         "rounds_measured": [asdict(r) for measured in runs.values() for r in measured],
         "skipped": skipped,
         "warnings": warnings,
@@ -862,7 +994,7 @@ def run(
         )
     )
     print()
-    print(table(rows, skipped, args.concurrency))
+    print(table(rows, skipped, args.concurrency, runs))
     print()
     print(
         f"floors (CPU on the server core): RS256 sign ({floor['rs256_key_bits']}-bit, parsed key) "
@@ -872,6 +1004,11 @@ def run(
     print(
         "CPU ms/req = utime+stime of the gunicorn tree and its PostgreSQL backends / requests; "
         "srv/gen core = CPU seconds per wall second of server / load generator"
+    )
+    print(
+        "x D, x W = CPU ms/req over django_floor's (D: startproject's middleware, one JSON view) "
+        "and wsgi_floor's (W: a bare WSGI callable), same gunicorn settings, same round, "
+        "median over rounds"
     )
     print()
     for check in checks:
@@ -1031,6 +1168,8 @@ def states_renew(name: str, seeded: Seed, states: list) -> None:
 
 
 def scenario_for(name: str, seeded: Seed, vus: int) -> tuple[load.Scenario, list]:
+    if name in FLOOR_APPS:
+        return load.floor(name), [None] * vus
     if name == "healthz":
         return load.healthz(), [None] * vus
     if name == "jwks":

@@ -156,18 +156,21 @@ class Gunicorn(ServerProcess):
         workers: int = 2,
         extra: tuple[str, ...] = (),
         root: Path = ROOT,
+        app: str = "authserver.wsgi",
     ):
         """`root`: the checkout to serve, with its own deploy/gunicorn.conf.py (bench/compare.py
-        runs another one beside this)."""
+        runs another one beside this). `app`: another WSGI app under the same configuration
+        (bench/run.py's floors)."""
         super().__init__(env, cwd=root)
         self.workers = workers
         self.extra = extra
+        self.app = app
 
     def arguments(self) -> list[str]:
         return [
             "--config",
             str(self.cwd / GUNICORN_CONF.relative_to(ROOT)),
-            "authserver.wsgi",
+            self.app,
             "--workers",
             str(self.workers),
             "--timeout",

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
+from django.http import HttpResponse, JsonResponse
+from django.test import RequestFactory
+from django.utils.http import parse_http_date
+from django.views.decorators.cache import never_cache
 
 from tests.live import Gunicorn, base_env, manage
 
@@ -15,6 +21,25 @@ def test_healthz_touches_no_database(client, django_assert_num_queries):
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
     assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_carry_exactly_the_headers_never_cache_sets(client, path):
+    """The probes set never_cache's headers themselves (cheaper, bench/README.md): the same
+    Cache-Control, an Expires of now, and still GET only."""
+    reference = never_cache(lambda request: HttpResponse())(RequestFactory().get(path))
+    before = time.time()
+    response = client.get(path)
+    assert response["Cache-Control"] == reference["Cache-Control"]
+    expires = parse_http_date(response["Expires"])
+    assert int(before) - 1 <= expires <= time.time() + 1
+    assert client.post(path).status_code == 405
+    assert client.head(path).status_code == 405
+
+
+def test_healthz_body_is_the_json_response_it_replaced(client):
+    assert client.get("/healthz").content == JsonResponse({"status": "ok"}).content
 
 
 @pytest.mark.django_db

@@ -75,6 +75,29 @@ class TestMachinePaths:
         assert csrf.status_code == 200
         assert any("csrf" in name for name in csrf.cookies)
 
+    def test_userinfo_is_a_machine_path(self, client):
+        """A bearer-token resource: no session or CSRF cookie, the security headers and the
+        request id kept, the host still validated, its own errors (RFC 6750) unchanged."""
+        response = client.get("/oauth/userinfo", HTTP_AUTHORIZATION="Bearer not-a-token")
+        assert response.status_code == 401
+        assert response.cookies == {}
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert "X-Request-ID" in response
+        assert response["WWW-Authenticate"].startswith("Bearer")
+        assert client.get("/oauth/userinfo", HTTP_HOST="evil.example").status_code == 400
+
+    def test_machine_and_probe_paths_follow_a_new_urlconf(self, client):
+        """Their views are resolved once per URLconf (authserver.middleware.ExactPathViews):
+        another URLconf's views answer, and the old ones again after it."""
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/.well-known/jwks.json").status_code == 200
+        with override_settings(ROOT_URLCONF="tests.authserver.urls_other"):
+            assert client.get("/healthz").content == b"other healthz"
+            assert client.get("/.well-known/jwks.json").content == b"other jwks"
+            assert client.get("/readyz").status_code == 404
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/.well-known/jwks.json").json()["keys"]
+
     def test_a_slash_variant_is_not_a_machine_path(self, client):
         response = client.post("/oauth/token/", HTTP_HOST="evil.example")
         assert response.status_code == 400

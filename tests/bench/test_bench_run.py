@@ -13,11 +13,13 @@ import requests
 from bench import load
 from bench.cpu import CorePlan, process_tree
 from bench.run import (
+    FLOOR_APPS,
     SCENARIOS,
     Row,
     gunicorn_args,
     parse_args,
     server_workers,
+    table,
     targets,
     visit_order,
 )
@@ -41,9 +43,11 @@ def row(scenario: str, concurrency: int, cpu: float, rps: float = 100.0, errors:
     )
 
 
-def verdicts(rows, floor_ms=100.0, skipped=None) -> dict[str, bool | None]:
-    checks = targets(rows, {"password_check_ms": floor_ms}, skipped or {})
-    return {c.name.split()[0]: c.passed for c in checks}
+def verdicts(rows, floor_ms=100.0, skipped=None, runs=None) -> dict[str, bool | None]:
+    """Each target's verdict by its name's first word; the targets in units of D (the plain
+    Django view's cost) by the first word and " D"."""
+    checks = targets(rows, {"password_check_ms": floor_ms}, skipped or {}, runs)
+    return {c.name.split()[0] + (" D" if " D (" in c.name else ""): c.passed for c in checks}
 
 
 def test_targets_pass_and_fail_on_the_worst_level():
@@ -109,6 +113,80 @@ def test_scenarios_not_run_are_reported_not_passed():
     result = verdicts([row("healthz", 8, 1.0)], skipped=skipped)
     assert result["client_credentials"] is None
     assert result["rotating"] is None
+    # Without the plain Django view there is no D: no verdict in units of it.
+    assert result["/healthz D"] is None
+    checks = targets([row("healthz", 8, 1.0)], {"password_check_ms": 1}, skipped)
+    in_d = {c.detail for c in checks if " D (" in c.name}
+    assert in_d == {"django_floor not run", skipped["client_credentials"]}
+
+
+def floor_rows(d: float, **costs: float) -> list[Row]:
+    """The floors (D = d, the bare WSGI app half of it) and the given scenarios' costs, at c=8
+    and c=32."""
+    levels = (8, 32)
+    rows = [row("django_floor", c, d) for c in levels] + [
+        row("wsgi_floor", c, d / 2) for c in levels
+    ]
+    return rows + [row(name, c, cost) for name, cost in costs.items() for c in levels]
+
+
+def test_targets_in_units_of_the_plain_django_view():
+    passing = floor_rows(
+        0.4, healthz=0.47, jwks=0.43, client_credentials=0.87, introspection=0.79, refresh=1.59
+    )
+    result = verdicts(passing)
+    for name in ("/healthz", "JWKS", "client_credentials", "introspection", "rotating"):
+        assert result[f"{name} D"] is True, name
+    failing = floor_rows(
+        0.4, healthz=0.49, jwks=0.45, client_credentials=0.89, introspection=0.81, refresh=1.61
+    )
+    result = verdicts(failing)
+    for name in ("/healthz", "JWKS", "client_credentials", "introspection", "rotating"):
+        assert result[f"{name} D"] is False, name
+    # The milliseconds targets are not the same lines: 1.61 ms still passes "<= 4 ms".
+    assert result["rotating"] is True
+
+
+def test_ratios_to_the_floors_pair_the_rounds_and_are_in_the_table():
+    """D drifts with the neighbours' load like every other row: each round's ratio divides two
+    windows seconds apart, and the median over rounds counts."""
+    rounds = {
+        ("django_floor", 8): [row("django_floor", 8, d) for d in (0.3, 0.5, 0.3)],
+        ("wsgi_floor", 8): [row("wsgi_floor", 8, w) for w in (0.15, 0.25, 0.15)],
+        ("healthz", 8): [row("healthz", 8, h) for h in (0.33, 0.55, 0.33)],  # 1.1 D each round
+    }
+    medians = [row("django_floor", 8, 0.3), row("wsgi_floor", 8, 0.15), row("healthz", 8, 0.55)]
+    assert verdicts(medians)["/healthz D"] is False  # 0.55 / 0.3 = 1.8 from separate medians
+    assert verdicts(medians, runs=rounds)["/healthz D"] is True
+    lines = table(medians, {}, [8], rounds).splitlines()
+    assert lines[0].split()[11:15] == ["x", "D", "x", "W"]
+    healthz = next(line for line in lines if line.startswith("healthz")).split()
+    assert healthz[8:10] == ["1.10", "2.20"]  # x D, x W
+    floor = next(line for line in lines if line.startswith("django_floor")).split()
+    assert floor[8] == "1.00"
+
+
+def test_floor_apps_do_not_count_in_authserver_throughput():
+    rows = [row("django_floor", 8, 0.4, rps=1000), row("django_floor", 32, 0.4, rps=500)]
+    rows += [row("healthz", 8, 0.4, rps=1000), row("healthz", 32, 0.4, rps=990)]
+    assert verdicts(rows)["throughput"] is True
+
+
+@pytest.mark.slow
+def test_floor_apps_run_under_authservers_gunicorn_configuration(child_env):
+    """Same configuration file and options as authserver's server: gthread worker, the JSON
+    access log; the app is the floor's own (Django's default middleware headers, none of ours)."""
+    extra = gunicorn_args(parse_args([]))
+    for name, app in FLOOR_APPS.items():
+        with Gunicorn(child_env, workers=1, extra=extra, app=app) as server:
+            response = requests.get(server.url + "/healthz", timeout=10)
+            assert response.status_code == 200
+            assert response.json() == {"status": "ok"}
+            assert "X-Request-ID" not in response.headers  # authserver's middleware: not here
+            django = name == "django_floor"
+            assert (response.headers.get("X-Frame-Options") == "DENY") is django, response.headers
+            assert response.headers.get("Connection", "").lower() != "close"  # gthread
+            assert '"logger":"gunicorn.access"' in server.output()
 
 
 def test_gthread_runs_one_worker_per_server_core_as_deployed_and_sync_more():
@@ -169,11 +247,18 @@ def test_smoke_run_prints_the_table_targets_and_json(child_env, tmp_path):
     )
     for name in SCENARIOS:
         assert re.search(rf"^{name}\s+1\s+[\d.]+", result.stdout, re.M), name
+    assert re.search(r"^django_floor\s+1\s+.*\s1\.00\s+[\d.]+\s", result.stdout, re.M)
+    assert re.search(r"^(PASS|FAIL)\s+/healthz <= 1.2 D", result.stdout, re.M)
     assert re.search(r"^floors .*RS256 sign .* ms; password check argon2", result.stdout, re.M)
     assert re.search(r"^(PASS|FAIL)\s+rotating refresh <= 4 ms", result.stdout, re.M)
     assert re.search(r"^(PASS|FAIL)\s+zero errors", result.stdout, re.M)
     report = json.loads(out.read_text())
     assert {r["scenario"] for r in report["rows"]} == set(SCENARIOS)
+    assert report["server"]["floor_apps"] == FLOOR_APPS
+    ratios = {(r["scenario"], r["concurrency"]): r for r in report["ratios"]}
+    assert ratios[("django_floor", 1)]["to_django_floor"] == 1.0
+    assert all(r["to_django_floor"] > 0 and r["to_wsgi_floor"] > 0 for r in ratios.values())
+    assert any("<= 1.1 D" in t["name"] for t in report["targets"])
     assert all(r["errors"] == 0 for r in report["rows"]), report["rows"]
     assert all(r["cpu_ms_per_request"] > 0 for r in report["rows"])
     # Midway through each window every VU's connection is open on one of the workers.

@@ -70,6 +70,9 @@ def test_a_rotation_is_two_statements_on_the_session_row_alone(pair):
     assert fields(second.session) | {"refresh_digest": None} == fields(session) | {
         "refresh_digest": None
     }
+    # The read took of the user only what a rotation needs (not the password hash).
+    assert {"password", "email", "last_login"} <= second.session.user.get_deferred_fields()
+    assert second.session.user.sub == str(session.user.public_id)
     # No row per token, and a routine rotation writes no audit row (issue 15.2).
     assert not RefreshToken.objects.exists()
     assert not AuthEvent.objects.filter(session_id=session.pk).exists()
