@@ -1,11 +1,13 @@
 """Client authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3).
 
-authlib's registry (`ClientAuthentication`) supplies the `none` method; this module replaces its
-client_secret_basic with a strict one: a malformed header is an error rather than an exception,
-wrong Basic credentials fail at once instead of falling through to another method, and a request
-may not combine Basic with a client_secret in the body (§2.3: "MUST NOT use more than one
-authentication method in each request"). It replaces client_secret_post too, so that both
-methods verify a secret the same way whether or not the client exists (`client_secret_verify`).
+`client_authenticate` is the one implementation of the three methods, called directly by the
+client_credentials grant and introspection (no authlib request object on those hot paths) and
+registered with authlib for the endpoints it still drives. Compared with authlib's own methods:
+a malformed Basic header is an error rather than an exception, wrong Basic credentials fail at
+once instead of falling through to another method, a request may not combine Basic with a
+client_secret in the body (§2.3: "MUST NOT use more than one authentication method in each
+request"), and both secret methods verify a secret the same way whether or not the client
+exists (`client_secret_verify`).
 
 Failures are audited by `client_auth_failure_record`: once per client and IP in a window, then
 only counted, so a flood of bad requests cannot flood the audit trail (issue 14.4).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from urllib.parse import unquote_plus
 
@@ -59,52 +62,97 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def authenticate_client_secret_basic(query_client, request) -> Client | None:
-    header = request.headers.get("Authorization")
-    if not header:
+# Methods by name (RFC 7591 §2 token_endpoint_auth_method). Each takes the form body and the
+# Authorization header and returns the client it authenticated, None when the request does not
+# use that method, or raises (InvalidClientError, InvalidRequestError).
+
+
+def _secret_basic(form: Mapping[str, str], authorization: str | None) -> Client | None:
+    if not authorization:
         return None
-    credentials = _basic_credentials(header)
+    credentials = _basic_credentials(authorization)
     if credentials is None:
         return None
     client_id, secret = credentials
-    form = request.form
     if form.get("client_secret") is not None:
         raise InvalidRequestError("Use one client authentication method, not Basic and the body.")
     if form.get("client_id") not in (None, client_id):
         raise InvalidClientError(status_code=401, description="client_id does not match.")
-    client = query_client(client_id)
+    client = client_get(client_id=client_id)
     if not client_secret_verify(client, secret):
         raise InvalidClientError(status_code=401, description="Client authentication failed.")
     return client
 
 
-def authenticate_client_secret_post(query_client, request) -> Client | None:
+def _secret_post(form: Mapping[str, str], authorization: str | None) -> Client | None:
     """client_id and client_secret in the form body (§2.3.1). authlib's own version skips the
     secret check when the client does not exist, which made an unknown client_id cheaper."""
-    form = request.form
     client_id = form.get("client_id")
     secret = form.get("client_secret")
     if not client_id or not secret:
         return None
-    client = query_client(client_id)
+    client = client_get(client_id=client_id)
     if not client_secret_verify(client, secret):
         raise InvalidClientError(status_code=401, description="Client authentication failed.")
     return client
 
 
+def _none(form: Mapping[str, str], authorization: str | None) -> Client | None:
+    """A public client names itself by client_id, with no secret (RFC 6749 §2.1); whether it may
+    use this method at this endpoint is the client's `check_endpoint_auth_method`."""
+    client_id = form.get("client_id")
+    if not client_id or form.get("client_secret"):
+        return None
+    client = client_get(client_id=client_id)
+    if client is None:
+        raise InvalidClientError(description="The client does not exist on this server.")
+    return client
+
+
+_METHODS = {
+    "client_secret_basic": _secret_basic,
+    "client_secret_post": _secret_post,
+    "none": _none,
+}
+
+
+def client_authenticate(
+    form: Mapping[str, str], authorization: str | None, *, methods: Sequence[str], endpoint: str
+) -> Client:
+    """The client a back-channel request authenticates as, trying `methods` in order (as
+    authlib's ClientAuthentication does): the first that recognises the request and that the
+    client may use at `endpoint` wins. Raises InvalidClientError (rendered as 401 and audited
+    by the endpoint) or InvalidRequestError."""
+    for method in methods:
+        client = _METHODS[method](form, authorization)
+        if client is not None and client.check_endpoint_auth_method(method, endpoint):
+            return client
+    raise InvalidClientError(status_code=401, description="Client authentication failed.")
+
+
+def _authlib_method(method: str):
+    def authenticate(query_client, request) -> Client | None:
+        return _METHODS[method](request.form, request.headers.get("Authorization"))
+
+    authenticate.__name__ = f"authenticate_{method}"
+    return authenticate
+
+
 def client_auth_register(server) -> None:
-    server.register_client_auth_method("client_secret_basic", authenticate_client_secret_basic)
-    server.register_client_auth_method("client_secret_post", authenticate_client_secret_post)
+    """The same methods for the endpoints authlib still drives (authorization_code and
+    refresh_token grants, revocation)."""
+    for method in _METHODS:
+        server.register_client_auth_method(method, _authlib_method(method))
 
 
-def client_id_attempted(request) -> str:
+def client_id_attempted(form: Mapping[str, str], authorization: str | None) -> str:
     """The client_id a failed request named, in the body or in its Basic credentials ("" if
     none could be read). For the audit trail only: it is attacker-chosen text."""
-    client_id = request.form.get("client_id")
+    client_id = form.get("client_id")
     if client_id:
         return client_id
     try:
-        credentials = _basic_credentials(request.headers.get("Authorization") or "")
+        credentials = _basic_credentials(authorization or "")
     except InvalidClientError:
         return ""
     return credentials[0] if credentials else ""

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from audit.events import EventType
@@ -51,7 +52,7 @@ _CACHE_KEY = "oauth:client:v2:{}"
 _GENERATION_KEY = "oauth:clients:generation"
 # Test seam, as in tokens/keys.py.
 clock = time.monotonic
-_local: dict[str, tuple[float, dict]] = {}
+_local: dict[str, tuple[float, Client]] = {}
 _local_missing: dict[str, float] = {}
 _local_lock = threading.Lock()
 _generation_seen: str | None = None
@@ -159,7 +160,7 @@ def client_get(*, client_id: str) -> Client | None:
     entry = _local.get(client_id)
     missing_since = _local_missing.get(client_id)
     if entry is not None and now - entry[0] < LOCAL_SECONDS:
-        data = entry[1]
+        client = entry[1]
     elif missing_since is not None and now - missing_since < MISSING_SECONDS:
         return None
     else:
@@ -172,9 +173,19 @@ def client_get(*, client_id: str) -> Client | None:
                 return None
             if len(_local) >= LOCAL_MAX_ENTRIES:
                 _local.clear()
-            _local[client_id] = (now, data)
-    client = Client(**data)
-    return client if client.is_active else None
+            client = Client(**data)
+            _local[client_id] = (now, client)
+    return _copy(client) if client.is_active else None
+
+
+def _copy(client: Client) -> Client:
+    """A private copy of a cached client: its field values (immutable: str, int, bool, datetime)
+    shared, its model state new, so a caller that changes or saves it changes nothing in the
+    cache. A quarter of what building it from the cached fields costs (Model.__init__)."""
+    copy = Client.__new__(Client)
+    copy.__dict__.update(client.__dict__)
+    copy._state = ModelState()
+    return copy
 
 
 def client_token_is_current(*, client_id: str, issued_at: float) -> bool:

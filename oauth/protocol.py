@@ -16,17 +16,34 @@ import logging
 import re
 from collections.abc import Callable
 
+from authlib.oauth2 import OAuth2Error
 from django.core.exceptions import BadRequest as DjangoBadRequest
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, QueryDict
 
+from accounts.network import client_ip
+from oauth.client_auth import client_auth_failure_record, client_id_attempted
 from tokens.keys import KeyStoreUnavailable
 
 logger = logging.getLogger("oauth")
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+JSON_MEDIA_TYPE = "application/json"
+# One encoder for every response: json.dumps with `separators` builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"))
+# Descriptions authlib builds from request input; we send fixed text instead.
+FIXED_DESCRIPTIONS = {
+    "unsupported_grant_type": "The grant_type is not supported. Supported: authorization_code, "
+    "refresh_token, client_credentials.",
+    "unsupported_response_type": "The response_type is not supported. Supported: code.",
+    "invalid_client": "Client authentication failed.",
+}
+INVALID_CLIENT_CHALLENGE = (
+    'Basic realm="authserver", error="invalid_client", '
+    'error_description="Client authentication failed."'
+)
 
 
 class BadRequest(Exception):
@@ -37,11 +54,16 @@ class BadRequest(Exception):
 
 
 def json_response(body: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
+    """`body` as compact JSON with Cache-Control: no-store (RFC 6749 §5.1). The body is handed
+    over as bytes, with its charset: Django then reads no setting to encode it."""
     response = HttpResponse(
-        json.dumps(body, separators=(",", ":")), status=status, content_type="application/json"
+        _JSON.encode(body).encode(), status=status, content_type=JSON_MEDIA_TYPE, charset="utf-8"
     )
-    for name, value in {**NO_STORE, **(headers or {})}.items():
+    for name, value in NO_STORE.items():
         response[name] = value
+    if headers:
+        for name, value in headers.items():
+            response[name] = value
     return response
 
 
@@ -49,6 +71,36 @@ def error_response(
     error: str, description: str, status: int = 400, headers: dict | None = None
 ) -> HttpResponse:
     return json_response({"error": error, "error_description": description}, status, headers)
+
+
+def oauth_error_response(request: HttpRequest, form: QueryDict, error: OAuth2Error) -> HttpResponse:
+    """RFC 6749 §5.2 JSON for an OAuth error raised at a back-channel endpoint. Every
+    invalid_client is a 401 with WWW-Authenticate and a fixed description (authlib sends 400
+    unless the client tried HTTP Basic, and describes the failure), and is audited
+    (`client_auth_failure_record`: once per client and IP in a window)."""
+    description = FIXED_DESCRIPTIONS.get(error.error, error.description)
+    headers = None
+    status = error.status_code
+    if error.error == "invalid_client":
+        status = 401
+        headers = {"WWW-Authenticate": INVALID_CLIENT_CHALLENGE}
+        client_auth_failed(request, form)
+    body = {"error": error.error}
+    if description:
+        body["error_description"] = description
+    return json_response(body, status, headers)
+
+
+def client_auth_failed(request: HttpRequest, form: QueryDict) -> None:
+    """Audit (and count) a failed client authentication of this request."""
+    authorization = request.META.get("HTTP_AUTHORIZATION", "")
+    client_auth_failure_record(
+        client_id=client_id_attempted(form, authorization),
+        ip=client_ip(request) or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
+        endpoint=request.path,
+        method="basic" if authorization.lower().startswith("basic ") else "body",
+    )
 
 
 # C0 controls and DEL. One regex search instead of a Python loop over every character: the loop

@@ -19,20 +19,14 @@ from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request, UnsupportedResp
 from django.http import HttpRequest, HttpResponse, QueryDict
 
 from accounts.network import client_ip
-from oauth.client_auth import client_auth_failure_record, client_auth_register, client_id_attempted
+from oauth.client_auth import client_auth_register
 from oauth.clients import client_get
 from oauth.models import Client
+from oauth.protocol import FIXED_DESCRIPTIONS, INVALID_CLIENT_CHALLENGE, client_auth_failed
 
 logger = logging.getLogger(__name__)
 
 NO_STORE_HEADERS = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
-# Descriptions authlib builds from request input; we send fixed text instead.
-_FIXED_DESCRIPTIONS = {
-    "unsupported_grant_type": "The grant_type is not supported. Supported: authorization_code, "
-    "refresh_token, client_credentials.",
-    "unsupported_response_type": "The response_type is not supported. Supported: code.",
-    "invalid_client": "Client authentication failed.",
-}
 
 
 class Payload(OAuth2Payload):
@@ -94,19 +88,17 @@ class AuthorizationServer(_AuthorizationServer):
     def __init__(self) -> None:
         super().__init__(scopes_supported=None)  # scopes are checked per client
         # Imported here: the grants import this module's request class.
-        from oauth.endpoints.introspect import IntrospectionEndpoint
         from oauth.endpoints.revoke import RevocationEndpoint
         from oauth.grants.authorization_code import AuthorizationCodeGrant
-        from oauth.grants.client_credentials import ClientCredentialsGrant
         from oauth.grants.refresh_token import RefreshTokenGrant
         from oauth.pkce import S256CodeChallenge
 
+        # client_credentials and introspection do not go through authlib: see
+        # oauth/grants/client_credentials.py and oauth/endpoints/introspect.py.
         client_auth_register(self)
         self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge()])
         self.register_grant(RefreshTokenGrant)
-        self.register_grant(ClientCredentialsGrant)
         self.register_endpoint(RevocationEndpoint)
-        self.register_endpoint(IntrospectionEndpoint)
 
     def get_authorization_grant(self, request):
         """Only response_type=code is served. authlib's own refusal puts the requested value
@@ -120,7 +112,7 @@ class AuthorizationServer(_AuthorizationServer):
                 redirect_uri = uri
             raise UnsupportedResponseTypeError(
                 response_type="code",
-                description=_FIXED_DESCRIPTIONS["unsupported_response_type"],
+                description=FIXED_DESCRIPTIONS["unsupported_response_type"],
                 redirect_uri=redirect_uri,
             )
         return super().get_authorization_grant(request)
@@ -150,33 +142,18 @@ class AuthorizationServer(_AuthorizationServer):
     def handle_error_response(self, request, error: OAuth2Error) -> HttpResponse:
         """RFC 6749 §5.2 JSON. Every invalid_client is a 401 with WWW-Authenticate (authlib
         sends 400 unless the client tried HTTP Basic), and is audited."""
-        if error.error in _FIXED_DESCRIPTIONS:
-            error.description = _FIXED_DESCRIPTIONS[error.error]
+        if error.error in FIXED_DESCRIPTIONS:
+            error.description = FIXED_DESCRIPTIONS[error.error]
         if error.error == "invalid_client":
             error.status_code = 401
-            _client_auth_failed(request)
+            if isinstance(request, OAuthRequest):
+                client_auth_failed(request.django_request, request.form)
         response = self.handle_response(*error(None))
         for name, value in NO_STORE_HEADERS:
             response[name] = value
         if error.error == "invalid_client":
-            response["WWW-Authenticate"] = (
-                'Basic realm="authserver", error="invalid_client", '
-                'error_description="Client authentication failed."'
-            )
+            response["WWW-Authenticate"] = INVALID_CLIENT_CHALLENGE
         return response
-
-
-def _client_auth_failed(request) -> None:
-    if not isinstance(request, OAuthRequest):
-        return
-    basic = request.headers.get("Authorization", "")
-    client_auth_failure_record(
-        client_id=client_id_attempted(request),
-        ip=request.ip,
-        user_agent=request.user_agent,
-        endpoint=request.uri,
-        method="basic" if basic.lower().startswith("basic ") else "body",
-    )
 
 
 _server: AuthorizationServer | None = None

@@ -5,11 +5,13 @@ parameters. authserver keeps several keys published at once (next, active, retir
 gets its own backend with the algorithm pinned to that key, and:
 
 - `encode` adds the `kid` and `typ` header parameters (RFC 7515 §4.1.4, RFC 9068 §2.1);
-- `decode` requires the registered claims and checks time against a `now` argument (stock
-  `decode` requires no claim and reads the wall clock, which tests cannot move).
+- `verify` (and `decode`) require the registered claims and check time against a `now` argument
+  (stock `decode` requires no claim and reads the wall clock, which tests cannot move).
 
-Key objects are passed in already parsed: PyJWT uses them as they are, so a private key is parsed
-once per process instead of once per token.
+Both go through tokens/jws.py rather than PyJWT: the header of each `typ` is serialised once per
+key, a token is parsed once (the verifier reads `kid` from the same parse), and the claim rules
+are the ones PyJWT applied, written out below (tests/tokens/test_jws.py compares the two).
+Key objects are parsed once per process (tokens/keys.py) and used as they are.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import jwt
+from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 from rest_framework_simplejwt.backends import TokenBackend
 
 from tokens import jws
@@ -45,51 +48,57 @@ class SigningKeyBackend(TokenBackend):
             leeway=leeway,
         )
         self.kid = kid
+        self._headers: dict[str, bytes] = {}
+        self._leeway_seconds = self.get_leeway().total_seconds()
 
     def __repr__(self) -> str:
         return f"<SigningKeyBackend {self.algorithm} kid={self.kid}>"
 
     def encode(self, payload: dict[str, Any], *, typ: str = "JWT") -> str:  # type: ignore[override]
+        """A compact JWS of `payload` with this key (tokens.jws.encode; the header of each `typ`
+        is serialised once per key)."""
         if self.signing_key is None:
             raise ValueError("this backend holds no private key")
-        return jwt.encode(
-            payload,
-            self.prepared_signing_key,
-            algorithm=self.algorithm,
-            headers={"kid": self.kid, "typ": typ},
-        )
+        header = self._headers.get(typ)
+        if header is None:
+            header = jws.header_segment(alg=self.algorithm, kid=self.kid, typ=typ)
+            self._headers[typ] = header
+        return jws.encode(header, payload, self.signing_key, self.algorithm)
 
     def decode(  # type: ignore[override]
         self, token: str, *, audience: str | list[str] | None, now: datetime
     ) -> dict[str, Any]:
-        """Verify signature, iss and aud (PyJWT), then exp/iat/nbf against `now` with leeway.
+        """`verify` of the parsed token; for callers that have not parsed it yet."""
+        return self.verify(jws.parse(token), audience=audience, now=now)
+
+    def verify(
+        self, token: jws.CompactJws, *, audience: str | list[str] | None, now: datetime
+    ) -> dict[str, Any]:
+        """The claims of `token` if this key signed it and they hold: the signature (with this
+        key's algorithm whatever the header says, RFC 8725 §3.1), the registered claims present
+        (REQUIRED_CLAIMS, none null), `iss` this issuer, `aud` naming `audience`, `sub` and
+        `jti` strings, then exp/iat/nbf against `now` with leeway.
 
         `audience=None` accepts any audience the token names (the authorization server reading
         its own tokens); `aud` must still be a non-empty string or list of them.
         Raises jwt.InvalidTokenError subclasses; the caller turns them into a short reason.
         """
-        claims = jws.decode(
-            token,
-            self.prepared_verifying_key,
-            algorithms=[self.algorithm],
-            audience=audience,
-            issuer=self.issuer,
-            options={
-                "require": list(REQUIRED_CLAIMS),
-                "verify_aud": audience is not None,
-                "verify_exp": False,
-                "verify_iat": False,
-                "verify_nbf": False,
-            },
-        )
-        if audience is None:
-            aud = claims["aud"]
-            names = [aud] if isinstance(aud, str) else aud
-            if not isinstance(names, list) or not names:
-                raise jwt.InvalidAudienceError("invalid audience")
-            if any(not isinstance(name, str) or not name for name in names):
-                raise jwt.InvalidAudienceError("invalid audience")
-        leeway = self.get_leeway().total_seconds()
+        if token.header.get("alg") != self.algorithm:
+            raise jwt.InvalidAlgorithmError("The specified alg value is not allowed")
+        if not jws.verify_signature(self.verifying_key, self.algorithm, token):
+            raise jwt.InvalidSignatureError("Signature verification failed")
+        claims = jws.payload_claims(token)
+        for name in REQUIRED_CLAIMS:
+            if claims.get(name) is None:
+                raise jwt.MissingRequiredClaimError(name)
+        if not isinstance(claims["iss"], str) or claims["iss"] != self.issuer:
+            raise jwt.InvalidIssuerError("Invalid issuer")
+        _audience_check(claims["aud"], audience)
+        if not isinstance(claims["sub"], str):
+            raise InvalidSubjectError("Subject must be a string")
+        if not isinstance(claims["jti"], str):
+            raise InvalidJTIError("JWT ID must be a string")
+        leeway = self._leeway_seconds
         moment = now.timestamp()
         for name in ("exp", "iat", "nbf"):
             if name in claims and (
@@ -103,3 +112,21 @@ class SigningKeyBackend(TokenBackend):
         if "nbf" in claims and claims["nbf"] > moment + leeway:
             raise jwt.ImmatureSignatureError("not yet valid")
         return claims
+
+
+def _audience_check(aud: Any, audience: str | list[str] | None) -> None:
+    """PyJWT's audience rule when `audience` is given (a string or list of strings naming one of
+    them); when None, any audience, but still a non-empty string or a non-empty list of
+    non-empty strings."""
+    if audience is not None and not aud:
+        raise jwt.MissingRequiredClaimError("aud")
+    names = [aud] if isinstance(aud, str) else aud
+    if not isinstance(names, list) or any(not isinstance(name, str) for name in names):
+        raise jwt.InvalidAudienceError("Invalid claim format in token")
+    if audience is None:
+        if not names or not all(names):
+            raise jwt.InvalidAudienceError("invalid audience")
+        return
+    wanted = [audience] if isinstance(audience, str) else audience
+    if all(name not in names for name in wanted):
+        raise jwt.InvalidAudienceError("Audience doesn't match")

@@ -42,7 +42,7 @@ class TokenInvalid(Exception):
         self.reason = reason
 
 
-def _header(token: str | bytes) -> tuple[str, dict[str, Any]]:
+def _parsed(token: str | bytes) -> jws.CompactJws:
     if isinstance(token, bytes | bytearray):
         try:
             token = bytes(token).decode("ascii")
@@ -53,11 +53,10 @@ def _header(token: str | bytes) -> tuple[str, dict[str, Any]]:
     if token.count(".") != 2:
         raise TokenInvalid("malformed token")
     try:
-        header = jws.get_unverified_header(token)
+        return jws.parse(token)
     # RecursionError: a header of nested brackets (json recurses per level; issue 14.5).
     except (jwt.InvalidTokenError, ValueError, TypeError, RecursionError):
         raise TokenInvalid("malformed token") from None
-    return token, header
 
 
 def access_token_verify(
@@ -73,7 +72,8 @@ def access_token_verify(
     read at all.
     """
     now = now or timezone.now()
-    token, header = _header(token)
+    parsed = _parsed(token)
+    header = parsed.header
     typ = header.get("typ")
     if not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYP:
         raise TokenInvalid("not an access token")
@@ -95,7 +95,7 @@ def access_token_verify(
     else:
         expected = audience if isinstance(audience, str) else list(audience)
     try:
-        claims = key.backend.decode(token, audience=expected, now=now)
+        claims = key.backend.verify(parsed, audience=expected, now=now)
     except jwt.ExpiredSignatureError:
         raise TokenInvalid("token expired") from None
     except jwt.ImmatureSignatureError:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jwt
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.parsers import FormParser
 from rest_framework.permissions import IsAuthenticated
@@ -23,44 +22,61 @@ from oauth.oidc import user_claims
 from oauth.scopes import OPENID
 from oauth.token_lookup import token_client_accepts
 from sessions.apis import SessionAccessTokenAuthentication
+from sessions.models import Session
+from sessions.services import session_get, session_is_usable
 from tokens.authentication import InvalidBearerToken
+from tokens.verification import ANY_AUDIENCE, TokenInvalid
 
 
 class UserinfoAuthentication(SessionAccessTokenAuthentication):
     """Any audience: userinfo is a resource of the issuer itself and accepts its own access
-    tokens whatever API they were minted for (signature, issuer, expiry, session still checked).
-    DRF builds one authenticator per request, so setting the audience here is request-local.
+    tokens whatever API they were minted for (signature, issuer, expiry, session still checked),
+    as introspection does (ANY_AUDIENCE: the audience is read from the verified token, not from
+    a second, unverified decode).
 
     Any client's tokens, the openid scope deciding (UserinfoEndpoint), as long as the client
-    exists, is active and was not deactivated after the token was issued (issue 13.4)."""
+    exists, is active and was not deactivated after the token was issued (issue 13.4).
+
+    One query: the token's session is loaded with its user (session_get) and both checks use
+    it, where the first-party API's authentication looks the user up, then the session.
+    DRF builds one authenticator per request, so the session kept here is request-local."""
+
+    audience = ANY_AUDIENCE
+    _session: Session | None = None
 
     def client_is_accepted(self, claims) -> bool:
         return token_client_accepts(claims.get("client_id"), claims.get("iat"))
 
     def authenticate(self, request: Request):
-        self.audience = _token_audience(request)
         try:
             return super().authenticate(request)
         except UnicodeEncodeError:
             # Only possible for header text that no WSGI server produces (PEP 3333: latin-1).
             raise InvalidBearerToken("malformed authorization header") from None
 
+    def get_user(self, validated_token: dict[str, Any]) -> Any:
+        """The session's user when it is the token's `sub` and active; otherwise the lookup by
+        `sub` of the first-party API, which then answers as it always did."""
+        sid = validated_token.get("sid")
+        self._session = session_get(sid=sid) if sid else None
+        user = self._session.user if self._session is not None else None
+        if user is not None and user.is_active and str(user.sub) == validated_token["sub"]:
+            return user
+        return super().get_user(validated_token)
 
-def _token_audience(request: Request) -> Any:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    parts = header.split()
-    if len(parts) == 2 and parts[0].lower() == "bearer":
-        try:
-            claims = jwt.decode(parts[1], options={"verify_signature": False})
-        # RecursionError: nested brackets in the JSON (json recurses per level; issue 14.5).
-        except (jwt.InvalidTokenError, ValueError, TypeError, RecursionError):
-            return None
-        audience = claims.get("aud")
-        if isinstance(audience, str) or (
-            isinstance(audience, list) and audience and all(isinstance(a, str) for a in audience)
-        ):
-            return audience
-    return None
+    def session_is_live(self, claims) -> bool:
+        """The rule of SessionAccessTokenAuthentication.session_is_live, on the session loaded
+        by get_user; the session must also be the token's user's."""
+        if not self.client_is_accepted(claims):
+            raise TokenInvalid("token not issued for this API")
+        session = self._session
+        if not claims.get("sid") or session is None:
+            return False
+        return (
+            session_is_usable(session=session)
+            and session.client_id == claims.get("client_id")
+            and str(session.user.sub) == claims["sub"]
+        )
 
 
 @extend_schema_view(

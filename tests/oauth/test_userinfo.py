@@ -87,3 +87,35 @@ def test_deactivated_user_is_refused(browser, http, confidential, alice):
     alice.is_active = False
     alice.save()
     assert userinfo(http, tokens["access_token"]).status_code == 401
+
+
+def test_a_valid_token_costs_one_query(browser, confidential, django_assert_num_queries):
+    """The session is loaded with its user (session_get); nothing is looked up twice."""
+    tokens = tokens_for(browser, HttpClient(), confidential)
+    http = HttpClient()
+    assert userinfo(http, tokens["access_token"]).status_code == 200  # the client is cached now
+    with django_assert_num_queries(1):
+        assert userinfo(http, tokens["access_token"]).status_code == 200
+
+
+def test_a_token_naming_another_users_session_is_refused(
+    browser, http, confidential, alice, make_user
+):
+    """A token is only as good as its session, and the session must be its subject's (a token
+    minted with the signing key and someone else's `sid`)."""
+    from sessions.models import Session
+    from tokens.issuance import access_token_issue
+
+    tokens_for(browser, http, confidential)
+    session = Session.objects.get(user=alice, client_id=confidential.client_id)
+    bob = make_user("bob")
+    forged = access_token_issue(
+        subject=bob.sub,
+        audience=confidential.client_id,
+        client_id=confidential.client_id,
+        scope="openid",
+        session_id=str(session.id),
+    )
+    response = userinfo(http, forged.token)
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response["WWW-Authenticate"]
