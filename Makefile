@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 ARGS   ?=
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-scale clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "authserver needs Python 3.11 or newer")'
@@ -39,6 +39,11 @@ $(VENV)/.bench-installed: requirements/base.txt requirements/prod.txt requiremen
 # server on 127.0.0.1:5432) and Redis from REDIS_URL. `make bench ARGS="--scenarios refresh"`.
 bench: $(VENV)/.bench-installed
 	$(PY) bench/run.py $(ARGS)
+
+# The data-scale benchmark (bench/README.md "Scale"): two databases of its own, the large one
+# with a million users (about an hour and 40 GB). `make bench-scale ARGS="--scale-factor 0.01"`.
+bench-scale: $(VENV)/.bench-installed
+	$(PY) bench/scale.py $(ARGS)
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .

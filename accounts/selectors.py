@@ -12,8 +12,8 @@ def user_get_by_login(*, login: str) -> User | None:
     login = login.strip()
     if not login:
         return None
-    field = "email__iexact" if "@" in login else "username__iexact"
-    return User.objects.filter(**{field: login}, is_active=True).first()
+    field = "email" if "@" in login else "username"
+    return User.objects.matching(field, login).filter(is_active=True).first()
 
 
 def user_get_by_sub(*, sub: str) -> User | None:

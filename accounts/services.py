@@ -54,9 +54,9 @@ def user_create(
         raise UserCreateError("username must not be empty")
     if not email or "@" not in email:
         raise UserCreateError("email must be an email address")
-    if User.objects.filter(username__iexact=username).exists():
+    if User.objects.matching("username", username).exists():
         raise UserCreateError(f"a user named {username!r} already exists")
-    if User.objects.filter(email__iexact=email).exists():
+    if User.objects.matching("email", email).exists():
         raise UserCreateError("a user with this email already exists")
     user = User(username=username, email=email, is_staff=is_staff, is_superuser=is_superuser)
     if password is None:
@@ -113,8 +113,8 @@ def _user_for_login(login: str) -> User | None:
     # treat them like everyone else (one hash, same error) and audit the real reason.
     if not login or len(login) > 254:
         return None
-    field = "email__iexact" if "@" in login else "username__iexact"
-    return User.objects.filter(**{field: login}).first()
+    field = "email" if "@" in login else "username"
+    return User.objects.matching(field, login).first()
 
 
 @sensitive_variables("password")

@@ -841,6 +841,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--scale" in argv:  # `make bench ARGS="--scale ..."`: the data-scale benchmark
+        from bench.scale import main as scale_main
+
+        return scale_main([a for a in argv if a != "--scale"])
     args = parse_args(argv)
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     base_url = database_url_required()

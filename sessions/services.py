@@ -40,6 +40,7 @@ from enum import Enum
 
 from django.apps import apps
 from django.db import connections, models, router, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
 from django.utils import timezone
 
@@ -368,19 +369,22 @@ def _rotate_unlocked(parsed: ParsedRefreshToken, digest: bytes, issue: _Issue) -
     token, the session or its user no longer allowed to refresh, SQLite, or the race was lost
     (what this request made is then dropped unseen).
     """
-    alias = router.db_for_write(Session)
-    if connections[alias].vendor != "postgresql":
+    connection = connections[router.db_for_write(Session)]
+    if connection.vendor != "postgresql":
         return None
-    session = _session_for_rotation(parsed.session_id)
-    if (
-        session is None
-        or not _digest_matches(session, digest)
-        or _refusal_before_spending(session, issue) is not None
-        or not session.is_live(issue.now)
-        or _user_may_continue(session) is not None
-    ):
-        return None
-    return _successor_issue(session, issue, replaces=digest)
+    # One cursor for the read and the write: opening one runs Django's connection checks and
+    # wrappers each time, a few per cent of a refresh (bench/README.md).
+    with connection.cursor() as cursor:
+        session = _session_for_rotation(parsed.session_id, cursor=cursor)
+        if (
+            session is None
+            or not _digest_matches(session, digest)
+            or _refusal_before_spending(session, issue) is not None
+            or not session.is_live(issue.now)
+            or _user_may_continue(session) is not None
+        ):
+            return None
+        return _successor_issue(session, issue, replaces=digest, cursor=cursor)
 
 
 def _rotate_locked(parsed: ParsedRefreshToken, digest: bytes, issue: _Issue) -> TokenPair:
@@ -478,7 +482,12 @@ def _failure_report(
 
 
 def _successor_issue(
-    session: Session, issue: _Issue, *, replaces: bytes | None, grace: bool = False
+    session: Session,
+    issue: _Issue,
+    *,
+    replaces: bytes | None,
+    grace: bool = False,
+    cursor: CursorWrapper | None = None,
 ) -> TokenPair | None:
     """Make the next generation's pair and store it in the session row.
 
@@ -503,7 +512,7 @@ def _successor_issue(
         "last_used_at": now,
         "idle_expires_at": idle_expires_at,
     }
-    if not _session_write(session, changes, replaces=replaces):
+    if not _session_write(session, changes, replaces=replaces, cursor=cursor):
         return None
     for name, new in changes.items():
         setattr(session, name, new)
@@ -540,20 +549,36 @@ _ROTATION_UPDATE = (
 _ROTATION_UPDATE_IF_CURRENT = _ROTATION_UPDATE + " AND refresh_digest = %s RETURNING rotations"
 
 
-def _session_write(session: Session, changes: dict, *, replaces: bytes | None) -> bool:
-    alias = router.db_for_write(Session)
-    if connections[alias].vendor != "postgresql":
-        rows = Session.objects.filter(pk=session.pk)
-        if replaces is not None:
-            rows = rows.filter(refresh_digest=replaces)
-        return bool(rows.update(**changes))
+def _session_write(
+    session: Session,
+    changes: dict,
+    *,
+    replaces: bytes | None,
+    cursor: CursorWrapper | None = None,
+) -> bool:
+    """Store `changes` in the session row (only if it still holds `replaces`, when given);
+    through `cursor` if the caller has one open on PostgreSQL."""
+    if cursor is None:
+        connection = connections[router.db_for_write(Session)]
+        if connection.vendor != "postgresql":
+            rows = Session.objects.filter(pk=session.pk)
+            if replaces is not None:
+                rows = rows.filter(refresh_digest=replaces)
+            return bool(rows.update(**changes))
+        with connection.cursor() as cursor:
+            return _session_update(cursor, session, changes, replaces)
+    return _session_update(cursor, session, changes, replaces)
+
+
+def _session_update(
+    cursor: CursorWrapper, session: Session, changes: dict, replaces: bytes | None
+) -> bool:
     params = [*changes.values(), session.pk]
-    with connections[alias].cursor() as cursor:
-        if replaces is None:
-            cursor.execute(_ROTATION_UPDATE, params)
-            return True
-        cursor.execute(_ROTATION_UPDATE_IF_CURRENT, [*params, replaces])
-        return cursor.fetchone() is not None
+    if replaces is None:
+        cursor.execute(_ROTATION_UPDATE, params)
+        return True
+    cursor.execute(_ROTATION_UPDATE_IF_CURRENT, [*params, replaces])
+    return cursor.fetchone() is not None
 
 
 def _rotate_legacy(digest: bytes, issue: _Issue) -> TokenPair:
@@ -666,8 +691,9 @@ def _instance(model, alias: str, values: Sequence):
     names, converting = _loading(model)
     if converting:
         values = list(values)
+        connection = connections[alias]
         for index, field in converting:
-            values[index] = field.from_db_value(values[index], None, connections[alias])
+            values[index] = field.from_db_value(values[index], None, connection)
     return model.from_db(alias, names, values)
 
 
@@ -774,21 +800,27 @@ def session_get(*, sid) -> Session | None:
     return session
 
 
-def _session_for_rotation(pk: uuid.UUID) -> Session | None:
-    """session_get for the rotation's unlocked read (PostgreSQL): the user with only
-    _ROTATION_USER_FIELDS loaded (the others deferred; nothing on this path reads them)."""
-    alias = router.db_for_read(Session)
-    with connections[alias].cursor() as cursor:
-        cursor.execute(_session_sql(alias, _ROTATION_USER_FIELDS), [pk])
-        row = cursor.fetchone()
+def _session_for_rotation(pk: uuid.UUID, *, cursor: CursorWrapper) -> Session | None:
+    """session_get for the rotation's unlocked read (PostgreSQL), through `cursor`: the user
+    with only _ROTATION_USER_FIELDS loaded (the others deferred; nothing on this path reads
+    them)."""
+    alias = cursor.db.alias
+    cursor.execute(_session_sql(alias, _ROTATION_USER_FIELDS), [pk])
+    row = cursor.fetchone()
     if row is None:
         return None
-    split = len(_columns(Session))
+    split, user, names = _rotation_row_layout()
     session = _instance(Session, alias, row[:split])
-    user = _user_model()
-    names = [f.attname for f in _user_columns(_ROTATION_USER_FIELDS)]
     session.user = user.from_db(alias, names, row[split:])
     return session
+
+
+@functools.cache
+def _rotation_row_layout() -> tuple[int, type, list[str]]:
+    """Where the session's columns end in _session_for_rotation's row, the user model, and the
+    attribute names of the user's columns that follow (worked out once, not per refresh)."""
+    user = _user_model()
+    return len(_columns(Session)), user, [f.attname for f in _user_columns(_ROTATION_USER_FIELDS)]
 
 
 def session_is_usable(*, session: Session, now: datetime | None = None) -> bool:

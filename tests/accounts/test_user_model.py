@@ -91,3 +91,29 @@ def test_pbkdf2_hash_is_upgraded_to_argon2id_on_login(make_user, settings):
 def test_str_is_the_username_and_reveals_no_secret(make_user):
     user = make_user(username="erin")
     assert str(user) == "erin"
+
+
+def test_case_insensitive_lookups_use_the_lower_index(db):
+    """Sign-in finds the user through the unique index on LOWER(username) / LOWER(email), not by
+    reading every user (Django's `__iexact` is UPPER(...), which that index does not serve)."""
+    from django.db import connection
+
+    from accounts.models import User
+
+    for field, value in (("username", "Alice"), ("email", "Alice@Example.com")):
+        query = User.objects.matching(field, value).query
+        sql, params = query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert f"accounts_user_{field}_ci_unique" in plan, plan
+
+
+def test_matching_is_case_insensitive(make_user):
+    from accounts.models import User
+
+    user = make_user(username="Mixed.Case", email="Mixed@Example.com")
+    assert User.objects.matching("username", "mixed.CASE").get() == user
+    assert User.objects.matching("email", "MIXED@example.COM").get() == user
+    assert User.objects.get_by_natural_key("MIXED.case") == user

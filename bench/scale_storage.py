@@ -1,0 +1,427 @@
+"""The scale benchmark's storage and purge measurements (bench/scale.py), on the large database.
+
+Bytes per live session: N sign-ins through the login's own services, and the bytes they added to
+every table and index (pg_table_size of each table, pg_total_relation_size of each index,
+partitions summed). Then refreshes of those sessions through the server, round robin, with the
+footprint after every window: bytes per session as it refreshes, and pg_database_size growth
+per million refreshes (tables and indexes; WAL lives outside the database's directory).
+
+The purge: purge_expired_sessions in the large database's agent while the refresh load runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+from bench import cpu, load
+from bench import run as bench_run
+from bench.scale_agent import AgentError, ScaleError
+
+SIGN_IN_AGENT = "scale-bench sign-in"
+SIGN_IN_IP = "198.51.100.23"
+
+# --- Footprint ---------------------------------------------------------------------------------
+
+_RELATION_SIZES = """
+SELECT coalesce(pg_partition_root(t.oid), t.oid)::regclass::text, 'table', pg_table_size(t.oid)
+FROM pg_class t
+WHERE t.relnamespace = current_schema()::regnamespace AND t.relkind = 'r'
+UNION ALL
+SELECT coalesce(pg_partition_root(t.oid), t.oid)::regclass::text,
+       coalesce(pg_partition_root(x.indexrelid), x.indexrelid)::regclass::text,
+       pg_total_relation_size(x.indexrelid)
+FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid
+WHERE t.relnamespace = current_schema()::regnamespace AND t.relkind = 'r'
+"""
+
+
+@dataclass
+class Footprint:
+    database: int  # pg_database_size: every relation of the database, not WAL
+    relations: dict[str, int]  # "table" or "table/index" -> bytes (partitions summed)
+
+    def minus(self, other: Footprint) -> dict[str, int]:
+        keys = set(self.relations) | set(other.relations)
+        delta = {k: self.relations.get(k, 0) - other.relations.get(k, 0) for k in keys}
+        return {k: v for k, v in sorted(delta.items()) if v}
+
+
+def footprint(url: str) -> Footprint:
+    import psycopg
+
+    relations: dict[str, int] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table, part, size in conn.execute(_RELATION_SIZES):
+            key = table if part == "table" else f"{table}/{part}"
+            relations[key] = relations.get(key, 0) + size
+        database = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    return Footprint(database, relations)
+
+
+# --- Refreshing many sessions -------------------------------------------------------------------
+
+
+class RoundRobin:
+    """A VU's share of many sessions: it refreshes each in turn, keeping each one's newest
+    token (a failed one is dropped). A new object per request: bench/load.py rebuilds the
+    request when the state object changes."""
+
+    __slots__ = ("position", "tokens")
+
+    def __init__(self, tokens: list[str], position: int = 0):
+        self.tokens = tokens
+        self.position = position % len(tokens) if tokens else 0
+
+    def __str__(self) -> str:
+        return self.tokens[self.position]
+
+    def __getstate__(self):
+        return (self.tokens, self.position)
+
+    def __setstate__(self, state) -> None:
+        self.tokens, self.position = state
+
+
+def round_robin_refresh() -> load.Scenario:
+    plain = load.refresh()
+
+    def build(state: object) -> load.Request:
+        return plain.build(str(state))
+
+    def judge(status: int, body: bytes, state: object) -> load.Outcome:
+        ok, token, _ = plain.judge(status, body, str(state))
+        tokens, position = state.tokens, state.position
+        if ok:
+            tokens[position] = token
+            return True, RoundRobin(tokens, position + 1), True
+        del tokens[position]
+        return False, RoundRobin(tokens, position), bool(tokens)
+
+    return load.Scenario("refresh (many sessions)", build, judge, stateful=True)
+
+
+def round_robin_states(tokens: list[str], vus: int) -> list[RoundRobin]:
+    return [RoundRobin(tokens[i::vus]) for i in range(vus)]
+
+
+def http_post_json(port: int, path: str, body: dict) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(
+            "POST",
+            path,
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json", "User-Agent": SIGN_IN_AGENT},
+        )
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+# --- Storage ----------------------------------------------------------------------------------
+
+
+def login_rows_check(run) -> dict:
+    """One real login through the server and one sign-in as `sign_ins` makes them: the rows
+    each added for its user, per table."""
+    import psycopg
+
+    real, emulated = run.users("large", 2)
+    url = run.urls["large"]
+    query = (
+        "SELECT (SELECT count(*) FROM tokens_session WHERE user_id = %(u)s), "
+        "(SELECT count(*) FROM audit_authevent WHERE user_id = %(u)s), "
+        "(SELECT count(*) FROM tokens_refreshtoken r JOIN tokens_session s "
+        "ON s.id = r.session_id WHERE s.user_id = %(u)s)"
+    )
+
+    def rows(user: int) -> list[int]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            return list(conn.execute(query, {"u": user}).fetchone())
+
+    before = {u: rows(u) for u in (real, emulated)}
+    status = http_post_json(
+        run.servers["large"].port,
+        "/api/v1/auth/login",
+        {"username": f"user{real:08d}", "password": run.password},
+    )
+    run.agent_call("large", "sign_ins", [emulated], SIGN_IN_AGENT, SIGN_IN_IP)
+    names = ("sessions", "audit events", "refresh tokens")
+    deltas = {}
+    for user in (real, emulated):
+        after = rows(user)
+        deltas[user] = {n: a - b for n, a, b in zip(names, after, before[user], strict=True)}
+    return {
+        "login_status": status,
+        "login": deltas[real],
+        "sign_in": deltas[emulated],
+        "same": status == 200 and deltas[real] == deltas[emulated],
+    }
+
+
+def storage(run) -> tuple[dict, list[RoundRobin]]:
+    """Bytes per live session, at its creation and as it refreshes; growth per refresh."""
+    args = run.args
+    url = run.urls["large"]
+    server = run.servers["large"]
+    check = login_rows_check(run)
+    count = args.sign_ins
+    user_ids = run.users("large", count)
+    before = footprint(url)
+    started = time.monotonic()
+    tokens = run.agent_call("large", "sign_ins", user_ids, SIGN_IN_AGENT, SIGN_IN_IP)
+    sign_in_seconds = time.monotonic() - started
+    created = footprint(url)
+    breakdown = {k: v / count for k, v in created.minus(before).items()}
+    checkpoints = [checkpoint(0, 0, count, before, created)]
+    states = round_robin_states(tokens, args.refresh_concurrency)
+    updates_before = session_updates(url)
+    window = argparse.Namespace(**{**vars(args), "warmup": 0.0, "seconds": args.growth_window})
+    done, cpu_rows = 0, []
+    scenario = round_robin_refresh()
+    while done < args.refreshes:
+        row = bench_run.measure(server, scenario, states, len(states), window, run.warnings)
+        succeeded = row.requests - row.errors
+        if succeeded <= 0:
+            run.warnings.append("storage: a refresh window had no successful refresh")
+            break
+        done += succeeded
+        cpu_rows.append(row)
+        checkpoints.append(checkpoint(done, row.errors, count, before, footprint(url)))
+        print(
+            f"  storage: {done} refreshes, {checkpoints[-1]['bytes_per_session']:.0f} "
+            f"bytes per session, database {checkpoints[-1]['database']:,} bytes",
+            file=sys.stderr,
+            flush=True,
+        )
+    end = footprint(url)
+    time.sleep(1.5)  # backends report their statistics at most once a second
+    updates = [a - b for a, b in zip(session_updates(url), updates_before, strict=True)]
+    vacuumed = vacuum(url)
+    return {
+        "sign_ins": count,
+        "sign_in_seconds": round(sign_in_seconds, 1),
+        "login_check": check,
+        "bytes_per_session": sum(breakdown.values()),
+        "breakdown": breakdown,
+        "refreshes": done,
+        "checkpoints": checkpoints,
+        "growth": growth(checkpoints, count),
+        "refresh_cpu_ms": statistics.median(r.cpu_ms_per_request for r in cpu_rows)
+        if cpu_rows
+        else None,
+        "after_refreshes_breakdown": {k: v / count for k, v in end.minus(before).items()},
+        "session_updates": {"all": updates[0], "hot": updates[1]},
+        "vacuum": vacuumed,
+        "after_vacuum_bytes_per_session": (footprint(url).database - before.database) / count,
+    }, states
+
+
+def checkpoint(refreshes, errors, count, before: Footprint, now: Footprint) -> dict:
+    return {
+        "refreshes": refreshes,
+        "refreshes_per_session": refreshes / count,
+        "errors": errors,
+        "database": now.database,
+        "bytes_per_session": sum(now.minus(before).values()) / count,
+    }
+
+
+def session_updates(url: str) -> tuple[int, int]:
+    """Row updates of tokens_session so far, and how many were HOT (no new index entries, the
+    new version in the same page: what keeps a refresh from growing the table)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE relname = 'tokens_session'"
+        ).fetchone()
+
+
+def vacuum(url: str) -> list[str]:
+    """Plain VACUUM (never FULL) of the tables with dead rows, as autovacuum would do."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT relname FROM pg_stat_user_tables WHERE n_dead_tup > 0 ORDER BY 1"
+            )
+        ]
+        for table in tables:
+            conn.execute(f'VACUUM "{table}"')
+    return tables
+
+
+# --- Purge ------------------------------------------------------------------------------------
+
+
+def purge(run, states: list[RoundRobin] | None) -> dict:
+    """purge_expired_sessions on the large database under refresh load."""
+    args = run.args
+    server = run.servers["large"]
+    if not states:
+        tokens = run.agent_call(
+            "large",
+            "sign_ins",
+            run.users("large", args.refresh_concurrency * 20),
+            SIGN_IN_AGENT,
+            SIGN_IN_IP,
+        )
+        states = round_robin_states(tokens, args.refresh_concurrency)
+    scenario = round_robin_refresh()
+    baseline = refresh_window(run, server, scenario, states, args.purge_baseline)
+    sessions_before = session_count(run)
+    agent = run.agents["large"]
+    agent.start("purge")
+    started = time.monotonic()
+    during = []
+    backend = PurgeBackend(run)
+    while not agent.done() and time.monotonic() - started < args.purge_timeout:
+        during.append(refresh_window(run, server, scenario, states, 2.0, purge=backend))
+    if agent.done():
+        try:
+            result = agent.result()
+        except AgentError as exc:
+            raise ScaleError(f"purge_expired_sessions failed: {exc}") from None
+        seconds, output = result["seconds"], result["output"].strip()
+    else:  # stopped: the batch in progress rolls back, the committed ones count
+        seconds = time.monotonic() - started
+        agent.close()
+        backend_gone_wait(run, run.agent_app("large"))
+        output = f"stopped after {seconds:.0f} s (--purge-timeout)"
+    deleted = sessions_before - session_count(run)
+    after = refresh_window(run, server, scenario, states, min(args.purge_baseline, 5.0))
+    return {
+        "output": output,
+        "completed": not output.startswith("stopped"),
+        "seconds": round(seconds, 2),
+        "sessions_deleted": deleted,
+        "sessions_per_second": deleted / seconds if seconds else 0.0,
+        "concurrency": len(states),
+        "refresh_before": latency_summary([baseline]),
+        "refresh_during": latency_summary(during),
+        "refresh_after": latency_summary([after]),
+        "purge_backend": "pinned to the load generator's core (a spare database core)",
+        "purge_backend_cpu_seconds": round(backend.cpu_seconds(), 2),
+        "purge_backend_us_per_session": backend.cpu_seconds() * 1e6 / deleted if deleted else None,
+    }
+
+
+def session_count(run) -> int:
+    """Sessions in the large database (only the purge deletes any during the run)."""
+    import psycopg
+
+    with psycopg.connect(run.urls["large"], autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM tokens_session").fetchone()[0]
+
+
+def backend_gone_wait(run, app_name: str, limit: float = 60.0) -> None:
+    admin = run.servers["large"].admin
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if not admin.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = %s", [app_name]
+        ).fetchone():
+            return
+        time.sleep(0.2)
+
+
+class PurgeBackend:
+    """The purge's PostgreSQL backend, found by the agent's application_name while the purge
+    runs: pinned to the load generator's core, its CPU read every tick (the last reading
+    before it exits counts)."""
+
+    def __init__(self, run):
+        self.run = run
+        self.first: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+
+    def tick(self) -> None:
+        rows = (
+            self.run.servers["large"]
+            .admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                [self.run.agent_app("large")],
+            )
+            .fetchall()
+        )
+        pids = [row[0] for row in rows]
+        if self.run.plan.pinned:
+            cpu.pin(pids, self.run.plan.client)
+        for pid in pids:
+            ticks = cpu.cpu_ticks(pid)
+            if ticks is not None:
+                self.first.setdefault(pid, ticks)
+                self.last[pid] = ticks
+
+    def cpu_seconds(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last) / cpu.CLOCK_TICKS
+
+
+def refresh_window(run, server, scenario, states, seconds, purge: PurgeBackend | None = None):
+    def tick() -> None:
+        server.pin_backends()
+        if purge is not None:
+            purge.tick()
+
+    server.pin()
+    result = load.run(
+        server.port,
+        scenario,
+        states,
+        seconds,
+        tick=tick,
+        processes=run.args.generator_processes,
+    )
+    states[:] = result.states
+    return result
+
+
+def latency_summary(results: list) -> dict:
+    latencies = sorted(x for r in results for x in r.latencies)
+    elapsed = sum(r.elapsed for r in results)
+    return {
+        "requests": len(latencies),
+        "errors": sum(r.errors for r in results),
+        "seconds": round(elapsed, 1),
+        "rps": len(latencies) / elapsed if elapsed else 0.0,
+        "p50_ms": load.percentile(latencies, 0.50) * 1000,
+        "p99_ms": load.percentile(latencies, 0.99) * 1000,
+    }
+
+
+def growth(checkpoints: list[dict], sessions: int) -> dict:
+    """Database bytes per million refreshes, from the first checkpoint at which every session
+    had refreshed once (each session's first refresh moves its row once: a one-time cost per
+    session, reported apart) to the last."""
+    last = checkpoints[-1]
+    base = next(
+        (c for c in checkpoints[1:-1] if c["refreshes"] >= sessions),
+        checkpoints[0],
+    )
+    refreshes = last["refreshes"] - base["refreshes"]
+    first = checkpoints[0]
+    return {
+        "from_refreshes": base["refreshes"],
+        "to_refreshes": last["refreshes"],
+        "bytes": last["database"] - base["database"],
+        "per_million": (last["database"] - base["database"]) / refreshes * 1e6
+        if refreshes
+        else math.nan,
+        "first_refresh_bytes_per_session": (base["database"] - first["database"]) / sessions,
+        "total_per_million": (last["database"] - first["database"]) / last["refreshes"] * 1e6
+        if last["refreshes"]
+        else math.nan,
+    }
