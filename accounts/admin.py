@@ -120,6 +120,7 @@ class UserAdminChangeForm(forms.ModelForm):
         fields = (
             "username",
             "email",
+            "email_verified",
             "first_name",
             "last_name",
             "is_active",
@@ -136,8 +137,16 @@ class UserAdmin(DjangoUserAdmin):
     add_form = UserAdminCreationForm
     change_password_form = UserAdminPasswordChangeForm
     actions = ["clear_login_lockout", "deactivate_users"]
-    list_display = ("username", "email", "public_id", "is_active", "is_staff", "last_login")
-    list_filter = ("is_active", "is_staff", "is_superuser", "groups", "date_joined", "last_login")
+    list_display = (
+        "username",
+        "email",
+        "email_verified",
+        "public_id",
+        "is_active",
+        "is_staff",
+        "last_login",
+    )
+    list_filter = ("is_active", "email_verified", "is_staff", "is_superuser", "groups", "date_joined", "last_login")
     search_fields = ("username", "email", "first_name", "last_name", "=public_id")
     ordering = ("username",)
     readonly_fields = (
@@ -150,7 +159,7 @@ class UserAdmin(DjangoUserAdmin):
     )
     fieldsets = (
         (None, {"fields": ("username", "public_id", "password_status")}),
-        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email", "email_verified")}),
         (
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
