@@ -146,7 +146,15 @@ class UserAdmin(DjangoUserAdmin):
         "is_staff",
         "last_login",
     )
-    list_filter = ("is_active", "email_verified", "is_staff", "is_superuser", "groups", "date_joined", "last_login")
+    list_filter = (
+        "is_active",
+        "email_verified",
+        "is_staff",
+        "is_superuser",
+        "groups",
+        "date_joined",
+        "last_login",
+    )
     search_fields = ("username", "email", "first_name", "last_name", "=public_id")
     ordering = ("username",)
     readonly_fields = (
