@@ -23,12 +23,14 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserCreationForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.models import User
+from accounts.registration import InviteRejected, invite_send
 from accounts.services import (
     LoginUnavailable,
     login_lockout_clear,
@@ -39,6 +41,11 @@ from accounts.services import (
     user_set_password,
 )
 from accounts.throttling import login_lockout_status
+from accounts.verification import (
+    email_admin_prepare,
+    email_admin_saved,
+    email_verification_send,
+)
 from authserver.counters import CacheUnavailable
 from sessions.models import Session
 from sessions.services import user_sessions_revoke
@@ -136,7 +143,8 @@ class UserAdmin(DjangoUserAdmin):
     form = UserAdminChangeForm
     add_form = UserAdminCreationForm
     change_password_form = UserAdminPasswordChangeForm
-    actions = ["clear_login_lockout", "deactivate_users"]
+    actions = ["clear_login_lockout", "deactivate_users", "resend_verification"]
+    change_list_template = "admin/accounts/user/change_list.html"
     list_display = (
         "username",
         "email",
@@ -251,8 +259,19 @@ class UserAdmin(DjangoUserAdmin):
         # non-superuser never changes admin rights.
         if not _grants_rights(request.user) and _privileges_changed(obj, form):
             raise PermissionDenied
+        send_link = email_admin_prepare(
+            user=obj, changed_fields=form.changed_data, created=not change
+        )
         user_admin_save(
             user=obj, changed_fields=form.changed_data, actor=request.user, request=request
+        )
+        # A new address gets a confirmation link unless the admin vouched for it (audited).
+        email_admin_saved(
+            user=obj,
+            changed_fields=form.changed_data,
+            send_link=send_link,
+            actor=request.user,
+            request=request,
         )
         if change and not obj.is_active and "is_active" in form.changed_data:
             user_sessions_revoke(user=obj, reason=Session.RevokeReason.USER_INACTIVE)
@@ -301,6 +320,56 @@ class UserAdmin(DjangoUserAdmin):
             user_sessions_revoke(user=user, reason=Session.RevokeReason.USER_INACTIVE)
             count += 1
         self.message_user(request, f"Deactivated {count} user(s).")
+
+    @admin.action(description="Resend email verification", permissions=["change"])
+    def resend_verification(self, request, queryset) -> None:
+        if self._refuse_unmanageable(request, queryset):
+            return
+        sent = 0
+        for user in queryset:
+            if user.email and not user.email_verified:
+                email_verification_send(user=user, request=request, actor=request.user)
+                sent += 1
+        skipped = len(queryset) - sent
+        note = f" ({skipped} already verified or without an address)" if skipped else ""
+        self.message_user(request, f"Sent a confirmation link to {sent} user(s){note}.")
+
+    # --- Invitations (a page of the user admin: `invite_user` does the same from a shell) ---
+
+    def get_urls(self):
+        urls = super().get_urls()
+        invite = path(
+            "invite/",
+            self.admin_site.admin_view(self.invite_view),
+            name="accounts_user_invite",
+        )
+        return [invite, *urls]
+
+    def invite_view(self, request):
+        # Inviting creates an account later: it needs the add permission.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = InviteForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                invite_send(email=form.cleaned_data["email"], actor=request.user, request=request)
+            except InviteRejected as exc:
+                form.add_error("email", str(exc))
+            else:
+                self.message_user(request, "Invitation sent to " + form.cleaned_data["email"])
+                return HttpResponseRedirect(reverse("admin:accounts_user_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Invite a user",
+            "opts": self.opts,
+            "form": form,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/accounts/user/invite.html", context)
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="Email address", max_length=254)
 
 
 admin.site.unregister(Group)

@@ -2,10 +2,16 @@
 
 from django.urls import path
 
-from accounts import views
+from accounts import signup_views, views
 
 urlpatterns = [
     path("", views.home_page, name="home"),
     path("login", views.login_page, name="login"),
     path("logout", views.logout_page, name="logout"),
+    # Sign-up, address confirmation and invitations (accounts/signup_views.py)
+    path("signup", signup_views.signup_page, name="signup"),
+    path("signup/sent", signup_views.signup_sent_page, name="signup_sent"),
+    path("email/confirm/<str:token>", signup_views.email_confirm_page, name="email_confirm"),
+    path("invite/<str:token>", signup_views.invite_accept_page, name="invite_accept"),
+    path("account/email", signup_views.email_change_page, name="email_change"),
 ]

@@ -40,6 +40,14 @@ class Config:
     lockout_base_seconds: int
     lockout_max_seconds: int
     lockout_reset_seconds: int
+    # Sign-up and email verification (accounts/registration.py, accounts/verification.py)
+    registration: str
+    registration_require_verified: bool
+    registration_email_domains: tuple[str, ...]
+    registration_throttle_per_ip: int
+    registration_throttle_window_seconds: int
+    email_verify_link_seconds: int
+    invite_link_seconds: int
     # Signing keys and access tokens (tokens/). The KEKs never appear in repr().
     key_encryption_key: bytes = field(repr=False)
     key_encryption_key_fallbacks: tuple[bytes, ...] = field(repr=False)
@@ -103,6 +111,15 @@ def _config_build() -> Config:
         lockout_base_seconds=settings.AUTHSERVER_LOCKOUT_BASE_SECONDS,
         lockout_max_seconds=settings.AUTHSERVER_LOCKOUT_MAX_SECONDS,
         lockout_reset_seconds=settings.AUTHSERVER_LOCKOUT_RESET_SECONDS,
+        registration=settings.AUTHSERVER_REGISTRATION,
+        registration_require_verified=settings.AUTHSERVER_REGISTRATION_REQUIRE_VERIFIED,
+        registration_email_domains=tuple(settings.AUTHSERVER_REGISTRATION_EMAIL_DOMAINS),
+        registration_throttle_per_ip=settings.AUTHSERVER_REGISTRATION_THROTTLE_PER_IP,
+        registration_throttle_window_seconds=(
+            settings.AUTHSERVER_REGISTRATION_THROTTLE_WINDOW_SECONDS
+        ),
+        email_verify_link_seconds=settings.AUTHSERVER_EMAIL_VERIFY_LINK_SECONDS,
+        invite_link_seconds=settings.AUTHSERVER_INVITE_LINK_SECONDS,
         key_encryption_key=settings.AUTHSERVER_KEY_ENCRYPTION_KEY,
         key_encryption_key_fallbacks=tuple(settings.AUTHSERVER_KEY_ENCRYPTION_KEY_FALLBACKS),
         signing_alg=settings.AUTHSERVER_SIGNING_ALG,

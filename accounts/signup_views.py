@@ -1,0 +1,297 @@
+"""The sign-up, confirmation, invitation and change-of-address pages.
+
+Server-rendered, no JavaScript, CSRF-protected, the hosted pages' frame. The rules are in
+accounts/registration.py and accounts/verification.py; these views parse forms and pick pages.
+"""
+
+from __future__ import annotations
+
+import math
+
+from django.contrib.auth.hashers import check_password
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods
+
+from accounts.forms import EmailChangeForm, InviteAcceptForm, SignupForm
+from accounts.login_flow import login_url
+from accounts.network import client_ip
+from accounts.registration import (
+    InviteFailed,
+    InviteUsernameTaken,
+    SignupThrottled,
+    SignupUnavailable,
+    invite_accept,
+    invite_check,
+    registration_mode,
+    signup_throttle,
+    user_signup,
+)
+from accounts.throttling import login_failure_register, login_lockout_status
+from accounts.verification import (
+    EmailChangeRejected,
+    EmailConfirmFailed,
+    email_change_request,
+    email_confirm,
+    email_link_check,
+)
+from authserver.conf import get_config
+from authserver.counters import CacheUnavailable
+from authserver.pages import page_headers
+
+LINK_PROBLEMS = {
+    "invalid": (
+        "This link can\u2019t be used",
+        "It may have expired, been used already, or been copied incompletely. Links in our "
+        "messages work once and for a limited time.",
+    ),
+    "taken": (
+        "This address is already in use",
+        "Another account confirmed this email address in the meantime, so it can\u2019t be "
+        "used here.",
+    ),
+    "inactive": (
+        "This account is not active",
+        "The address can\u2019t be confirmed for an account that was deactivated. Contact an "
+        "administrator.",
+    ),
+}
+
+
+def _wait_text(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def _link_problem(request: HttpRequest, reason: str) -> HttpResponse:
+    title, text = LINK_PROBLEMS.get(reason, LINK_PROBLEMS["invalid"])
+    context = {"title": title, "text": text, "signup_open": registration_mode() == "open"}
+    return render(request, "accounts/link_problem.html", context, status=400)
+
+
+def password_hint() -> str:
+    """One line from the configured validators (the minimum length, if one is set)."""
+    from django.contrib.auth.password_validation import (
+        MinimumLengthValidator,
+        get_default_password_validators,
+    )
+
+    for validator in get_default_password_validators():
+        if isinstance(validator, MinimumLengthValidator):
+            return (
+                f"At least {validator.min_length} characters; not a common password and not "
+                "like your username or address."
+            )
+    return "Not a common password and not like your username or address."
+
+
+def _require_open() -> None:
+    if registration_mode() != "open":
+        raise Http404
+
+
+# --- Sign-up -----------------------------------------------------------------------------------
+
+
+@sensitive_post_parameters("password1", "password2")
+@csrf_protect
+@page_headers
+@require_http_methods(["GET", "HEAD", "POST"])
+def signup_page(request: HttpRequest) -> HttpResponse:
+    _require_open()
+    domains = get_config().registration_email_domains
+    if request.method != "POST":
+        return render(
+            request,
+            "accounts/signup.html",
+            {"form": SignupForm(), "domains": domains, "password_hint": password_hint()},
+        )
+    try:
+        # Every submission counts, valid or not: the form's answers are not free to probe.
+        signup_throttle(ip=client_ip(request))
+    except SignupThrottled as exc:
+        error = {
+            "title": "Too many sign-up attempts.",
+            "text": f"Sign-up from your network is paused. Try again in "
+            f"{_wait_text(exc.retry_after)}.",
+        }
+        response = render(
+            request,
+            "accounts/signup.html",
+            {
+                "form": SignupForm(),
+                "domains": domains,
+                "error": error,
+                "password_hint": password_hint(),
+            },
+            status=429,
+        )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    except SignupUnavailable:
+        error = {
+            "title": "Sign-up is temporarily unavailable.",
+            "text": "This is a problem on our side. Please try again in a minute.",
+        }
+        response = render(
+            request,
+            "accounts/signup.html",
+            {
+                "form": SignupForm(),
+                "domains": domains,
+                "error": error,
+                "password_hint": password_hint(),
+            },
+            status=503,
+        )
+        response["Retry-After"] = "60"
+        return response
+    form = SignupForm(request.POST, allowed_domains=domains)
+    if not form.is_valid():
+        return render(
+            request,
+            "accounts/signup.html",
+            {"form": form, "domains": domains, "password_hint": password_hint()},
+        )
+    user_signup(
+        username=form.cleaned_data["username"],
+        email=form.cleaned_data["email"],
+        password=form.cleaned_data["password1"],
+        request=request,
+    )
+    # The same answer whatever happened (a new account, a known address, a taken name).
+    return HttpResponseRedirect(reverse("signup_sent"), status=303)
+
+
+@page_headers
+@require_http_methods(["GET", "HEAD"])
+def signup_sent_page(request: HttpRequest) -> HttpResponse:
+    _require_open()
+    hours = max(1, get_config().email_verify_link_seconds // 3600)
+    return render(request, "accounts/signup_sent.html", {"hours": hours})
+
+
+# --- Confirmation links ------------------------------------------------------------------------
+
+
+@csrf_protect
+@page_headers
+@require_http_methods(["GET", "HEAD", "POST"])
+def email_confirm_page(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a button and changes nothing (mail scanners and link previews follow links);
+    the POST uses the link."""
+    if request.method != "POST":
+        try:
+            email_link_check(token=token)
+        except EmailConfirmFailed as exc:
+            return _link_problem(request, exc.reason)
+        return render(request, "accounts/email_confirm.html", {"token": token})
+    try:
+        result = email_confirm(token=token, request=request)
+    except EmailConfirmFailed as exc:
+        return _link_problem(request, exc.reason)
+    return render(
+        request,
+        "accounts/email_confirmed.html",
+        {"confirmed": result, "email": result.user.email},
+    )
+
+
+# --- Invitations -------------------------------------------------------------------------------
+
+
+@sensitive_post_parameters("password1", "password2")
+@csrf_protect
+@page_headers
+@require_http_methods(["GET", "HEAD", "POST"])
+def invite_accept_page(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        email = invite_check(token=token)
+    except InviteFailed as exc:
+        return _link_problem(request, exc.reason)
+    if request.method != "POST":
+        form = InviteAcceptForm(email=email)
+        return render(
+            request,
+            "accounts/invite_accept.html",
+            {"form": form, "email": email, "password_hint": password_hint()},
+        )
+    form = InviteAcceptForm(request.POST, email=email)
+    if form.is_valid():
+        try:
+            accepted = invite_accept(
+                token=token,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+                request=request,
+            )
+        except InviteFailed as exc:
+            return _link_problem(request, exc.reason)
+        except InviteUsernameTaken:
+            # Only someone holding a live invitation gets this answer.
+            form.add_error("username", "This username is taken. Choose another.")
+        except ValidationError as exc:
+            for message in exc.messages:
+                form.add_error("password1", message)
+        else:
+            return render(
+                request,
+                "accounts/invite_done.html",
+                {"username": accepted.user.get_username()},
+            )
+    return render(
+        request,
+        "accounts/invite_accept.html",
+        {"form": form, "email": email, "password_hint": password_hint()},
+    )
+
+
+# --- Change of address (for a signed-in user) -----------------------------------------------
+
+
+@sensitive_post_parameters("password")
+@csrf_protect
+@page_headers
+@require_http_methods(["GET", "HEAD", "POST"])
+def email_change_page(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's address, its state, and a form to change it (current password
+    required; wrong passwords count toward the account's lockout)."""
+    if not request.user.is_authenticated:
+        return HttpResponseRedirect(login_url(request.get_full_path()))
+    user = request.user
+    context = {"sent": request.GET.get("sent") == "1"}
+    if request.method != "POST":
+        return render(request, "accounts/email_change.html", {**context, "form": EmailChangeForm()})
+    form = EmailChangeForm(request.POST)
+    if form.is_valid():
+        password = form.cleaned_data["password"]
+        try:
+            locked = login_lockout_status(user=user, now=timezone.now()).locked
+        except CacheUnavailable:
+            locked = True
+        if not password:
+            form.add_error("password", "Enter your current password.")
+        elif locked or not check_password(password, user.password):
+            if not locked:
+                try:
+                    login_failure_register(user=user, now=timezone.now())
+                except CacheUnavailable:
+                    pass
+            form.add_error("password", "That isn\u2019t your current password.")
+        else:
+            try:
+                email_change_request(
+                    user=user, new_email=form.cleaned_data["email"], request=request
+                )
+            except EmailChangeRejected as exc:
+                form.add_error("email", str(exc))
+            else:
+                return HttpResponseRedirect(reverse("email_change") + "?sent=1", status=303)
+    return render(request, "accounts/email_change.html", {**context, "form": form}, status=200)
