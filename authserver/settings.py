@@ -219,6 +219,7 @@ INSTALLED_APPS = [
     "sessions.apps.SessionsConfig",
     "audit.apps.AuditConfig",
     "oauth.apps.OauthConfig",
+    "mail.apps.MailConfig",
 ]
 
 MIDDLEWARE = [
@@ -244,12 +245,19 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "authserver.urls"
+_template_dirs = []
+if _email_template_dir := _str("AUTHSERVER_EMAIL_TEMPLATE_DIR"):
+    if not Path(_email_template_dir).is_dir():
+        config_fail("AUTHSERVER_EMAIL_TEMPLATE_DIR", f"{_email_template_dir!r} is not a directory")
+    _template_dirs.append(Path(_email_template_dir))
 WSGI_APPLICATION = "authserver.wsgi.application"
 
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # An operator's folder first (AUTHSERVER_EMAIL_TEMPLATE_DIR), so its email/<name>/
+        # files replace the built-in ones.
+        "DIRS": [*_template_dirs, BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -541,6 +549,56 @@ if AUTHSERVER_KEY_ROTATION_DAYS and AUTHSERVER_KEY_ROTATION_DAYS * 86_400 <= (
         "AUTHSERVER_KEY_ROTATION_DAYS", "must be longer than AUTHSERVER_KEY_ACTIVATION_DELAY"
     )
 del _min_delay
+
+# --- Email (mail/) -----------------------------------------------------------------------------
+# Messages go to the outbox table (in the transaction that causes them) and `manage.py
+# deliver_email` sends them. EMAIL_URL: smtp://, smtp+tls:// (STARTTLS) or smtp+ssl:// with
+# optional user:password@; read by django-environ. Without it, development prints each message
+# on the worker's console and production holds messages in the outbox (the worker refuses to
+# start) until it is set: a reset link must never land in a production log.
+_email_url = _str("EMAIL_URL")
+if _email_url is not None:
+    if urlsplit(_email_url).scheme not in {"smtp", "smtp+tls", "smtp+ssl", "smtps"}:
+        config_fail("EMAIL_URL", "must be an smtp://, smtp+tls:// or smtp+ssl:// URL")
+    try:
+        globals().update(env.email_url("EMAIL_URL"))
+    except (ImproperlyConfigured, ValueError, KeyError) as exc:
+        config_fail("EMAIL_URL", f"is malformed ({exc.__class__.__name__})")
+    EMAIL_CONFIGURED = True
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    EMAIL_CONFIGURED = not PRODUCTION
+del _email_url
+DEFAULT_FROM_EMAIL = _str("DEFAULT_FROM_EMAIL", "authserver <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Seconds one SMTP connection may take (connect, each command); a hanging server is retried.
+EMAIL_TIMEOUT = _int("AUTHSERVER_EMAIL_TIMEOUT", 10, minimum=1)
+# A failed delivery waits BASE, 2*BASE, 4*BASE, ... seconds, at most MAX; it is never dropped.
+AUTHSERVER_EMAIL_RETRY_BASE_SECONDS = _int("AUTHSERVER_EMAIL_RETRY_BASE_SECONDS", 30, minimum=1)
+AUTHSERVER_EMAIL_RETRY_MAX_SECONDS = _int("AUTHSERVER_EMAIL_RETRY_MAX_SECONDS", 3600, minimum=1)
+if AUTHSERVER_EMAIL_RETRY_MAX_SECONDS < AUTHSERVER_EMAIL_RETRY_BASE_SECONDS:
+    config_fail(
+        "AUTHSERVER_EMAIL_RETRY_MAX_SECONDS",
+        "must be at least AUTHSERVER_EMAIL_RETRY_BASE_SECONDS",
+    )
+# Delivered messages (their bodies already blanked) are deleted after this many days.
+AUTHSERVER_EMAIL_RETENTION_DAYS = _int("AUTHSERVER_EMAIL_RETENTION_DAYS", 30, minimum=1)
+# The name in the mail's greeting and signature.
+AUTHSERVER_SITE_NAME = _str("AUTHSERVER_SITE_NAME", "authserver")
+
+# --- Password reset (accounts/password_reset.py) ----------------------------------------------
+# Lifetime of a reset link, in seconds (default 30 minutes, at most one day).
+AUTHSERVER_PASSWORD_RESET_TTL = _int("AUTHSERVER_PASSWORD_RESET_TTL", 1800, minimum=60)
+if AUTHSERVER_PASSWORD_RESET_TTL > 86_400:
+    config_fail("AUTHSERVER_PASSWORD_RESET_TTL", "must be at most 86400 (one day)")
+# Reset requests per submitted address/username, and per client IP, per window (every request
+# counts, whether or not the account exists). 100 per IP and hour: an office of hundreds behind
+# one NAT address does not forget that many passwords in an hour; a bot probing names does.
+AUTHSERVER_PASSWORD_RESET_WINDOW_SECONDS = _int(
+    "AUTHSERVER_PASSWORD_RESET_WINDOW_SECONDS", 3600, minimum=60
+)
+AUTHSERVER_PASSWORD_RESET_PER_LOGIN = _int("AUTHSERVER_PASSWORD_RESET_PER_LOGIN", 3, minimum=1)
+AUTHSERVER_PASSWORD_RESET_PER_IP = _int("AUTHSERVER_PASSWORD_RESET_PER_IP", 100, minimum=1)
 
 # --- Hosted pages (accounts/views.py) -------------------------------------------------------
 # Where login_required / redirect_to_login send a visitor who is not signed in.
