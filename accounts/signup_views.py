@@ -6,6 +6,7 @@ accounts/registration.py and accounts/verification.py; these views parse forms a
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from django.contrib.auth.hashers import check_password
@@ -280,10 +281,8 @@ def email_change_page(request: HttpRequest) -> HttpResponse:
             form.add_error("password", "Enter your current password.")
         elif locked or not check_password(password, user.password):
             if not locked:
-                try:
+                with contextlib.suppress(CacheUnavailable):
                     login_failure_register(user=user, now=timezone.now())
-                except CacheUnavailable:
-                    pass
             form.add_error("password", "That isn\u2019t your current password.")
         else:
             try:
