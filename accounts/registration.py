@@ -185,16 +185,7 @@ def user_signup(*, username: str, email: str, password: str, request=None) -> No
 
 
 def _reset_url(request) -> str:
-    # The password-reset page belongs to another part of the issue; fall back to the login
-    # page (which links to it) while it is not installed.
-    from django.urls import NoReverseMatch
-
-    for name in ("password_reset", "password_reset_request", "forgot_password"):
-        try:
-            return _absolute(request, reverse(name))
-        except NoReverseMatch:
-            continue
-    return _absolute(request, reverse("login"))
+    return _absolute(request, reverse("password-forgot"))
 
 
 # --- Invitations --------------------------------------------------------------------------------

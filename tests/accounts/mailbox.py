@@ -2,9 +2,9 @@
 step of the deliver_email worker pointed at it.
 
 `Mailbox` runs aiosmtpd on a free loopback port in a thread and keeps every message it accepts
-(envelope sender and recipients, and the parsed message). `deliver(mailbox, settings)` runs
-mail.services.mail_deliver_due, the worker's step, with Django's SMTP backend aimed at that
-server: the messages a gunicorn child queued in the outbox travel over real SMTP.
+(envelope sender and recipients, and the parsed message). `mail_worker` runs the real
+`manage.py deliver_email` worker (tests/mail/live.py) with EMAIL_URL aimed at it: the messages
+a gunicorn child queued in the outbox travel over real SMTP.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ import email.policy
 import re
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
 from tests.live import free_port
+from tests.mail.live import MailWorker
 
 
 @dataclass
@@ -89,29 +92,22 @@ class Mailbox:
             self.messages.clear()
 
 
-def smtp_settings(settings, mailbox: Mailbox) -> None:
-    """Point this process's Django at the mailbox (the worker step runs here)."""
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = mailbox.port
-    settings.EMAIL_USE_TLS = False
-    settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = ""
-    settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_TIMEOUT = 5
+@contextmanager
+def mail_worker(env: Mapping[str, str], mailbox: Mailbox) -> Iterator[MailWorker]:
+    """`manage.py deliver_email` (the real worker) as a child process, sending to `mailbox`."""
+    with MailWorker({**env, "EMAIL_URL": f"smtp://127.0.0.1:{mailbox.port}"}) as worker:
+        yield worker
 
 
-def deliver(mailbox: Mailbox, *, expect: int | None = None, timeout: float = 10) -> int:
-    """Run the worker's delivery step until the outbox has nothing due; with `expect`, until
-    the mailbox holds that many messages in all. Returns how many were sent."""
-    from mail.services import mail_deliver_due
-
-    sent = 0
-    deadline = time.monotonic() + timeout
-    while True:
-        sent += mail_deliver_due().sent
+def deliver(mailbox: Mailbox, *, expect: int | None = None, timeout: float = 20) -> int:
+    """Wait for the worker: until the mailbox holds `expect` messages in all, or (without
+    `expect`) for a few of its rounds. Returns how many messages the mailbox holds."""
+    deadline = time.monotonic() + (timeout if expect is not None else 1.5)
+    while time.monotonic() < deadline:
         with mailbox.lock:
             count = len(mailbox.messages)
-        if expect is None or count >= expect or time.monotonic() > deadline:
-            return sent
+        if expect is not None and count >= expect:
+            return count
         time.sleep(0.05)
+    with mailbox.lock:
+        return len(mailbox.messages)

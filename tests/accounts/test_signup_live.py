@@ -1,6 +1,6 @@
 """Sign-up, address confirmation and invitations over HTTP: authserver under gunicorn on
 PostgreSQL, its mail delivered by the worker's step over SMTP to aiosmtpd (tests/accounts/
-mailbox.py), read back from what that server received.
+mailbox.py) by the deliver_email worker process, read back from what that server received.
 
 Each test is one scenario on its own gunicorn. The "browser" is a requests session using the
 pages' real forms (CSRF token included).
@@ -26,7 +26,7 @@ from accounts.services import user_create
 from audit.models import AuthEvent
 from authserver import settings as app_settings
 from mail.models import Outbox
-from tests.accounts.mailbox import Mailbox, deliver, smtp_settings
+from tests.accounts.mailbox import Mailbox, deliver, mail_worker
 from tests.conftest import PASSWORD
 from tests.live import Gunicorn, manage
 
@@ -38,9 +38,8 @@ _TITLE = re.compile(r"<h1>(.*?)</h1>", re.S)
 
 
 @pytest.fixture
-def mailbox(settings) -> Iterator[Mailbox]:
-    with Mailbox() as box:
-        smtp_settings(settings, box)
+def mailbox(child_env) -> Iterator[Mailbox]:
+    with Mailbox() as box, mail_worker(child_env, box):
         yield box
 
 
