@@ -74,7 +74,10 @@ REFRESH_FAILURES = Counter(
 )
 REFRESH_REUSE_DETECTED = Counter(
     "authserver_refresh_reuse_detected",
-    "Spent refresh tokens presented again (the whole session was revoked).",
+    "Spent refresh tokens presented again (the whole session was revoked). replayed=last_spent: "
+    "the token spent by the last rotation, its successor unused (most likely a lost response); "
+    "replayed=earlier: an older token, its successor used (most likely theft).",
+    ["replayed"],
 )
 LOGINS = Counter(
     "authserver_logins",
@@ -120,6 +123,9 @@ for _flow in ("session", "refresh"):
 for _outcome in LOGIN_OUTCOMES:
     LOGINS.labels(_outcome)
 REFRESH_FAILURES.labels("reuse_detected")
+REUSE_REPLAYED = frozenset({"last_spent", "earlier"})
+for _replayed in REUSE_REPLAYED:
+    REFRESH_REUSE_DETECTED.labels(_replayed)
 for _audit in ("recorded", "counted"):
     CLIENT_AUTH_FAILURES.labels(_audit)
 
@@ -141,11 +147,12 @@ def token_issued(*, flow: str, seconds: float) -> None:
         _record_failed("token_issued", exc)
 
 
-def refresh_failed(*, reason: str) -> None:
+def refresh_failed(*, reason: str, replayed: str | None = None) -> None:
+    """`replayed`: for reuse_detected, which token came back (the audit event's field)."""
     try:
         REFRESH_FAILURES.labels(reason if reason in REFRESH_FAILURE_REASONS else "other").inc()
         if reason == "reuse_detected":
-            REFRESH_REUSE_DETECTED.inc()
+            REFRESH_REUSE_DETECTED.labels(replayed if replayed in REUSE_REPLAYED else "other").inc()
     except Exception as exc:  # noqa: BLE001
         _record_failed("refresh_failed", exc)
 

@@ -226,6 +226,8 @@ MIDDLEWARE = [
     "authserver.middleware.RequestIdMiddleware",
     "authserver.middleware.RequestMetricsMiddleware",
     "authserver.middleware.InfrastructureEndpointsMiddleware",
+    # Turns the HTTPS redirect of the next one into a 308.
+    "authserver.middleware.HttpsRedirect308Middleware",
     "django.middleware.security.SecurityMiddleware",
     # The token endpoints, userinfo and the JWKS skip the middleware below (bench/README.md):
     # the browser's, and WhiteNoise, which serves only STATIC_URL (never one of those paths).

@@ -211,6 +211,11 @@ def client_cache_invalidate(*, client_id: str) -> None:
         )
 
 
+def client_cache_generation_bump() -> None:
+    """Make every process drop its copies of every client within a second (after_restore)."""
+    cache.set(_GENERATION_KEY, secrets.token_hex(8), None)
+
+
 def client_cache_clear_local() -> None:
     """Forget this process's copies (tests; the shared cache is left alone)."""
     global _generation_checked_at  # noqa: PLW0603

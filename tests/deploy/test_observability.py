@@ -174,7 +174,8 @@ def test_token_counters_follow_login_refresh_and_reuse(
     before = {
         "session": sample("authserver_tokens_issued_total", flow="session"),
         "refresh": sample("authserver_tokens_issued_total", flow="refresh"),
-        "reuse": sample("authserver_refresh_reuse_detected_total"),
+        "reuse": sample("authserver_refresh_reuse_detected_total", replayed="last_spent"),
+        "theft": sample("authserver_refresh_reuse_detected_total", replayed="earlier"),
         "succeeded": sample("authserver_logins_total", outcome="succeeded"),
         "duration": sample("authserver_token_issue_duration_seconds_count", flow="refresh"),
     }
@@ -196,8 +197,43 @@ def test_token_counters_follow_login_refresh_and_reuse(
         sample("authserver_token_issue_duration_seconds_count", flow="refresh")
         == before["duration"] + 1
     )
-    assert sample("authserver_refresh_reuse_detected_total") == before["reuse"] + 1
+    # The just-spent token again, its successor unused: most likely a lost response.
+    assert (
+        sample("authserver_refresh_reuse_detected_total", replayed="last_spent")
+        == before["reuse"] + 1
+    )
+    assert sample("authserver_refresh_reuse_detected_total", replayed="earlier") == before["theft"]
     assert sample("authserver_logins_total", outcome="succeeded") == before["succeeded"] + 1
+
+
+def test_reuse_of_an_earlier_token_is_counted_apart(
+    client, make_user, django_capture_on_commit_callbacks
+):
+    """An older token after its successor was used (most likely theft): the label the shipped
+    alert pages on (deploy/monitoring/authserver-alerts.yml)."""
+    make_user(username="erin")
+    before = {
+        name: sample("authserver_refresh_reuse_detected_total", replayed=name)
+        for name in ("earlier", "last_spent")
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.post(
+            LOGIN, {"username": "erin", "password": PASSWORD}, content_type="application/json"
+        ).json()["refresh_token"]
+        second = client.post(REFRESH, {"refresh_token": first}, content_type="application/json")
+        third = client.post(
+            REFRESH,
+            {"refresh_token": second.json()["refresh_token"]},
+            content_type="application/json",
+        )
+        assert third.status_code == 200
+        replay = client.post(REFRESH, {"refresh_token": first}, content_type="application/json")
+        assert replay.status_code == 401
+    after = {
+        name: sample("authserver_refresh_reuse_detected_total", replayed=name)
+        for name in ("earlier", "last_spent")
+    }
+    assert after == {"earlier": before["earlier"] + 1, "last_spent": before["last_spent"]}
 
 
 def test_refresh_failures_are_counted_by_reason(client, db):
