@@ -477,7 +477,8 @@ def _failure_report(
             user_agent=issue.user_agent,
             details=details,
         )
-    metrics.refresh_failed(reason=failure.reason)
+    replayed = audit[1].get("replayed") if audit is not None else None
+    metrics.refresh_failed(reason=failure.reason, replayed=replayed)
     raise failure
 
 
