@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
 from collections.abc import Collection
 from datetime import datetime
@@ -13,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from accounts.hash_gate import BUSY_RETRY_AFTER, HashGateFull, hash_gate
 from accounts.models import User
 from accounts.throttling import (
     ThrottleHit,
@@ -104,6 +106,16 @@ class LoginUnavailable(Exception):
         super().__init__("login is temporarily unavailable")
 
 
+class LoginBusy(LoginUnavailable):
+    """Every password-hashing slot and queue place of this process is taken (a sign-in flood):
+    refused at once, before any password work, with 503 and Retry-After (accounts/hash_gate.py)."""
+
+    retry_after = BUSY_RETRY_AFTER
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "login is busy; retry shortly")
+
+
 class PasswordRejected(ValidationError):
     """The new password fails the configured validators; `messages` says why."""
 
@@ -171,37 +183,48 @@ def user_authenticate(
         metrics.login_attempted(outcome="throttled")
         raise LoginThrottled(hit.retry_after)
 
-    user = _user_for_login(unicodedata.normalize("NFKC", login or "").strip())
-    if user is None:
-        _password_hash_burn(password)
-        reason = FailureReason.UNKNOWN_USER
-    elif not user.is_active:
-        check_password(password, user.password)  # same cost; result irrelevant
-        reason = FailureReason.INACTIVE
-    else:
-        try:
-            locked = login_lockout_status(user=user, now=now).locked
-        except CacheUnavailable:
-            metrics.login_attempted(outcome="unavailable")
-            raise LoginUnavailable from None
-        if locked:
-            # Even the right password fails while locked, after the same hash work.
-            check_password(password, user.password)
-            reason = FailureReason.LOCKED
-        elif user.check_password(password):  # re-hashes with the preferred hasher on success
+    gate = hash_gate()
+    try:
+        gate.acquire()
+    except HashGateFull:
+        with contextlib.suppress(CacheUnavailable):
+            login_budget_release(reservation)  # this attempt never happened
+        metrics.login_attempted(outcome="busy")
+        raise LoginBusy from None
+    try:
+        user = _user_for_login(unicodedata.normalize("NFKC", login or "").strip())
+        if user is None:
+            _password_hash_burn(password)
+            reason = FailureReason.UNKNOWN_USER
+        elif not user.is_active:
+            check_password(password, user.password)  # same cost; result irrelevant
+            reason = FailureReason.INACTIVE
+        else:
             try:
-                login_budget_release(reservation)
-                login_failures_reset(user=user)
+                locked = login_lockout_status(user=user, now=now).locked
             except CacheUnavailable:
                 metrics.login_attempted(outcome="unavailable")
                 raise LoginUnavailable from None
-            user.last_login = now
-            user.save(update_fields=["last_login"])
-            audit_event_record(event=EventType.LOGIN_SUCCEEDED, user=user, **context)
-            metrics.login_attempted(outcome="succeeded")
-            return user
-        else:
-            reason = FailureReason.BAD_CREDENTIALS
+            if locked:
+                # Even the right password fails while locked, after the same hash work.
+                check_password(password, user.password)
+                reason = FailureReason.LOCKED
+            elif user.check_password(password):  # re-hashes with the preferred hasher on success
+                try:
+                    login_budget_release(reservation)
+                    login_failures_reset(user=user)
+                except CacheUnavailable:
+                    metrics.login_attempted(outcome="unavailable")
+                    raise LoginUnavailable from None
+                user.last_login = now
+                user.save(update_fields=["last_login"])
+                audit_event_record(event=EventType.LOGIN_SUCCEEDED, user=user, **context)
+                metrics.login_attempted(outcome="succeeded")
+                return user
+            else:
+                reason = FailureReason.BAD_CREDENTIALS
+    finally:
+        gate.release()
 
     lockout = None
     if reason == FailureReason.BAD_CREDENTIALS:
