@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import unicodedata
 from collections.abc import Collection
 from datetime import datetime
@@ -156,12 +155,36 @@ def user_authenticate(
     Raises LoginThrottled (when the IP's or the name's failure budget is spent; before any
     password work), LoginFailed (the same for every reason; each path costs one password hash,
     and each spends one slot of both failure budgets), or LoginUnavailable (cache down: fail
-    closed). On success the budget slots are given back and the failure count is reset, a PBKDF2
+    closed), or LoginBusy (a LoginUnavailable: this process's password-hashing slots and queue
+    are full, accounts/hash_gate.py; refused at once, before anything else). On success the
+    budget slots are given back and the failure count is reset, a PBKDF2
     hash is upgraded to Argon2id, `last_login` is stamped and login.succeeded is audited.
     """
     now = now or timezone.now()
     context = {"ip": ip, "user_agent": user_agent, "client_id": client_id, "occurred_at": now}
     name = login_normalize(login)
+    # A hashing slot first (accounts/hash_gate.py): during a flood most attempts are refused
+    # here, at once and before any other work (the cache, the database), so that the threads
+    # they take return to the pool as fast as possible.
+    gate = hash_gate()
+    try:
+        gate.acquire()
+    except HashGateFull:
+        metrics.login_attempted(outcome="busy")
+        raise LoginBusy from None
+    try:
+        return _user_authenticate_gated(
+            login=login, name=name, password=password, now=now, context=context
+        )
+    finally:
+        gate.release()
+
+
+@sensitive_variables("password")
+def _user_authenticate_gated(
+    *, login: str, name: str, password: str, now: datetime, context: dict
+) -> User:
+    ip = context["ip"]
     try:
         # Reserved now, kept only if the attempt fails: see accounts.throttling.
         reservation = login_budget_reserve(ip=ip, login=name, now=now)
@@ -183,48 +206,37 @@ def user_authenticate(
         metrics.login_attempted(outcome="throttled")
         raise LoginThrottled(hit.retry_after)
 
-    gate = hash_gate()
-    try:
-        gate.acquire()
-    except HashGateFull:
-        with contextlib.suppress(CacheUnavailable):
-            login_budget_release(reservation)  # this attempt never happened
-        metrics.login_attempted(outcome="busy")
-        raise LoginBusy from None
-    try:
-        user = _user_for_login(unicodedata.normalize("NFKC", login or "").strip())
-        if user is None:
-            _password_hash_burn(password)
-            reason = FailureReason.UNKNOWN_USER
-        elif not user.is_active:
-            check_password(password, user.password)  # same cost; result irrelevant
-            reason = FailureReason.INACTIVE
-        else:
+    user = _user_for_login(unicodedata.normalize("NFKC", login or "").strip())
+    if user is None:
+        _password_hash_burn(password)
+        reason = FailureReason.UNKNOWN_USER
+    elif not user.is_active:
+        check_password(password, user.password)  # same cost; result irrelevant
+        reason = FailureReason.INACTIVE
+    else:
+        try:
+            locked = login_lockout_status(user=user, now=now).locked
+        except CacheUnavailable:
+            metrics.login_attempted(outcome="unavailable")
+            raise LoginUnavailable from None
+        if locked:
+            # Even the right password fails while locked, after the same hash work.
+            check_password(password, user.password)
+            reason = FailureReason.LOCKED
+        elif user.check_password(password):  # re-hashes with the preferred hasher on success
             try:
-                locked = login_lockout_status(user=user, now=now).locked
+                login_budget_release(reservation)
+                login_failures_reset(user=user)
             except CacheUnavailable:
                 metrics.login_attempted(outcome="unavailable")
                 raise LoginUnavailable from None
-            if locked:
-                # Even the right password fails while locked, after the same hash work.
-                check_password(password, user.password)
-                reason = FailureReason.LOCKED
-            elif user.check_password(password):  # re-hashes with the preferred hasher on success
-                try:
-                    login_budget_release(reservation)
-                    login_failures_reset(user=user)
-                except CacheUnavailable:
-                    metrics.login_attempted(outcome="unavailable")
-                    raise LoginUnavailable from None
-                user.last_login = now
-                user.save(update_fields=["last_login"])
-                audit_event_record(event=EventType.LOGIN_SUCCEEDED, user=user, **context)
-                metrics.login_attempted(outcome="succeeded")
-                return user
-            else:
-                reason = FailureReason.BAD_CREDENTIALS
-    finally:
-        gate.release()
+            user.last_login = now
+            user.save(update_fields=["last_login"])
+            audit_event_record(event=EventType.LOGIN_SUCCEEDED, user=user, **context)
+            metrics.login_attempted(outcome="succeeded")
+            return user
+        else:
+            reason = FailureReason.BAD_CREDENTIALS
 
     lockout = None
     if reason == FailureReason.BAD_CREDENTIALS:
