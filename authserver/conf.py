@@ -29,6 +29,8 @@ class Config:
     session_retention_days: int
     # A browser sign-in's lifetime (SESSION_COOKIE_AGE, AUTHSERVER_BROWSER_SESSION_SECONDS)
     browser_session_seconds: int
+    # How recent a password check the account pages' sensitive actions need (accounts/account_*)
+    reauth_max_age: int
     # Audit trail (audit/, oauth/client_auth.py)
     audit_retention_days: int
     client_auth_audit_window_seconds: int
@@ -97,6 +99,7 @@ def _config_build() -> Config:
         refresh_token_transport=settings.AUTHSERVER_REFRESH_TOKEN_TRANSPORT,
         session_retention_days=settings.AUTHSERVER_SESSION_RETENTION_DAYS,
         browser_session_seconds=settings.SESSION_COOKIE_AGE,
+        reauth_max_age=settings.AUTHSERVER_REAUTH_MAX_AGE,
         audit_retention_days=settings.AUTHSERVER_AUDIT_RETENTION_DAYS,
         client_auth_audit_window_seconds=settings.AUTHSERVER_CLIENT_AUTH_AUDIT_WINDOW_SECONDS,
         login_throttle_window_seconds=settings.AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS,

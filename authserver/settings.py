@@ -310,6 +310,9 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = _int("AUTHSERVER_BROWSER_SESSION_SECONDS", 8 * 3600, minimum=60)
+# The account pages' sensitive actions (change password, end sessions, withdraw an app, delete the
+# account) need a password typed within this many seconds; otherwise they ask for it again.
+AUTHSERVER_REAUTH_MAX_AGE = _int("AUTHSERVER_REAUTH_MAX_AGE", 300, minimum=30)
 CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
 # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs, and "unix" for
 # the peer of a Unix socket). Used by the rate limiter and by deploy/gunicorn.conf.py

@@ -767,15 +767,17 @@ def refresh_token_inspect(*, value: str) -> RefreshTokenState | None:
     return RefreshTokenState(token.session, current, token.created_at, token.expires_at)
 
 
-def user_sessions_revoke(*, user, reason: str, now: datetime | None = None) -> int:
-    """End every live session of `user` (logout-all, password change, deactivation)."""
+def user_sessions_revoke(
+    *, user, reason: str, now: datetime | None = None, keep: Session | None = None
+) -> int:
+    """End every live session of `user` (logout-all, password change, deactivation), except
+    `keep` when given (the account page's "end all other sessions": the browser in use)."""
     now = now or timezone.now()
     with transaction.atomic():
-        ids = list(
-            Session.objects.select_for_update()
-            .filter(user=user, revoked_at__isnull=True)
-            .values_list("pk", flat=True)
-        )
+        sessions = Session.objects.select_for_update().filter(user=user, revoked_at__isnull=True)
+        if keep is not None:
+            sessions = sessions.exclude(pk=keep.pk)
+        ids = list(sessions.values_list("pk", flat=True))
         if ids:
             _sessions_end(ids, reason, now)
     return len(ids)
