@@ -284,7 +284,8 @@ def client_validate(client: Client) -> None:
         raise ClientError("scopes: space-separated tokens of printable ASCII, no quotes")
     if GrantType.AUTHORIZATION_CODE not in grants and any(s in OIDC_SCOPES for s in scopes):
         raise ClientError(
-            "scopes: openid, profile, email, groups and offline_access need the authorization_code grant"
+            "scopes: openid, profile, email, groups and offline_access need the "
+            "authorization_code grant"
         )
     client.scopes = " ".join(scopes)
     audiences = client.audiences.split()
