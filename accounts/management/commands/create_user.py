@@ -52,8 +52,15 @@ class Command(BaseCommand):
         if stdin is None:
             raise CommandError("no password: give it on standard input or use --password-env VAR")
         if stdin.isatty():
-            first = getpass.getpass("Password: ")
-            if getpass.getpass("Password (again): ") != first:
+            # Ctrl-D (EOFError) or Ctrl-C at the prompt: one line, no traceback.
+            try:
+                first = getpass.getpass("Password: ")
+                again = getpass.getpass("Password (again): ")
+            except EOFError:
+                raise CommandError("no password given (input ended); no user created") from None
+            except KeyboardInterrupt:
+                raise CommandError("cancelled; no user created") from None
+            if again != first:
                 raise CommandError("the two passwords differ")
             return first
         line = stdin.readline().rstrip("\r\n")
