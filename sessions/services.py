@@ -33,10 +33,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from django.apps import apps
 from django.db import connections, models, router, transaction
@@ -99,7 +100,13 @@ def _refresh_expiry(session: Session, now: datetime) -> datetime:
     return min(session.expires_at, now + timedelta(seconds=get_config().session_idle_timeout))
 
 
-def _access_token(session: Session, *, now: datetime, lifetime: int | None) -> tuple[str, int]:
+def _access_token(
+    session: Session,
+    *,
+    now: datetime,
+    lifetime: int | None,
+    extra_claims: Mapping[str, Any] | None = None,
+) -> tuple[str, int]:
     issued = access_token_issue(
         subject=session.user.sub,
         audience=session.audience.split(),
@@ -107,6 +114,7 @@ def _access_token(session: Session, *, now: datetime, lifetime: int | None) -> t
         scope=session.scope,
         session_id=str(session.id),
         lifetime=lifetime,
+        extra_claims=extra_claims,
         now=now,
     )
     return issued.token, issued.expires_in
@@ -120,12 +128,15 @@ def session_start(
     scope: str = "",
     issue_refresh_token: bool = True,
     access_token_lifetime: int | None = None,
+    extra_claims: Mapping[str, Any] | None = None,
     ip: str | None = None,
     user_agent: str = "",
     parent: Session | None = None,
     now: datetime | None = None,
 ) -> TokenPair:
     """Start a session for an authenticated user and issue its first tokens.
+
+    `extra_claims`: more claims for the access token (an OAuth client's mapped claims).
 
     `parent`: the browser sign-in that approved this grant. It is locked and must still be
     usable (SessionEnded otherwise), so a grant never hangs from a sign-in that has ended.
@@ -156,7 +167,9 @@ def session_start(
         if parent is not None:
             session.parent = _parent_lock_live(parent, now)
         session.save(force_insert=True)
-        access, expires_in = _access_token(session, now=now, lifetime=access_token_lifetime)
+        access, expires_in = _access_token(
+            session, now=now, lifetime=access_token_lifetime, extra_claims=extra_claims
+        )
         _count_issued("session", started)
     return TokenPair(
         access_token=access,
@@ -275,11 +288,15 @@ def refresh_token_rotate(
     client_id: str | None = None,
     presented_at: datetime | None = None,
     access_token_lifetime: int | None = None,
+    access_claims: Callable[[Session], Mapping[str, Any]] | None = None,
     ip: str | None = None,
     user_agent: str = "",
     now: datetime | None = None,
 ) -> TokenPair:
     """Spend `value` and return a new pair; raise RefreshError otherwise.
+
+    `access_claims(session)`: more claims for the new access token (an OAuth client's mapped
+    claims), computed for the session being rotated.
 
     `presented_at` is when the request carrying the token arrived (defaults to now); `client_id`,
     when given, must be the client the session belongs to.
@@ -294,6 +311,7 @@ def refresh_token_rotate(
         user_agent=user_agent,
         now=now,
         started=started,
+        claims=access_claims,
     )
     parsed = refresh_token_parse(value)
     if parsed is not None:
@@ -318,6 +336,7 @@ class _Issue:
     user_agent: str
     now: datetime
     started: float  # time.monotonic() when the request reached refresh_token_rotate
+    claims: Callable[[Session], Mapping[str, Any]] | None = None
 
 
 class _Presented(Enum):
@@ -501,7 +520,10 @@ def _successor_issue(
     value, digest = refresh_token_new(session_id=session.id, generation=generation)
     idle_expires_at = _refresh_expiry(session, now)
     # Signed before the write, so the write (and the row lock, if held) lasts as briefly as can be.
-    access, expires_in = _access_token(session, now=now, lifetime=issue.lifetime)
+    extra = issue.claims(session) if issue.claims is not None else None
+    access, expires_in = _access_token(
+        session, now=now, lifetime=issue.lifetime, extra_claims=extra
+    )
     # The presented token becomes spent at the instant of the write: a request that arrived
     # before it saw an unspent token. A grace reissue spends nothing (it revokes the successor),
     # so afterwards no earlier token is "the one just spent".
