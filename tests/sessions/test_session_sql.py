@@ -145,7 +145,7 @@ def test_a_rotation_changes_no_indexed_column_so_postgres_can_update_in_place():
     assert not set_columns & indexed_columns("tokens_session")
     with connection.cursor() as cursor:
         cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'tokens_session'")
-        assert "fillfactor=90" in cursor.fetchone()[0]
+        assert "fillfactor=80" in cursor.fetchone()[0]
 
 
 @pytest.mark.django_db(transaction=True)
