@@ -801,6 +801,68 @@ def session_get(*, sid) -> Session | None:
     return session
 
 
+# What deciding whether a session's tokens may be used reads (session_is_usable): the session's
+# deadlines and revocation, its user's state. Introspection of an access token needs no more.
+_LIVENESS_SESSION_FIELDS = (
+    "id",
+    "user_id",
+    "created_at",
+    "expires_at",
+    "idle_expires_at",
+    "revoked_at",
+)
+_LIVENESS_USER_FIELDS = ("id", "is_active", "password_changed_at")
+
+
+def session_liveness_get(*, sid) -> Session | None:
+    """session_get with only what session_is_usable reads loaded (the other columns deferred:
+    reading one costs a query), for introspecting an access token: the user agent, scope,
+    digest and the user's password hash, names and email are neither fetched nor converted."""
+    try:
+        pk = sid if isinstance(sid, uuid.UUID) else uuid.UUID(str(sid))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    alias = router.db_for_read(Session)
+    if connections[alias].vendor != "postgresql":
+        return (
+            Session.objects.select_related("user")
+            .only(*_LIVENESS_SESSION_FIELDS, *(f"user__{f}" for f in _LIVENESS_USER_FIELDS))
+            .filter(pk=pk)
+            .first()
+        )
+    sql, session_names, user_names = _liveness_sql(alias)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, [pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(session_names)
+    session = Session.from_db(alias, session_names, row[:split])
+    session.user = _user_model().from_db(alias, user_names, row[split:])
+    return session
+
+
+@functools.cache
+def _liveness_sql(alias: str) -> tuple[str, list[str], list[str]]:
+    """session_liveness_get's statement and the attribute names of its columns, in the models'
+    order (as Model.from_db wants a subset). None of these columns converts its value."""
+    quote = connections[alias].ops.quote_name
+    user = _user_model()
+    session_fields = [f for f in _columns(Session) if f.attname in _LIVENESS_SESSION_FIELDS]
+    user_fields = _user_columns(_LIVENESS_USER_FIELDS)
+    assert not any(hasattr(f, "from_db_value") for f in (*session_fields, *user_fields))  # noqa: S101
+    columns = ", ".join(
+        [f"s.{quote(f.column)}" for f in session_fields]
+        + [f"u.{quote(f.column)}" for f in user_fields]
+    )
+    sql = (
+        f"SELECT {columns} FROM {quote(Session._meta.db_table)} s "  # noqa: S608 - names only
+        f"JOIN {quote(user._meta.db_table)} u ON u.{quote(user._meta.pk.column)} = s.user_id "
+        "WHERE s.id = %s"
+    )
+    return sql, [f.attname for f in session_fields], [f.attname for f in user_fields]
+
+
 def _session_for_rotation(pk: uuid.UUID, *, cursor: CursorWrapper) -> Session | None:
     """session_get for the rotation's unlocked read (PostgreSQL), through `cursor`: the user
     with only _ROTATION_USER_FIELDS loaded (the others deferred; nothing on this path reads
