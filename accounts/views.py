@@ -23,7 +23,13 @@ from django.views.decorators.http import require_http_methods
 from accounts.forms import LoginForm
 from accounts.login_flow import auth_time_record, login_is_forced, login_url, sign_in_carry
 from accounts.network import client_ip
-from accounts.services import LoginFailed, LoginThrottled, LoginUnavailable, user_authenticate
+from accounts.services import (
+    LoginBusy,
+    LoginFailed,
+    LoginThrottled,
+    LoginUnavailable,
+    user_authenticate,
+)
 from audit.events import EventType
 from audit.services import audit_event_record
 from authserver.conf import get_config
@@ -133,6 +139,17 @@ def login_page(request: HttpRequest) -> HttpResponse:
         }
         response = _render_login(
             request, form, next_url=next_url, force=force, error=error, status=429
+        )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    except LoginBusy as exc:
+        error = {
+            "title": "Sign-in is busy right now.",
+            "text": "Too many people are signing in at this moment. Please try again in a few "
+            "seconds.",
+        }
+        response = _render_login(
+            request, form, next_url=next_url, force=force, error=error, status=503
         )
         response["Retry-After"] = str(exc.retry_after)
         return response

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponsePermanentRedirect, HttpResponseRedirectBase
 from django.urls import NoReverseMatch, ResolverMatch, get_resolver, resolve, reverse
 
 from authserver.logs import (
@@ -137,6 +138,34 @@ class ExactPathViews:
         if match is None:
             match = matches[path] = resolver.resolve(path)
         return match
+
+
+class HttpResponsePermanentRedirectKeepMethod(HttpResponseRedirectBase):
+    """308: like 301, but the client repeats the same method and body (RFC 9110 15.4.9)."""
+
+    status_code = 308
+
+
+class HttpsRedirect308Middleware:
+    """Make Django's HTTPS redirect (SecurityMiddleware, SECURE_SSL_REDIRECT) a 308, not a 301:
+    a client that POSTs a form or a token request over plain HTTP must not be turned into a GET,
+    and nginx's own redirect is 308 as well. Placed just before SecurityMiddleware (which stays
+    itself, so `check --deploy` still sees it); only that redirect is changed: a 301 to https://
+    answering a plain-HTTP request.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            isinstance(response, HttpResponsePermanentRedirect)
+            and not request.is_secure()
+            and response["Location"].startswith("https://")
+        ):
+            return HttpResponsePermanentRedirectKeepMethod(response["Location"])
+        return response
 
 
 class InfrastructureEndpointsMiddleware:

@@ -227,6 +227,8 @@ def nginx_local_config(
         ("listen 80;", f"listen 127.0.0.1:{http_port};"),
         ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
         ("/etc/nginx/tls/", f"{tls_dir}/"),
+        # The redirect's published port pair (compose: 8080 -> 8443) becomes the test's pair.
+        (':8080$" "$authserver_name:8443";', f':{http_port}$" "$authserver_name:{https_port}";'),
     ]
     for old, new in replacements:
         if old not in text:

@@ -37,6 +37,7 @@ from rest_framework.views import APIView
 
 from accounts.network import client_ip
 from accounts.services import (
+    LoginBusy,
     LoginFailed,
     LoginThrottled,
     LoginUnavailable,
@@ -254,6 +255,11 @@ class AuthLoginApi(JsonApi):
             400: ERROR_SCHEMA,
             401: OpenApiResponse(ERROR_SCHEMA, "Wrong credentials (same for unknown users)."),
             429: OpenApiResponse(ERROR_SCHEMA, "Throttled; see Retry-After."),
+            503: OpenApiResponse(
+                ERROR_SCHEMA,
+                "temporarily_unavailable: the cache is down, or sign-in is busy (a flood); "
+                "see Retry-After.",
+            ),
         },
         summary="Sign in with a username (or email) and password",
     )
@@ -275,6 +281,13 @@ class AuthLoginApi(JsonApi):
                 "too_many_requests",
                 "Too many sign-in attempts. Try again later.",
                 429,
+                {"Retry-After": str(exc.retry_after)},
+            ) from None
+        except LoginBusy as exc:
+            raise ApiError(
+                "temporarily_unavailable",
+                "Sign-in is busy; try again in a few seconds.",
+                503,
                 {"Retry-After": str(exc.retry_after)},
             ) from None
         except LoginUnavailable:
