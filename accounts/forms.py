@@ -133,17 +133,13 @@ class InviteAcceptForm(_NewPasswordMixin, forms.Form):
 
 
 class EmailChangeForm(forms.Form):
+    """The new address (the account pages ask for a recent sign-in before it is accepted)."""
+
     email = forms.CharField(
         label="New email address",
         max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
         error_messages={"required": "Enter the new email address."},
-    )
-    password = forms.CharField(
-        label="Current password",
-        strip=False,
-        max_length=PASSWORD_MAX_LENGTH,
-        widget=forms.PasswordInput(render_value=False),
-        required=False,
     )
 
     def clean_email(self) -> str:

@@ -6,21 +6,17 @@ accounts/registration.py and accounts/verification.py; these views parse forms a
 
 from __future__ import annotations
 
-import contextlib
 import math
 
-from django.contrib.auth.hashers import check_password
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from accounts.forms import EmailChangeForm, InviteAcceptForm, SignupForm
-from accounts.login_flow import login_url
+from accounts.forms import InviteAcceptForm, SignupForm
 from accounts.network import client_ip
 from accounts.registration import (
     InviteFailed,
@@ -33,16 +29,12 @@ from accounts.registration import (
     signup_throttle,
     user_signup,
 )
-from accounts.throttling import login_failure_register, login_lockout_status
 from accounts.verification import (
-    EmailChangeRejected,
     EmailConfirmFailed,
-    email_change_request,
     email_confirm,
     email_link_check,
 )
 from authserver.conf import get_config
-from authserver.counters import CacheUnavailable
 from authserver.pages import page_headers
 
 LINK_PROBLEMS = {
@@ -252,45 +244,3 @@ def invite_accept_page(request: HttpRequest, token: str) -> HttpResponse:
         "accounts/invite_accept.html",
         {"form": form, "email": email, "password_hint": password_hint()},
     )
-
-
-# --- Change of address (for a signed-in user) -----------------------------------------------
-
-
-@sensitive_post_parameters("password")
-@csrf_protect
-@page_headers
-@require_http_methods(["GET", "HEAD", "POST"])
-def email_change_page(request: HttpRequest) -> HttpResponse:
-    """The signed-in user's address, its state, and a form to change it (current password
-    required; wrong passwords count toward the account's lockout)."""
-    if not request.user.is_authenticated:
-        return HttpResponseRedirect(login_url(request.get_full_path()))
-    user = request.user
-    context = {"sent": request.GET.get("sent") == "1"}
-    if request.method != "POST":
-        return render(request, "accounts/email_change.html", {**context, "form": EmailChangeForm()})
-    form = EmailChangeForm(request.POST)
-    if form.is_valid():
-        password = form.cleaned_data["password"]
-        try:
-            locked = login_lockout_status(user=user, now=timezone.now()).locked
-        except CacheUnavailable:
-            locked = True
-        if not password:
-            form.add_error("password", "Enter your current password.")
-        elif locked or not check_password(password, user.password):
-            if not locked:
-                with contextlib.suppress(CacheUnavailable):
-                    login_failure_register(user=user, now=timezone.now())
-            form.add_error("password", "That isn\u2019t your current password.")
-        else:
-            try:
-                email_change_request(
-                    user=user, new_email=form.cleaned_data["email"], request=request
-                )
-            except EmailChangeRejected as exc:
-                form.add_error("email", str(exc))
-            else:
-                return HttpResponseRedirect(reverse("email_change") + "?sent=1", status=303)
-    return render(request, "accounts/email_change.html", {**context, "form": form}, status=200)

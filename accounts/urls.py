@@ -1,6 +1,6 @@
 """The hosted pages, mounted at the site root: /login, /logout, / (signed-in landing) and the
-password reset pages (accounts/reset_views.py), sign-up, address confirmation, invitations and
-the change of address (accounts/signup_views.py)."""
+password reset pages (accounts/reset_views.py), sign-up, address confirmation, and invitations
+(accounts/signup_views.py). The change of address is an account page (selfservice/)."""
 
 from django.urls import path
 
@@ -22,5 +22,4 @@ urlpatterns = [
     path("signup/sent", signup_views.signup_sent_page, name="signup_sent"),
     path("email/confirm/<str:token>", signup_views.email_confirm_page, name="email_confirm"),
     path("invite/<str:token>", signup_views.invite_accept_page, name="invite_accept"),
-    path("account/email", signup_views.email_change_page, name="email_change"),
 ]
