@@ -27,10 +27,16 @@ class Link:
     user_id: int | None
     email: str
     signup: bool
+    digest: str  # what a page keeps in the browser's session instead of the token
 
 
 def _view(link: AccountLink) -> Link:
-    return Link(user_id=link.user_id, email=link.email, signup=bool(link.data.get("signup")))
+    return Link(
+        user_id=link.user_id,
+        email=link.email,
+        signup=bool(link.data.get("signup")),
+        digest=link.digest,
+    )
 
 
 def link_issue(
@@ -47,18 +53,19 @@ def link_issue(
     return token
 
 
-def link_peek(*, purpose: str, token: str) -> Link | None:
-    """The live link for `token`, not used up; None for unknown, tampered, used, expired."""
+def link_peek(*, purpose: str, token: str | None = None, digest: str | None = None) -> Link | None:
+    """The live link for `token` (or its `digest`), not used up; None for unknown, tampered,
+    used, ended, expired."""
     try:
-        return _view(account_link_check(purpose=purpose, token=token))
+        return _view(account_link_check(purpose=purpose, token=token, digest=digest))
     except AccountLinkInvalid:
         return None
 
 
-def link_consume(*, purpose: str, token: str) -> Link | None:
+def link_consume(*, purpose: str, digest: str) -> Link | None:
     """Use the link up (call inside the transaction of the change it authorises); None when
     it is not live or a concurrent use won."""
     try:
-        return _view(account_link_consume(purpose=purpose, token=token))
+        return _view(account_link_consume(purpose=purpose, digest=digest))
     except AccountLinkInvalid:
         return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from django.contrib.auth import password_validation
 from django.contrib.auth.hashers import make_password
@@ -192,7 +193,8 @@ def _reset_url(request) -> str:
 
 
 def invite_url(token: str, request=None) -> str:
-    return _absolute(request, reverse("invite_accept", args=[token]))
+    # In the query string, for the reason given at verification.confirm_url.
+    return _absolute(request, reverse("invite_accept") + "?" + urlencode({"token": token}))
 
 
 def invite_send(*, email: str, actor=None, request=None) -> None:
@@ -232,12 +234,12 @@ def invite_send(*, email: str, actor=None, request=None) -> None:
         )
 
 
-def invite_check(*, token: str) -> str:
-    """The invited address of a live invitation link, or InviteFailed("invalid")."""
-    link = emaillinks.link_peek(purpose=emaillinks.INVITE, token=token)
+def invite_check(*, token: str | None = None, digest: str | None = None) -> tuple[str, str]:
+    """(invited address, digest) of a live invitation link, or InviteFailed("invalid")."""
+    link = emaillinks.link_peek(purpose=emaillinks.INVITE, token=token, digest=digest)
     if link is None:
         raise InviteFailed("invalid")
-    return link.email
+    return link.email, link.digest
 
 
 class InviteUsernameTaken(ValueError):
@@ -250,7 +252,7 @@ class InviteAccepted:
 
 
 @sensitive_variables("password")
-def invite_accept(*, token: str, username: str, password: str, request=None) -> InviteAccepted:
+def invite_accept(*, digest: str, username: str, password: str, request=None) -> InviteAccepted:
     """Create the invited account (active, its address verified: the invitation came to it).
 
     The link is consumed in the same transaction as the account is created: a refused
@@ -258,7 +260,7 @@ def invite_accept(*, token: str, username: str, password: str, request=None) -> 
     wins. Raises InviteFailed, InviteUsernameTaken or ValidationError (password)."""
     username = username_normalize(username)
     with transaction.atomic():
-        link = emaillinks.link_consume(purpose=emaillinks.INVITE, token=token)
+        link = emaillinks.link_consume(purpose=emaillinks.INVITE, digest=digest)
         if link is None:
             raise InviteFailed("invalid")
         email = link.email.lower()

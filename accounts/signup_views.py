@@ -171,42 +171,76 @@ def signup_sent_page(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/signup_sent.html", {"hours": hours})
 
 
-# --- Confirmation links ------------------------------------------------------------------------
+# --- Confirmation and invitation links ------------------------------------------------------
+# The mailed link is /email/confirm?token=... (or /invite?token=...). Its GET changes nothing
+# (mail scanners and link previews fetch links): it checks the token, keeps only its digest in
+# the browser's session and redirects to the token-less address, so the token is left in no
+# address bar, history, Referer or access log (which keeps paths, never query strings). The
+# page's POST uses the link up.
+
+CONFIRM_SESSION_KEY = "email_confirm_digest"
+INVITE_SESSION_KEY = "invite_digest"
+
+
+def _no_referrer(response: HttpResponse) -> HttpResponse:
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _digest_from_link(request: HttpRequest, key: str, check) -> str | HttpResponse:
+    """On a GET with ?token=: check it, keep its digest in the session and redirect to the
+    token-less page. Otherwise the digest kept in the session (or "" when there is none)."""
+    token = request.GET.get("token")
+    if request.method != "POST" and token is not None:
+        digest = check(token)
+        request.session[key] = digest
+        return HttpResponseRedirect(request.path, status=303)
+    digest = request.session.get(key)
+    return digest if isinstance(digest, str) else ""
 
 
 @csrf_protect
 @page_headers
 @require_http_methods(["GET", "HEAD", "POST"])
-def email_confirm_page(request: HttpRequest, token: str) -> HttpResponse:
-    """GET shows a button and changes nothing (mail scanners and link previews follow links);
-    the POST uses the link."""
-    if request.method != "POST":
-        try:
-            email_link_check(token=token)
-        except EmailConfirmFailed as exc:
-            return _link_problem(request, exc.reason)
-        return render(request, "accounts/email_confirm.html", {"token": token})
+def email_confirm_page(request: HttpRequest) -> HttpResponse:
     try:
-        result = email_confirm(token=token, request=request)
+        found = _digest_from_link(
+            request, CONFIRM_SESSION_KEY, lambda token: email_link_check(token=token)
+        )
+        if isinstance(found, HttpResponse):
+            return _no_referrer(found)
+        if request.method != "POST":
+            email_link_check(digest=found or None)
+            return _no_referrer(render(request, "accounts/email_confirm.html"))
+        result = email_confirm(digest=found, request=request)
     except EmailConfirmFailed as exc:
-        return _link_problem(request, exc.reason)
-    return render(
-        request,
-        "accounts/email_confirmed.html",
-        {"confirmed": result, "email": result.user.email},
+        return _no_referrer(_link_problem(request, exc.reason))
+    request.session.pop(CONFIRM_SESSION_KEY, None)
+    return _no_referrer(
+        render(
+            request,
+            "accounts/email_confirmed.html",
+            {"confirmed": result, "email": result.user.email},
+        )
     )
-
-
-# --- Invitations -------------------------------------------------------------------------------
 
 
 @sensitive_post_parameters("password1", "password2")
 @csrf_protect
 @page_headers
 @require_http_methods(["GET", "HEAD", "POST"])
-def invite_accept_page(request: HttpRequest, token: str) -> HttpResponse:
+def invite_accept_page(request: HttpRequest) -> HttpResponse:
+    return _no_referrer(_invite_accept(request))
+
+
+def _invite_accept(request: HttpRequest) -> HttpResponse:
     try:
-        email = invite_check(token=token)
+        found = _digest_from_link(
+            request, INVITE_SESSION_KEY, lambda token: invite_check(token=token)[1]
+        )
+        if isinstance(found, HttpResponse):
+            return found
+        email, digest = invite_check(digest=found or None)
     except InviteFailed as exc:
         return _link_problem(request, exc.reason)
     if request.method != "POST":
@@ -220,7 +254,7 @@ def invite_accept_page(request: HttpRequest, token: str) -> HttpResponse:
     if form.is_valid():
         try:
             accepted = invite_accept(
-                token=token,
+                digest=digest,
                 username=form.cleaned_data["username"],
                 password=form.cleaned_data["password1"],
                 request=request,
@@ -234,6 +268,7 @@ def invite_accept_page(request: HttpRequest, token: str) -> HttpResponse:
             for message in exc.messages:
                 form.add_error("password1", message)
         else:
+            request.session.pop(INVITE_SESSION_KEY, None)
             return render(
                 request,
                 "accounts/invite_done.html",

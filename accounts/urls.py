@@ -20,6 +20,6 @@ urlpatterns = [
     # Sign-up, address confirmation and invitations (accounts/signup_views.py)
     path("signup", signup_views.signup_page, name="signup"),
     path("signup/sent", signup_views.signup_sent_page, name="signup_sent"),
-    path("email/confirm/<str:token>", signup_views.email_confirm_page, name="email_confirm"),
-    path("invite/<str:token>", signup_views.invite_accept_page, name="invite_accept"),
+    path("email/confirm", signup_views.email_confirm_page, name="email_confirm"),
+    path("invite", signup_views.invite_accept_page, name="invite_accept"),
 ]

@@ -128,7 +128,7 @@ def test_invite_page(admin_client, make_user):
     assert sent.status_code == 302
     (mail,) = Outbox.objects.all()
     assert (mail.template, mail.to) == ("invite", "new@example.org")
-    assert "/invite/" in mail.body_text
+    assert "/invite?token=" in mail.body_text
     link = AccountLink.objects.get(purpose="invite")
     assert link.user is None and link.email == "new@example.org"
     assert AuthEvent.objects.filter(event_type="invite.sent").count() == 1
