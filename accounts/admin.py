@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.models import User
+from accounts.password_reset import password_reset_send
 from accounts.registration import InviteRejected, invite_send
 from accounts.services import (
     LoginUnavailable,
@@ -143,7 +144,12 @@ class UserAdmin(DjangoUserAdmin):
     form = UserAdminChangeForm
     add_form = UserAdminCreationForm
     change_password_form = UserAdminPasswordChangeForm
-    actions = ["clear_login_lockout", "deactivate_users", "resend_verification"]
+    actions = [
+        "clear_login_lockout",
+        "deactivate_users",
+        "resend_verification",
+        "send_password_reset",
+    ]
     change_list_template = "admin/accounts/user/change_list.html"
     list_display = (
         "username",
@@ -320,6 +326,27 @@ class UserAdmin(DjangoUserAdmin):
             user_sessions_revoke(user=user, reason=Session.RevokeReason.USER_INACTIVE)
             count += 1
         self.message_user(request, f"Deactivated {count} user(s).")
+
+    @admin.action(description="Send a password reset link", permissions=["change"])
+    def send_password_reset(self, request, queryset) -> None:
+        """Mail each selected user a reset link (queued in the outbox; audited per user as
+        admin.password_reset_sent). Who may change a user may send; administrator accounts
+        only by a superuser, as for every other action."""
+        if self._refuse_unmanageable(request, queryset):
+            return
+        sent = skipped = 0
+        for user in queryset:
+            if password_reset_send(user=user, actor=request.user, request=request):
+                sent += 1
+            else:
+                skipped += 1
+        text = f"Queued a password reset link for {sent} user(s)."
+        if skipped:
+            text += (
+                f" Skipped {skipped}: inactive, without an email address, or with password "
+                "sign-in disabled."
+            )
+        self.message_user(request, text, messages.WARNING if skipped else messages.SUCCESS)
 
     @admin.action(description="Resend email verification", permissions=["change"])
     def resend_verification(self, request, queryset) -> None:
