@@ -20,6 +20,7 @@ address nor its username any more: the next sign-up for either deletes it.
 from __future__ import annotations
 
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
@@ -33,6 +34,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts import emaillinks
+from accounts.hash_gate import BUSY_RETRY_AFTER, HashGateFull, hash_gate
 from accounts.models import User
 from accounts.throttling import _digest, ip_bucket
 from accounts.verification import _absolute, _actor_details, email_verification_send
@@ -52,7 +54,27 @@ class SignupThrottled(Exception):
 
 
 class SignupUnavailable(Exception):
-    """The shared cache holding the throttle is down: sign-up is refused (fail closed)."""
+    """The shared cache holding the throttle is down, or every password-hashing slot of this
+    process is taken (accounts/hash_gate.py): sign-up is refused for now (fail closed)."""
+
+    def __init__(self, retry_after: int = 60) -> None:
+        self.retry_after = retry_after
+        super().__init__("sign-up is temporarily unavailable")
+
+
+@contextmanager
+def _hashing_slot():
+    """A slot of the per-process password-hashing bound, as a sign-in takes one: a flood of
+    sign-ups cannot take every thread either."""
+    gate = hash_gate()
+    try:
+        gate.acquire()
+    except HashGateFull:
+        raise SignupUnavailable(BUSY_RETRY_AFTER) from None
+    try:
+        yield
+    finally:
+        gate.release()
 
 
 class InviteRejected(ValueError):
@@ -117,10 +139,11 @@ def user_signup(*, username: str, email: str, password: str, request=None) -> No
     """Handle a sign-up form that passed its shape checks (address normalised and allowed,
     passwords equal and accepted by the validators). Returns nothing: the caller's answer must
     not depend on what happened. Every path costs one password hash and writes one outbox row.
+    Raises SignupUnavailable when every hashing slot is taken.
     """
     now = timezone.now()
     username = username_normalize(username)
-    with transaction.atomic():
+    with _hashing_slot(), transaction.atomic():
         for field, value in (("email", email), ("username", username)):
             holder = User.objects.matching(field, value).select_for_update().first()
             if holder is not None and _stale_pending(holder, now):
@@ -259,7 +282,7 @@ def invite_accept(*, digest: str, username: str, password: str, request=None) ->
     username or password leaves the link usable, and of concurrent acceptances exactly one
     wins. Raises InviteFailed, InviteUsernameTaken or ValidationError (password)."""
     username = username_normalize(username)
-    with transaction.atomic():
+    with _hashing_slot(), transaction.atomic():
         link = emaillinks.link_consume(purpose=emaillinks.INVITE, digest=digest)
         if link is None:
             raise InviteFailed("invalid")

@@ -85,6 +85,17 @@ def password_hint() -> str:
     return "Not a common password and not like your username or address."
 
 
+def _unavailable(request: HttpRequest, form, domains, retry_after: int) -> HttpResponse:
+    error = {
+        "title": "Sign-up is temporarily unavailable.",
+        "text": "This is a problem on our side. Please try again in a minute.",
+    }
+    context = {"form": form, "domains": domains, "error": error, "password_hint": password_hint()}
+    response = render(request, "accounts/signup.html", context, status=503)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
 def _require_open() -> None:
     if registration_mode() != "open":
         raise Http404
@@ -128,24 +139,8 @@ def signup_page(request: HttpRequest) -> HttpResponse:
         )
         response["Retry-After"] = str(exc.retry_after)
         return response
-    except SignupUnavailable:
-        error = {
-            "title": "Sign-up is temporarily unavailable.",
-            "text": "This is a problem on our side. Please try again in a minute.",
-        }
-        response = render(
-            request,
-            "accounts/signup.html",
-            {
-                "form": SignupForm(),
-                "domains": domains,
-                "error": error,
-                "password_hint": password_hint(),
-            },
-            status=503,
-        )
-        response["Retry-After"] = "60"
-        return response
+    except SignupUnavailable as exc:
+        return _unavailable(request, SignupForm(), domains, exc.retry_after)
     form = SignupForm(request.POST, allowed_domains=domains)
     if not form.is_valid():
         return render(
@@ -153,12 +148,15 @@ def signup_page(request: HttpRequest) -> HttpResponse:
             "accounts/signup.html",
             {"form": form, "domains": domains, "password_hint": password_hint()},
         )
-    user_signup(
-        username=form.cleaned_data["username"],
-        email=form.cleaned_data["email"],
-        password=form.cleaned_data["password1"],
-        request=request,
-    )
+    try:
+        user_signup(
+            username=form.cleaned_data["username"],
+            email=form.cleaned_data["email"],
+            password=form.cleaned_data["password1"],
+            request=request,
+        )
+    except SignupUnavailable as exc:
+        return _unavailable(request, form, domains, exc.retry_after)
     # The same answer whatever happened (a new account, a known address, a taken name).
     return HttpResponseRedirect(reverse("signup_sent"), status=303)
 
@@ -267,6 +265,23 @@ def _invite_accept(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             for message in exc.messages:
                 form.add_error("password1", message)
+        except SignupUnavailable as exc:
+            response = render(
+                request,
+                "accounts/invite_accept.html",
+                {
+                    "form": form,
+                    "email": email,
+                    "password_hint": password_hint(),
+                    "error": {
+                        "title": "We\u2019re busy right now.",
+                        "text": "Your invitation is still valid. Please try again in a moment.",
+                    },
+                },
+                status=503,
+            )
+            response["Retry-After"] = str(exc.retry_after)
+            return response
         else:
             request.session.pop(INVITE_SESSION_KEY, None)
             return render(

@@ -146,3 +146,29 @@ def test_an_invitation_refused_for_its_password_stays_usable():
     assert AccountLink.objects.get(purpose="invite").used_at is None
     accepted = invite_accept(digest=digest, username="ivy", password=NEW_PASSWORD)
     assert accepted.user.email_verified and accepted.user.is_active
+
+
+def test_sign_up_takes_a_hashing_slot_and_is_refused_when_none_is_free(client, settings):
+    """A flood of sign-ups is bounded like one of sign-ins (accounts/hash_gate.py)."""
+    from accounts.hash_gate import hash_gate
+
+    settings.AUTHSERVER_REGISTRATION = "open"
+    settings.AUTHSERVER_PASSWORD_HASH_CONCURRENCY = 1
+    settings.AUTHSERVER_PASSWORD_HASH_QUEUE = 0
+    gate = hash_gate()
+    gate.acquire()
+    try:
+        response = client.post(
+            reverse("signup"),
+            {
+                "username": "busy",
+                "email": "busy@example.org",
+                "password1": NEW_PASSWORD,
+                "password2": NEW_PASSWORD,
+            },
+        )
+    finally:
+        gate.release()
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    assert not User.objects.filter(username="busy").exists()
+    assert not Outbox.objects.exists()
