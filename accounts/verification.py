@@ -47,8 +47,10 @@ class EmailConfirmed:
 
 
 def _absolute(request, path: str) -> str:
-    if request is not None:
-        return request.build_absolute_uri(path)
+    """The address of one of our pages in a mail: always under AUTHSERVER_ISSUER, never built
+    from the request's Host header (which a client chooses). `request` is unused, kept so
+    callers read alike."""
+    del request
     return get_config().issuer.rstrip("/") + path
 
 

@@ -172,3 +172,23 @@ def test_sign_up_takes_a_hashing_slot_and_is_refused_when_none_is_free(client, s
     assert response.status_code == 503 and int(response["Retry-After"]) > 0
     assert not User.objects.filter(username="busy").exists()
     assert not Outbox.objects.exists()
+
+
+def test_mailed_links_are_built_from_the_issuer_not_the_host_header(client, settings):
+    settings.AUTHSERVER_REGISTRATION = "open"
+    settings.AUTHSERVER_ISSUER = "https://id.example.com"
+    settings.ALLOWED_HOSTS = ["other.example.net"]
+    response = client.post(
+        reverse("signup"),
+        {
+            "username": "hosty",
+            "email": "hosty@example.org",
+            "password1": NEW_PASSWORD,
+            "password2": NEW_PASSWORD,
+        },
+        HTTP_HOST="other.example.net",
+    )
+    assert response.status_code == 303
+    body = Outbox.objects.get().body_text
+    assert "https://id.example.com/email/confirm?token=" in body
+    assert "other.example.net" not in body
