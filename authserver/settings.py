@@ -226,6 +226,8 @@ MIDDLEWARE = [
     "authserver.middleware.RequestMetricsMiddleware",
     "authserver.middleware.InfrastructureEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Errors on API paths in the APIs' JSON shape, never an HTML page (an unknown /api/v1 path).
+    "authserver.middleware.ApiErrorsAsJsonMiddleware",
     # The token endpoints, userinfo and the JWKS skip the middleware below (bench/README.md):
     # the browser's, and WhiteNoise, which serves only STATIC_URL (never one of those paths).
     "authserver.middleware.MachinePathsMiddleware",
