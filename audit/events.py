@@ -31,6 +31,9 @@ class EventType(models.TextChoices):
     ADMIN_USER_CHANGED = "admin.user_changed", "Admin changed a user"
     ADMIN_USER_DEACTIVATED = "admin.user_deactivated", "Admin deactivated a user"
     ADMIN_USER_DELETED = "admin.user_deleted", "Admin deleted a user"
+    # The account pages (/account/, accounts/account_services.py)
+    ACCOUNT_PROFILE_CHANGED = "account.profile_changed", "Profile changed by its owner"
+    ACCOUNT_DELETED = "account.deleted", "Account deleted by its owner"
     # OAuth 2.0 / OpenID Connect (oauth/)
     CLIENT_CREATED = "client.created", "OAuth client created"
     CLIENT_CHANGED = "client.changed", "OAuth client changed"
