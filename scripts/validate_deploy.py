@@ -372,6 +372,7 @@ SCHEDULED_JOBS = (
     "purge_authorization_codes",
     "rotate_signing_keys --if-due",
     "purge_audit_events",
+    "purge_account_links",
 )
 
 
@@ -392,6 +393,8 @@ def scheduled_job_units(directory: Path = SYSTEMD) -> list[tuple[Path, Path | No
     pairs = []
     for service in sorted(directory.glob("authserver-*.service")):
         if "@" in service.name:
+            continue
+        if "Type=oneshot" not in service.read_text():  # a long-running service (email worker)
             continue
         timer = service.with_suffix(".timer")
         pairs.append((service, timer if timer.exists() else None))
