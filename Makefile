@@ -34,8 +34,9 @@ run: $(VENV)/.prod-installed
 	@echo
 	@echo "  Mail (password reset links) is printed here by the email worker started alongside."
 	@echo
-	$(PY) manage.py deliver_email & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	  AUTHSERVER_ISSUER='$(RUN_ISSUER)' $(PY) manage.py runserver 127.0.0.1:$(PORT)
+	export AUTHSERVER_ISSUER='$(RUN_ISSUER)'; \
+	  $(PY) manage.py deliver_email & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	  $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: $(VENV)/.test-installed
 	$(PY) scripts/runtests.py $(ARGS)

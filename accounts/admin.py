@@ -23,11 +23,11 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserCreationForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts.models import User
 from accounts.password_reset import password_reset_send
@@ -48,6 +48,8 @@ from accounts.verification import (
     email_verification_send,
 )
 from authserver.counters import CacheUnavailable
+from selfservice import selectors as account_selectors
+from selfservice import services as account_services
 from sessions.models import Session
 from sessions.services import user_sessions_revoke
 
@@ -56,6 +58,11 @@ from sessions.services import user_sessions_revoke
 _password_change_request: ContextVar[HttpRequest | None] = ContextVar(
     "password_change_request", default=None
 )
+
+
+# The request of the change view, for the read-only fields that link to the access page only
+# when the viewer may act there (Django calls those fields without the request).
+_admin_request: ContextVar[HttpRequest | None] = ContextVar("admin_request", default=None)
 
 
 # The fields that grant admin rights. Only a superuser may set them.
@@ -178,6 +185,8 @@ class UserAdmin(DjangoUserAdmin):
         "date_joined",
         "password_changed_at",
         "login_lockout",
+        "live_sessions",
+        "connected_apps",
     )
     fieldsets = (
         (None, {"fields": ("username", "public_id", "password_status")}),
@@ -188,6 +197,7 @@ class UserAdmin(DjangoUserAdmin):
         ),
         ("Important dates", {"fields": ("last_login", "date_joined", "password_changed_at")}),
         ("Login protection", {"fields": ("login_lockout",)}),
+        ("Sessions and connected apps", {"fields": ("live_sessions", "connected_apps")}),
     )
     add_fieldsets = (
         (
@@ -221,6 +231,137 @@ class UserAdmin(DjangoUserAdmin):
                 '(use the action "Clear login lockout" to lift it)'
             )
         return f"not locked; {status.failures} recent failed attempt(s)"
+
+    def _access_link(self, obj: User) -> str:
+        request = _admin_request.get()
+        if request is None or not self.has_change_permission(request, obj):
+            return ""
+        url = reverse("admin:accounts_user_access", args=[obj.pk])
+        return format_html(' &middot; <a href="{}">End sessions or withdraw apps</a>', url)
+
+    @admin.display(description="live sessions")
+    def live_sessions(self, obj: User) -> str:
+        if obj.pk is None:
+            return "-"
+        rows = account_selectors.account_sessions(user=obj, current=None)
+        if not rows:
+            return format_html("none{}", self._access_link(obj))
+        items = format_html_join(
+            "",
+            "<li>{} ({}) &middot; {} &middot; {} &middot; last used {} UTC</li>",
+            (
+                (r.app, r.kind, r.device, r.ip or "no IP", f"{r.last_used_at:%Y-%m-%d %H:%M}")
+                for r in rows
+            ),
+        )
+        return format_html("{} live{}<ul>{}</ul>", len(rows), self._access_link(obj), items)
+
+    @admin.display(description="connected apps")
+    def connected_apps(self, obj: User) -> str:
+        if obj.pk is None:
+            return "-"
+        apps = account_selectors.account_connected_apps(user=obj)
+        if not apps:
+            return "none"
+        items = format_html_join(
+            "",
+            "<li>{}: {} &middot; {} live sign-in(s)</li>",
+            ((a.name, " ".join(s for s, _, _ in a.scopes) or "-", a.live_sessions) for a in apps),
+        )
+        return format_html("<ul>{}</ul>", items)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        token = _admin_request.set(request)
+        try:
+            response = super().change_view(request, object_id, form_url, extra_context)
+            # The read-only fields are computed while the template renders: render it here,
+            # while the request is known.
+            if hasattr(response, "render") and not response.is_rendered:
+                response.render()
+            return response
+        finally:
+            _admin_request.reset(token)
+
+    def get_urls(self):
+        return [
+            # Before Django's "<path:object_id>/", which would take "invite/" for a user id.
+            path(
+                "invite/",
+                self.admin_site.admin_view(self.invite_view),
+                name="accounts_user_invite",
+            ),
+            path(
+                "<path:object_id>/access/",
+                self.admin_site.admin_view(self.access_view),
+                name="accounts_user_access",
+            ),
+            *super().get_urls(),
+        ]
+
+    def access_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A user's live sessions (end one, end all) and connected apps (withdraw). Needs the
+        permission to change the user (so a superuser's or another admin's only for a
+        superuser), and to change sessions / delete consents for the actions; all audited."""
+        user = self.get_object(request, object_id)
+        if user is None:
+            raise Http404("no such user")
+        if not self.has_change_permission(request, user):
+            raise PermissionDenied
+        may_end = request.user.has_perm("sessions.change_session")
+        may_withdraw = request.user.has_perm("oauth.delete_consent")
+        if request.method == "POST":
+            return self._access_act(request, user, may_end=may_end, may_withdraw=may_withdraw)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Sessions and apps of {user.get_username()}",
+            "target": user,
+            "rows": account_selectors.account_sessions(user=user, current=None),
+            "apps": account_selectors.account_connected_apps(user=user),
+            "may_end": may_end,
+            "may_withdraw": may_withdraw,
+        }
+        return TemplateResponse(request, "admin/accounts/user/access.html", context)
+
+    def _access_act(self, request, user: User, *, may_end: bool, may_withdraw: bool):
+        action = request.POST.get("action")
+        back = HttpResponseRedirect(reverse("admin:accounts_user_access", args=[user.pk]))
+        if action in ("end_session", "end_all") and not may_end:
+            raise PermissionDenied
+        if action == "withdraw" and not may_withdraw:
+            raise PermissionDenied
+        if action == "end_session":
+            session = account_selectors.account_session_get(
+                user=user, session_id=request.POST.get("session", "")
+            )
+            if session is None:
+                self.message_user(request, "That session has already ended.", messages.WARNING)
+                return back
+            account_services.account_session_end(
+                user=user, session=session, request=request, actor=request.user
+            )
+            self.message_user(request, "The session was ended.", messages.SUCCESS)
+        elif action == "end_all":
+            ended = account_services.account_sessions_end_all(
+                user=user, actor=request.user, request=request
+            )
+            self.message_user(request, f"Ended {ended} session(s).", messages.SUCCESS)
+        elif action == "withdraw":
+            ended = account_services.account_app_withdraw(
+                user=user,
+                client_id=request.POST.get("client", ""),
+                request=request,
+                actor=request.user,
+            )
+            if ended is None:
+                self.message_user(request, "That app has no access any more.", messages.WARNING)
+            else:
+                self.message_user(
+                    request, f"Access withdrawn; {ended} session(s) ended.", messages.SUCCESS
+                )
+        else:
+            self.message_user(request, "Unknown action; nothing was changed.", messages.ERROR)
+        return back
 
     def get_readonly_fields(self, request, obj=None):
         if _grants_rights(request.user):
@@ -362,15 +503,6 @@ class UserAdmin(DjangoUserAdmin):
         self.message_user(request, f"Sent a confirmation link to {sent} user(s){note}.")
 
     # --- Invitations (a page of the user admin: `invite_user` does the same from a shell) ---
-
-    def get_urls(self):
-        urls = super().get_urls()
-        invite = path(
-            "invite/",
-            self.admin_site.admin_view(self.invite_view),
-            name="accounts_user_invite",
-        )
-        return [invite, *urls]
 
     def invite_view(self, request):
         # Inviting creates an account later: it needs the add permission.

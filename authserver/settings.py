@@ -231,6 +231,8 @@ MIDDLEWARE = [
     # Turns the HTTPS redirect of the next one into a 308.
     "authserver.middleware.HttpsRedirect308Middleware",
     "django.middleware.security.SecurityMiddleware",
+    # Errors on API paths in the APIs' JSON shape, never an HTML page (an unknown /api/v1 path).
+    "authserver.middleware.ApiErrorsAsJsonMiddleware",
     # The token endpoints, userinfo and the JWKS skip the middleware below (bench/README.md):
     # the browser's, and WhiteNoise, which serves only STATIC_URL (never one of those paths).
     "authserver.middleware.MachinePathsMiddleware",

@@ -202,7 +202,11 @@ def test_custom_admin_views_refuse_a_view_only_user(client, rows, viewer):
                 assert client.get(url).status_code == 403, url
                 assert client.post(url, form).status_code == 403, url
             checked.append(pattern.name)
-    assert {"auth_user_password_change", "tokens_signingkey_rotate"} <= set(checked)
+    assert {
+        "auth_user_password_change",
+        "tokens_signingkey_rotate",
+        "accounts_user_access",
+    } <= set(checked)
     assert database_snapshot() == before
 
     assert User.objects.get(username="alice").check_password(PASSWORD)
