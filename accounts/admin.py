@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts.models import User
+from accounts.password_reset import password_reset_send
 from accounts.services import (
     LoginUnavailable,
     login_lockout_clear,
@@ -143,7 +144,7 @@ class UserAdmin(DjangoUserAdmin):
     form = UserAdminChangeForm
     add_form = UserAdminCreationForm
     change_password_form = UserAdminPasswordChangeForm
-    actions = ["clear_login_lockout", "deactivate_users"]
+    actions = ["clear_login_lockout", "deactivate_users", "send_password_reset"]
     list_display = ("username", "email", "public_id", "is_active", "is_staff", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser", "groups", "date_joined", "last_login")
     search_fields = ("username", "email", "first_name", "last_name", "=public_id")
@@ -420,6 +421,27 @@ class UserAdmin(DjangoUserAdmin):
             user_sessions_revoke(user=user, reason=Session.RevokeReason.USER_INACTIVE)
             count += 1
         self.message_user(request, f"Deactivated {count} user(s).")
+
+    @admin.action(description="Send a password reset link", permissions=["change"])
+    def send_password_reset(self, request, queryset) -> None:
+        """Mail each selected user a reset link (queued in the outbox; audited per user as
+        admin.password_reset_sent). Who may change a user may send; administrator accounts
+        only by a superuser, as for every other action."""
+        if self._refuse_unmanageable(request, queryset):
+            return
+        sent = skipped = 0
+        for user in queryset:
+            if password_reset_send(user=user, actor=request.user, request=request):
+                sent += 1
+            else:
+                skipped += 1
+        text = f"Queued a password reset link for {sent} user(s)."
+        if skipped:
+            text += (
+                f" Skipped {skipped}: inactive, without an email address, or with password "
+                "sign-in disabled."
+            )
+        self.message_user(request, text, messages.WARNING if skipped else messages.SUCCESS)
 
 
 admin.site.unregister(Group)

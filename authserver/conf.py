@@ -42,6 +42,9 @@ class Config:
     lockout_base_seconds: int
     lockout_max_seconds: int
     lockout_reset_seconds: int
+    # Password hashing bound per process (accounts/hash_gate.py)
+    password_hash_concurrency: int
+    password_hash_queue: int
     # Signing keys and access tokens (tokens/). The KEKs never appear in repr().
     key_encryption_key: bytes = field(repr=False)
     key_encryption_key_fallbacks: tuple[bytes, ...] = field(repr=False)
@@ -106,6 +109,8 @@ def _config_build() -> Config:
         lockout_base_seconds=settings.AUTHSERVER_LOCKOUT_BASE_SECONDS,
         lockout_max_seconds=settings.AUTHSERVER_LOCKOUT_MAX_SECONDS,
         lockout_reset_seconds=settings.AUTHSERVER_LOCKOUT_RESET_SECONDS,
+        password_hash_concurrency=settings.AUTHSERVER_PASSWORD_HASH_CONCURRENCY,
+        password_hash_queue=settings.AUTHSERVER_PASSWORD_HASH_QUEUE,
         key_encryption_key=settings.AUTHSERVER_KEY_ENCRYPTION_KEY,
         key_encryption_key_fallbacks=tuple(settings.AUTHSERVER_KEY_ENCRYPTION_KEY_FALLBACKS),
         signing_alg=settings.AUTHSERVER_SIGNING_ALG,

@@ -93,3 +93,26 @@ class RevokedAccessToken(models.Model):
 
     def __str__(self) -> str:
         return f"revoked access token {self.jti} (until {self.expires_at:%Y-%m-%d %H:%M})"
+
+
+class RestoreMarker(models.Model):
+    """One row telling a database restored from a dump apart from the one the dump was taken
+    of (`manage.py after_restore`).
+
+    The row holds the OID PostgreSQL gave this very table when the row was written (by the
+    migration that creates it, then by every after_restore). pg_dump carries the row but not the
+    OID: restoring a dump (pg_restore, psql, `--clean` or into a new database) creates the table
+    anew under another OID, so the row no longer matches its table. A physical copy (volume
+    snapshot, base backup) keeps the OIDs and is not recognised: after_restore --force.
+    """
+
+    table_oid = models.BigIntegerField("OID of this table when the row was written", null=True)
+    recorded_at = models.DateTimeField()
+    after_restore_at = models.DateTimeField("last after_restore", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "restore marker"
+        verbose_name_plural = "restore markers"
+
+    def __str__(self) -> str:
+        return f"restore marker (table OID {self.table_oid})"

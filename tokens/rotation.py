@@ -355,3 +355,42 @@ def signing_keys_reencrypt() -> int:
             logger.info("key store: re-encrypted %d private key(s) under the current KEK", count)
             _changed()
     return count
+
+
+def signing_keys_replace_all(
+    *, now: datetime | None = None, keep_published: bool = False
+) -> KeyStoreChange:
+    """After a restore: a fresh key signs from now on and no key that came back with the
+    backup ever signs again.
+
+    The backup cannot say which of its keys were revoked after it was taken, so by default every
+    restored key is revoked: out of the JWKS at once, private key erased. Tokens they signed stop
+    verifying (access tokens live minutes; clients refresh). `keep_published=True` retires them
+    instead (published until every token they can have signed has expired, never signing), for
+    an operator who knows no key was revoked after the backup.
+    """
+    now = now or timezone.now()
+    change = KeyStoreChange()
+    with transaction.atomic():
+        _lock_store()
+        _require_store_kek()
+        restored = list(SigningKey.objects.filter(state__in=SigningKey.PUBLISHED_STATES))
+        # The active one first: the new key may be active only once it no longer is.
+        restored.sort(key=lambda row: row.state != State.ACTIVE)
+        for row in restored:
+            if keep_published and row.state == State.ACTIVE:
+                _retire(row, now, change)
+            elif keep_published and row.state == State.RETIRED:
+                change.notes.append(f"{row.kid} stays retired")
+            else:
+                row.state = State.REVOKED
+                row.revoked_at = now
+                _erase(row)
+                row.save(update_fields=["state", "revoked_at", "private_key_ciphertext"])
+                change.revoked.append(row.kid)
+        fresh = _create(state=State.ACTIVE, now=now)
+        change.published.append(fresh.kid)
+        change.activated.append(fresh.kid)
+        _audit("key.rotated", change, now, reason="after restore", immediate=True)
+        _changed()
+    return change

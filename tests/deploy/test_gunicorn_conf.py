@@ -168,7 +168,7 @@ def test_forwarded_proto_is_believed_only_from_trusted_proxies(child_env, tmp_pa
         spoofed = requests.get(
             server.url + "/api/v1/me", headers=headers, allow_redirects=False, timeout=10
         )
-        assert spoofed.status_code == 301  # still plain HTTP: the header was ignored
+        assert spoofed.status_code == 308  # still plain HTTP: the header was ignored
         # Probes and scrapes are answered over plain HTTP, without the redirect.
         assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
     with Gunicorn({**base, "AUTHSERVER_TRUSTED_PROXIES": "127.0.0.1"}, workers=1) as server:
@@ -219,12 +219,12 @@ def test_production_instance_answers_probes_by_address_only(child_env, tmp_path)
         page = requests.get(
             server.url + "/.well-known/jwks.json", timeout=10, allow_redirects=False
         )
-        assert page.status_code in (301, 400)  # everything else: HTTPS and a known host only
+        assert page.status_code in (308, 400)  # everything else: HTTPS and a known host only
         proxied = requests.get(
             server.url + "/.well-known/jwks.json",
             headers={"Host": "id.example.com"},
             timeout=10,
             allow_redirects=False,
         )
-        assert proxied.status_code == 301
+        assert proxied.status_code == 308  # the method and body are kept
         assert proxied.headers["Location"] == "https://id.example.com/.well-known/jwks.json"

@@ -38,6 +38,8 @@ REVIEWED = {
     ("authsessions", "0003_references_without_constraints"): "AlterField only drops the FOREIGN "
     "KEY constraints of references to a session (db_constraint=False); the previous release "
     "never relied on them failing, and its deletes go through the ORM, which applies on_delete",
+    ("tokens", "0006_restore_marker"): "a new table; the data step inserts its one row (the "
+    "table's own OID, PostgreSQL only), which the previous release never reads",
     ("oauth", "0006_code_sessions_without_constraints"): "AlterField only drops the FOREIGN KEY "
     "constraints of the code's session links (db_constraint=False), as authsessions 0003",
 }

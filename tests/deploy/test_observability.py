@@ -174,7 +174,8 @@ def test_token_counters_follow_login_refresh_and_reuse(
     before = {
         "session": sample("authserver_tokens_issued_total", flow="session"),
         "refresh": sample("authserver_tokens_issued_total", flow="refresh"),
-        "reuse": sample("authserver_refresh_reuse_detected_total"),
+        "reuse": sample("authserver_refresh_reuse_detected_total", replayed="last_spent"),
+        "theft": sample("authserver_refresh_reuse_detected_total", replayed="earlier"),
         "succeeded": sample("authserver_logins_total", outcome="succeeded"),
         "duration": sample("authserver_token_issue_duration_seconds_count", flow="refresh"),
     }
@@ -196,8 +197,48 @@ def test_token_counters_follow_login_refresh_and_reuse(
         sample("authserver_token_issue_duration_seconds_count", flow="refresh")
         == before["duration"] + 1
     )
-    assert sample("authserver_refresh_reuse_detected_total") == before["reuse"] + 1
+    # The just-spent token again while its successor is unused: a lost response, not theft.
+    assert (
+        sample("authserver_refresh_reuse_detected_total", replayed="last_spent")
+        == before["reuse"] + 1
+    )
+    assert sample("authserver_refresh_reuse_detected_total", replayed="earlier") == before["theft"]
     assert sample("authserver_logins_total", outcome="succeeded") == before["succeeded"] + 1
+
+
+def test_reuse_of_a_token_whose_successor_was_used_is_labelled_earlier(
+    client, make_user, django_capture_on_commit_callbacks
+):
+    """The alert pages on replayed="earlier" only: an older token presented after its successor
+    was used (likely theft), as the audit row's `replayed` detail says."""
+    make_user(username="carol")
+    before = {
+        replayed: sample("authserver_refresh_reuse_detected_total", replayed=replayed)
+        for replayed in ("last_spent", "earlier")
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.post(
+            LOGIN, {"username": "carol", "password": PASSWORD}, content_type="application/json"
+        ).json()["refresh_token"]
+        second = client.post(
+            REFRESH, {"refresh_token": first}, content_type="application/json"
+        ).json()["refresh_token"]
+        third = client.post(REFRESH, {"refresh_token": second}, content_type="application/json")
+        assert third.status_code == 200
+        replay = client.post(REFRESH, {"refresh_token": first}, content_type="application/json")
+        assert replay.status_code == 401
+    assert (
+        sample("authserver_refresh_reuse_detected_total", replayed="earlier")
+        == before["earlier"] + 1
+    )
+    assert (
+        sample("authserver_refresh_reuse_detected_total", replayed="last_spent")
+        == before["last_spent"]
+    )
+    from audit.models import AuthEvent
+
+    row = AuthEvent.objects.filter(event_type="token.reuse_detected").order_by("-id").first()
+    assert row.details["replayed"] == "earlier"
 
 
 def test_refresh_failures_are_counted_by_reason(client, db):
