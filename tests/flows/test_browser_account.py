@@ -210,6 +210,14 @@ def test_account_pages_in_chromium_after_signing_in_at_two_apps(stack, monkeypat
             page.goto(server.url + "/account/activity")
             expect(page.get_by_text("App access withdrawn")).to_be_visible()
             expect(page.get_by_text("Signed out of other sessions")).to_be_visible()
+
+            # The error pages a person can reach from here pass the same check.
+            page.goto(server.url + "/account/sessions/not-a-session/end")
+            expect(page.get_by_role("heading", level=1)).to_be_visible()
+            check(page, "not-found")
+            page.goto(server.url + "/oauth/authorize?client_id=unknown&response_type=code")
+            expect(page.get_by_role("heading", level=1)).to_be_visible()
+            check(page, "authorize-error")
             context.close()
 
             # Dark colour scheme: the same checks (contrast differs).
