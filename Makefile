@@ -1,9 +1,13 @@
-# authserver: `make run` serves on http://127.0.0.1:8000 (SQLite); `make test` runs the whole suite.
+# authserver: `make run` serves on http://127.0.0.1:8000 (SQLite; `make run PORT=8001` for another
+# port, the issuer following it unless AUTHSERVER_ISSUER is set); `make test` runs the whole suite.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 ARGS   ?=
+PORT   ?= 8000
+# The issuer `make run` serves as: AUTHSERVER_ISSUER from the environment, else this address.
+RUN_ISSUER = $(or $(AUTHSERVER_ISSUER),http://127.0.0.1:$(PORT))
 
 .PHONY: run test lint format bench bench-scale clean
 
@@ -20,13 +24,19 @@ $(VENV)/.test-installed: requirements/base.txt requirements/prod.txt requirement
 	@touch $@
 
 run: $(VENV)/.prod-installed
-	$(PY) manage.py migrate --noinput
+	@case "$(PORT)" in ''|*[!0-9]*) echo "make: PORT must be a port number, got '$(PORT)'"; exit 2;; esac
+	AUTHSERVER_ISSUER='$(RUN_ISSUER)' $(PY) manage.py migrate --noinput
 	@echo
-	@echo "  authserver is starting on http://127.0.0.1:8000  (admin: http://127.0.0.1:8000/admin/)"
+	@echo "  authserver is starting on http://127.0.0.1:$(PORT)  (admin: http://127.0.0.1:$(PORT)/admin/)"
+	@echo "  Issuer: $(RUN_ISSUER)"
 	@echo "  Create an admin account in another terminal (the password is read from stdin):"
 	@echo "    $(PY) manage.py create_user admin --email admin@example.com --superuser"
 	@echo
-	$(PY) manage.py runserver 127.0.0.1:8000
+	@echo "  Mail (password reset links) is printed here by the email worker started alongside."
+	@echo
+	export AUTHSERVER_ISSUER='$(RUN_ISSUER)'; \
+	  $(PY) manage.py deliver_email & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	  $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: $(VENV)/.test-installed
 	$(PY) scripts/runtests.py $(ARGS)

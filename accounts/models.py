@@ -115,3 +115,43 @@ class User(AbstractUser):
     def clean(self) -> None:
         super().clean()
         self.email = self.__class__.objects.normalize_email(self.email).lower()
+
+
+class AccountLink(models.Model):
+    """A single-use link mailed to someone: password reset, address verification, invitation.
+
+    Only the SHA-256 of the random token is stored, so a copy of the table opens nothing. A link
+    is live until `expires_at`, until it is used (`used_at`, set by one atomic UPDATE, so of
+    several concurrent uses exactly one wins) or until it is ended (`ended_at`: a newer link for
+    the same purpose was issued, or the password changed). Services: accounts/links.py.
+    """
+
+    class Purpose(models.TextChoices):
+        RESET = "reset", "Password reset"
+        VERIFY_EMAIL = "verify_email", "Email verification"
+        INVITE = "invite", "Invitation"
+
+    purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, null=True, blank=True, related_name="account_links"
+    )
+    # The address the link was sent to (for verify_email: the address being confirmed).
+    email = models.EmailField("email address", max_length=254, blank=True)
+    digest = models.CharField("token SHA-256", max_length=64, unique=True, editable=False)
+    # Purpose-specific data the link carries (never a secret).
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "account link"
+        verbose_name_plural = "account links"
+        indexes = [
+            models.Index(fields=["user", "purpose"], name="accounts_link_user_purpose_idx"),
+            models.Index(fields=["expires_at"], name="accounts_link_expires_idx"),
+        ]
+
+    def __str__(self) -> str:  # never the token (the digest is not shown either)
+        return f"{self.get_purpose_display()} link {self.pk}"

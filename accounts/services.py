@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from accounts.hash_gate import BUSY_RETRY_AFTER, HashGateFull, hash_gate
 from accounts.models import User
 from accounts.throttling import (
     ThrottleHit,
@@ -104,6 +105,16 @@ class LoginUnavailable(Exception):
         super().__init__("login is temporarily unavailable")
 
 
+class LoginBusy(LoginUnavailable):
+    """Every password-hashing slot and queue place of this process is taken (a sign-in flood):
+    refused at once, before any password work, with 503 and Retry-After (accounts/hash_gate.py)."""
+
+    retry_after = BUSY_RETRY_AFTER
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "login is busy; retry shortly")
+
+
 class PasswordRejected(ValidationError):
     """The new password fails the configured validators; `messages` says why."""
 
@@ -144,12 +155,36 @@ def user_authenticate(
     Raises LoginThrottled (when the IP's or the name's failure budget is spent; before any
     password work), LoginFailed (the same for every reason; each path costs one password hash,
     and each spends one slot of both failure budgets), or LoginUnavailable (cache down: fail
-    closed). On success the budget slots are given back and the failure count is reset, a PBKDF2
+    closed), or LoginBusy (a LoginUnavailable: this process's password-hashing slots and queue
+    are full, accounts/hash_gate.py; refused at once, before anything else). On success the
+    budget slots are given back and the failure count is reset, a PBKDF2
     hash is upgraded to Argon2id, `last_login` is stamped and login.succeeded is audited.
     """
     now = now or timezone.now()
     context = {"ip": ip, "user_agent": user_agent, "client_id": client_id, "occurred_at": now}
     name = login_normalize(login)
+    # A hashing slot first (accounts/hash_gate.py): during a flood most attempts are refused
+    # here, at once and before any other work (the cache, the database), so that the threads
+    # they take return to the pool as fast as possible.
+    gate = hash_gate()
+    try:
+        gate.acquire()
+    except HashGateFull:
+        metrics.login_attempted(outcome="busy")
+        raise LoginBusy from None
+    try:
+        return _user_authenticate_gated(
+            login=login, name=name, password=password, now=now, context=context
+        )
+    finally:
+        gate.release()
+
+
+@sensitive_variables("password")
+def _user_authenticate_gated(
+    *, login: str, name: str, password: str, now: datetime, context: dict
+) -> User:
+    ip = context["ip"]
     try:
         # Reserved now, kept only if the attempt fails: see accounts.throttling.
         reservation = login_budget_reserve(ip=ip, login=name, now=now)

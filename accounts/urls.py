@@ -1,11 +1,19 @@
-"""The hosted pages, mounted at the site root: /login, /logout and / (signed-in landing)."""
+"""The hosted pages, mounted at the site root: /login, /logout, / (signed-in landing) and the
+password reset pages (accounts/reset_views.py)."""
 
 from django.urls import path
 
-from accounts import views
+from accounts import reset_views, views
 
 urlpatterns = [
     path("", views.home_page, name="home"),
     path("login", views.login_page, name="login"),
     path("logout", views.logout_page, name="logout"),
+    path("password/forgot", reset_views.password_forgot_page, name="password-forgot"),
+    path("password/reset", reset_views.password_reset_page, name="password-reset"),
+    path(
+        "password/reset/<str:token>",
+        reset_views.password_reset_link,
+        name="password-reset-link",
+    ),
 ]

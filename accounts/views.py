@@ -23,7 +23,13 @@ from django.views.decorators.http import require_http_methods
 from accounts.forms import LoginForm
 from accounts.login_flow import auth_time_record, login_is_forced, login_url, sign_in_carry
 from accounts.network import client_ip
-from accounts.services import LoginFailed, LoginThrottled, LoginUnavailable, user_authenticate
+from accounts.services import (
+    LoginBusy,
+    LoginFailed,
+    LoginThrottled,
+    LoginUnavailable,
+    user_authenticate,
+)
 from audit.events import EventType
 from audit.services import audit_event_record
 from authserver.pages import page_headers
@@ -67,6 +73,17 @@ def _client_id_for_audit(next_url: str | None) -> str:
     return values[0][:200] if values else ""
 
 
+def _app_name(next_url: str | None) -> str:
+    """The name of the app whose authorization request the login interrupts (its `next`), for
+    the page to say where the user is going; empty for any other destination."""
+    if not next_url or urlsplit(next_url).path != reverse("oauth:authorize"):
+        return ""
+    from oauth.clients import client_get  # the hosted pages do not otherwise need oauth
+
+    client = client_get(client_id=_client_id_for_audit(next_url))
+    return client.name if client is not None else ""
+
+
 def _wait_text(seconds: int) -> str:
     if seconds < 60:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
@@ -86,6 +103,7 @@ def _render_login(
     context = {
         "form": form,
         "next_url": next_url or "",
+        "app_name": _app_name(next_url),
         "force": force,
         "error": error,
         "reauth_user": request.user if force and request.user.is_authenticated else None,
@@ -131,6 +149,17 @@ def login_page(request: HttpRequest) -> HttpResponse:
         }
         response = _render_login(
             request, form, next_url=next_url, force=force, error=error, status=429
+        )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    except LoginBusy as exc:
+        error = {
+            "title": "Sign-in is busy right now.",
+            "text": "Too many people are signing in at this moment. Please try again in a few "
+            "seconds.",
+        }
+        response = _render_login(
+            request, form, next_url=next_url, force=force, error=error, status=503
         )
         response["Retry-After"] = str(exc.retry_after)
         return response

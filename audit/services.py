@@ -3,6 +3,8 @@ after the retention (`audit_events_purge`; the partitions themselves are in audi
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import ipaddress
 import json
@@ -250,9 +252,30 @@ def audit_event_stored(row: AuthEvent, pk: int, alias: str) -> None:
     _log_event(row)
 
 
+# Set by audit_echo_muted: events are stored, their log lines not written.
+_echo_muted: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "audit_echo_muted", default=False
+)
+
+
+@contextlib.contextmanager
+def audit_echo_muted() -> Iterator[None]:
+    """Events recorded inside are stored as always (the AuthEvent row is the audit record) but
+    not echoed on the "authserver.audit" logger: for management commands whose output is for a
+    person or a script (`create_client --json`), where a log line on stderr after the result
+    reads like an error."""
+    token = _echo_muted.set(True)
+    try:
+        yield
+    finally:
+        _echo_muted.reset(token)
+
+
 def _log_event(event: AuthEvent) -> None:
     """The event's log line: one line of JSON as text (control characters escaped, so one
     record per line), embedded as `data` by the JSON formatter."""
+    if _echo_muted.get():
+        return
     logger.info(JsonMessage(audit_log_payload(event), encoder=_Encoder))
 
 

@@ -29,6 +29,8 @@ class Config:
     session_retention_days: int
     # A browser sign-in's lifetime (SESSION_COOKIE_AGE, AUTHSERVER_BROWSER_SESSION_SECONDS)
     browser_session_seconds: int
+    # How recent a password check the account pages' sensitive actions need (accounts/account_*)
+    reauth_max_age: int
     # Audit trail (audit/, oauth/client_auth.py)
     audit_retention_days: int
     client_auth_audit_window_seconds: int
@@ -40,6 +42,9 @@ class Config:
     lockout_base_seconds: int
     lockout_max_seconds: int
     lockout_reset_seconds: int
+    # Password hashing bound per process (accounts/hash_gate.py)
+    password_hash_concurrency: int
+    password_hash_queue: int
     # Signing keys and access tokens (tokens/). The KEKs never appear in repr().
     key_encryption_key: bytes = field(repr=False)
     key_encryption_key_fallbacks: tuple[bytes, ...] = field(repr=False)
@@ -94,6 +99,7 @@ def _config_build() -> Config:
         refresh_token_transport=settings.AUTHSERVER_REFRESH_TOKEN_TRANSPORT,
         session_retention_days=settings.AUTHSERVER_SESSION_RETENTION_DAYS,
         browser_session_seconds=settings.SESSION_COOKIE_AGE,
+        reauth_max_age=settings.AUTHSERVER_REAUTH_MAX_AGE,
         audit_retention_days=settings.AUTHSERVER_AUDIT_RETENTION_DAYS,
         client_auth_audit_window_seconds=settings.AUTHSERVER_CLIENT_AUTH_AUDIT_WINDOW_SECONDS,
         login_throttle_window_seconds=settings.AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS,
@@ -103,6 +109,8 @@ def _config_build() -> Config:
         lockout_base_seconds=settings.AUTHSERVER_LOCKOUT_BASE_SECONDS,
         lockout_max_seconds=settings.AUTHSERVER_LOCKOUT_MAX_SECONDS,
         lockout_reset_seconds=settings.AUTHSERVER_LOCKOUT_RESET_SECONDS,
+        password_hash_concurrency=settings.AUTHSERVER_PASSWORD_HASH_CONCURRENCY,
+        password_hash_queue=settings.AUTHSERVER_PASSWORD_HASH_QUEUE,
         key_encryption_key=settings.AUTHSERVER_KEY_ENCRYPTION_KEY,
         key_encryption_key_fallbacks=tuple(settings.AUTHSERVER_KEY_ENCRYPTION_KEY_FALLBACKS),
         signing_alg=settings.AUTHSERVER_SIGNING_ALG,

@@ -22,6 +22,7 @@ ring's global lock, which every token request needs too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -42,6 +43,12 @@ from authserver.metrics import metrics_access_allowed
 
 logger = logging.getLogger(__name__)
 
+# The longest the readiness probe waits for the database's answer to its SELECT 1.
+DATABASE_PROBE_SECONDS = 1.0
+# The longest a probe waits for another probe's run of the checks; then it answers 503 rather
+# than queue behind a stalled dependency.
+READINESS_WAIT_SECONDS = 1.5
+
 # Once every migration was seen applied, this process does not load the migration graph again.
 _migrations_applied = False
 
@@ -56,8 +63,13 @@ def _pending_migrations() -> list[str]:
 def database_state() -> tuple[bool, str]:
     """(ready, reason) for the default database."""
     global _migrations_applied  # noqa: PLW0603 - process-wide memo of a one-way fact
+    connection = connections[DEFAULT_DB_ALIAS]
     try:
-        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        connection.ensure_connection()  # bounded by DATABASE_CONNECT_TIMEOUT
+        # A database that stopped answering is reported within the probe's own deadline.
+        waiting = getattr(connection, "wait_at_most", None)
+        bound = waiting(DATABASE_PROBE_SECONDS) if waiting else contextlib.nullcontext()
+        with bound, connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         if not _migrations_applied:
             pending = _pending_migrations()
@@ -192,11 +204,18 @@ def readiness_get() -> Readiness:
     current = _readiness
     if current is not None and time.monotonic() - current.checked_at < READINESS_CACHE_SECONDS:
         return current
-    with _readiness_lock:  # concurrent probes share one run of the checks
+    # Concurrent probes share one run of the checks, but wait for it only so long.
+    if not _readiness_lock.acquire(timeout=READINESS_WAIT_SECONDS):
+        # A check that takes this long is itself the news: a dependency stopped answering.
+        body = {"status": "unavailable", "checks": {}, "reason": "checks did not finish in time"}
+        return Readiness(503, body, time.monotonic())
+    try:
         current = _readiness
         if current is None or time.monotonic() - current.checked_at >= READINESS_CACHE_SECONDS:
             current = _readiness = readiness_check()
         return current
+    finally:
+        _readiness_lock.release()
 
 
 @require_GET

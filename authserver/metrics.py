@@ -74,14 +74,15 @@ REFRESH_FAILURES = Counter(
 )
 REFRESH_REUSE_DETECTED = Counter(
     "authserver_refresh_reuse_detected",
-    "Spent refresh tokens presented again (the whole session was revoked). replayed=last_spent: "
-    "the token spent by the last rotation, its successor unused (most likely a lost response); "
-    "replayed=earlier: an older token, its successor used (most likely theft).",
+    "Spent refresh tokens presented again (the whole session was revoked), by what was "
+    "replayed: last_spent = the token spent by the last rotation while its successor was still "
+    "unused (most likely a lost response: a crash, a deploy, a flaky network); earlier = an "
+    "older token, or one presented after its successor was used (most likely theft: page on it).",
     ["replayed"],
 )
 LOGINS = Counter(
     "authserver_logins",
-    "Password sign-in attempts by outcome (succeeded, failed, throttled, unavailable).",
+    "Password sign-in attempts by outcome (succeeded, failed, throttled, unavailable, busy).",
     ["outcome"],
 )
 LOGIN_FAILURES = Counter(
@@ -114,7 +115,8 @@ REFRESH_FAILURE_REASONS = frozenset(
         "password_changed",
     }
 )
-LOGIN_OUTCOMES = frozenset({"succeeded", "failed", "throttled", "unavailable"})
+LOGIN_OUTCOMES = frozenset({"succeeded", "failed", "throttled", "unavailable", "busy"})
+REUSE_REPLAYED = frozenset({"last_spent", "earlier"})
 LOGIN_FAILURE_REASONS = frozenset({"bad_credentials", "unknown_user", "inactive", "locked"})
 
 # Known label values start at zero, so dashboards and rate() see a series before the first event.
@@ -123,7 +125,6 @@ for _flow in ("session", "refresh"):
 for _outcome in LOGIN_OUTCOMES:
     LOGINS.labels(_outcome)
 REFRESH_FAILURES.labels("reuse_detected")
-REUSE_REPLAYED = frozenset({"last_spent", "earlier"})
 for _replayed in REUSE_REPLAYED:
     REFRESH_REUSE_DETECTED.labels(_replayed)
 for _audit in ("recorded", "counted"):
@@ -148,11 +149,14 @@ def token_issued(*, flow: str, seconds: float) -> None:
 
 
 def refresh_failed(*, reason: str, replayed: str | None = None) -> None:
-    """`replayed`: for reuse_detected, which token came back (the audit event's field)."""
+    """A refresh token refused. For reuse, `replayed` is the audit detail of the same name
+    ("last_spent" or "earlier"; sessions/services.py)."""
     try:
         REFRESH_FAILURES.labels(reason if reason in REFRESH_FAILURE_REASONS else "other").inc()
         if reason == "reuse_detected":
-            REFRESH_REUSE_DETECTED.labels(replayed if replayed in REUSE_REPLAYED else "other").inc()
+            REFRESH_REUSE_DETECTED.labels(
+                replayed if replayed in REUSE_REPLAYED else "earlier"
+            ).inc()
     except Exception as exc:  # noqa: BLE001
         _record_failed("refresh_failed", exc)
 

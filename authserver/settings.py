@@ -162,8 +162,10 @@ elif _engine == "django.db.backends.postgresql":
     _db["ENGINE"] = "authserver.db"
     _db["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 600)
     _db["CONN_HEALTH_CHECKS"] = True
+    # Seconds to open a connection (libpq counts anything below 2 as 2). A database that does
+    # not answer fails the request (503) rather than holding a thread (issue 19.3).
     _db.setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", _int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+        "connect_timeout", _int("DATABASE_CONNECT_TIMEOUT", 2, minimum=1)
     )
     # Server-side parameters and prepared statements (psycopg 3): a statement run 5 times on a
     # connection is prepared, so PostgreSQL parses and plans the hot queries once per connection
@@ -219,6 +221,7 @@ INSTALLED_APPS = [
     "sessions.apps.SessionsConfig",
     "audit.apps.AuditConfig",
     "oauth.apps.OauthConfig",
+    "mail.apps.MailConfig",
 ]
 
 MIDDLEWARE = [
@@ -228,6 +231,8 @@ MIDDLEWARE = [
     # Turns the HTTPS redirect of the next one into a 308.
     "authserver.middleware.HttpsRedirect308Middleware",
     "django.middleware.security.SecurityMiddleware",
+    # Errors on API paths in the APIs' JSON shape, never an HTML page (an unknown /api/v1 path).
+    "authserver.middleware.ApiErrorsAsJsonMiddleware",
     # The token endpoints, userinfo and the JWKS skip the middleware below (bench/README.md):
     # the browser's, and WhiteNoise, which serves only STATIC_URL (never one of those paths).
     "authserver.middleware.MachinePathsMiddleware",
@@ -246,12 +251,19 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "authserver.urls"
+_template_dirs = []
+if _email_template_dir := _str("AUTHSERVER_EMAIL_TEMPLATE_DIR"):
+    if not Path(_email_template_dir).is_dir():
+        config_fail("AUTHSERVER_EMAIL_TEMPLATE_DIR", f"{_email_template_dir!r} is not a directory")
+    _template_dirs.append(Path(_email_template_dir))
 WSGI_APPLICATION = "authserver.wsgi.application"
 
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # An operator's folder first (AUTHSERVER_EMAIL_TEMPLATE_DIR), so its email/<name>/
+        # files replace the built-in ones.
+        "DIRS": [*_template_dirs, BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -300,6 +312,9 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = _int("AUTHSERVER_BROWSER_SESSION_SECONDS", 8 * 3600, minimum=60)
+# The account pages' sensitive actions (change password, end sessions, withdraw an app, delete the
+# account) need a password typed within this many seconds; otherwise they ask for it again.
+AUTHSERVER_REAUTH_MAX_AGE = _int("AUTHSERVER_REAUTH_MAX_AGE", 300, minimum=30)
 CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
 # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs, and "unix" for
 # the peer of a Unix socket). Used by the rate limiter and by deploy/gunicorn.conf.py
@@ -517,6 +532,56 @@ if AUTHSERVER_KEY_ROTATION_DAYS and AUTHSERVER_KEY_ROTATION_DAYS * 86_400 <= (
     )
 del _min_delay
 
+# --- Email (mail/) -----------------------------------------------------------------------------
+# Messages go to the outbox table (in the transaction that causes them) and `manage.py
+# deliver_email` sends them. EMAIL_URL: smtp://, smtp+tls:// (STARTTLS) or smtp+ssl:// with
+# optional user:password@; read by django-environ. Without it, development prints each message
+# on the worker's console and production holds messages in the outbox (the worker refuses to
+# start) until it is set: a reset link must never land in a production log.
+_email_url = _str("EMAIL_URL")
+if _email_url is not None:
+    if urlsplit(_email_url).scheme not in {"smtp", "smtp+tls", "smtp+ssl", "smtps"}:
+        config_fail("EMAIL_URL", "must be an smtp://, smtp+tls:// or smtp+ssl:// URL")
+    try:
+        globals().update(env.email_url("EMAIL_URL"))
+    except (ImproperlyConfigured, ValueError, KeyError) as exc:
+        config_fail("EMAIL_URL", f"is malformed ({exc.__class__.__name__})")
+    EMAIL_CONFIGURED = True
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    EMAIL_CONFIGURED = not PRODUCTION
+del _email_url
+DEFAULT_FROM_EMAIL = _str("DEFAULT_FROM_EMAIL", "authserver <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Seconds one SMTP connection may take (connect, each command); a hanging server is retried.
+EMAIL_TIMEOUT = _int("AUTHSERVER_EMAIL_TIMEOUT", 10, minimum=1)
+# A failed delivery waits BASE, 2*BASE, 4*BASE, ... seconds, at most MAX; it is never dropped.
+AUTHSERVER_EMAIL_RETRY_BASE_SECONDS = _int("AUTHSERVER_EMAIL_RETRY_BASE_SECONDS", 30, minimum=1)
+AUTHSERVER_EMAIL_RETRY_MAX_SECONDS = _int("AUTHSERVER_EMAIL_RETRY_MAX_SECONDS", 3600, minimum=1)
+if AUTHSERVER_EMAIL_RETRY_MAX_SECONDS < AUTHSERVER_EMAIL_RETRY_BASE_SECONDS:
+    config_fail(
+        "AUTHSERVER_EMAIL_RETRY_MAX_SECONDS",
+        "must be at least AUTHSERVER_EMAIL_RETRY_BASE_SECONDS",
+    )
+# Delivered messages (their bodies already blanked) are deleted after this many days.
+AUTHSERVER_EMAIL_RETENTION_DAYS = _int("AUTHSERVER_EMAIL_RETENTION_DAYS", 30, minimum=1)
+# The name in the mail's greeting and signature.
+AUTHSERVER_SITE_NAME = _str("AUTHSERVER_SITE_NAME", "authserver")
+
+# --- Password reset (accounts/password_reset.py) ----------------------------------------------
+# Lifetime of a reset link, in seconds (default 30 minutes, at most one day).
+AUTHSERVER_PASSWORD_RESET_TTL = _int("AUTHSERVER_PASSWORD_RESET_TTL", 1800, minimum=60)
+if AUTHSERVER_PASSWORD_RESET_TTL > 86_400:
+    config_fail("AUTHSERVER_PASSWORD_RESET_TTL", "must be at most 86400 (one day)")
+# Reset requests per submitted address/username, and per client IP, per window (every request
+# counts, whether or not the account exists). 100 per IP and hour: an office of hundreds behind
+# one NAT address does not forget that many passwords in an hour; a bot probing names does.
+AUTHSERVER_PASSWORD_RESET_WINDOW_SECONDS = _int(
+    "AUTHSERVER_PASSWORD_RESET_WINDOW_SECONDS", 3600, minimum=60
+)
+AUTHSERVER_PASSWORD_RESET_PER_LOGIN = _int("AUTHSERVER_PASSWORD_RESET_PER_LOGIN", 3, minimum=1)
+AUTHSERVER_PASSWORD_RESET_PER_IP = _int("AUTHSERVER_PASSWORD_RESET_PER_IP", 100, minimum=1)
+
 # --- Hosted pages (accounts/views.py) -------------------------------------------------------
 # Where login_required / redirect_to_login send a visitor who is not signed in.
 LOGIN_URL = "login"
@@ -595,10 +660,92 @@ AUTHSERVER_WORKER_TIMEOUT = _int("AUTHSERVER_WORKER_TIMEOUT", 30, minimum=5)
 AUTHSERVER_GRACEFUL_TIMEOUT = _int("AUTHSERVER_GRACEFUL_TIMEOUT", 25, minimum=1)
 AUTHSERVER_KEEPALIVE = _int("AUTHSERVER_KEEPALIVE", 5, minimum=1)
 AUTHSERVER_MAX_REQUESTS = _int("AUTHSERVER_MAX_REQUESTS", 0)
+# --- Database timeouts (issue 19.3) ----------------------------------------------------------
+# Serving processes (gunicorn, runserver) give every PostgreSQL connection a statement_timeout
+# and a lock_timeout (the `options` startup parameter), and wait for any one answer of the
+# server at most the statement timeout plus CLIENT_TIMEOUT_MARGIN_MS on the client side
+# (authserver/db/base.py): a server that stops answering altogether (paused, a dead host, a
+# network partition) enforces no timeout of its own. Either way the request ends in 503
+# `temporarily_unavailable` within about two seconds instead of holding a thread. Management
+# commands (migrate, the purges, key rotation: manage.py marks them) use the
+# AUTHSERVER_DB_COMMAND_* values instead, by default no limit (PostgreSQL's own default).
+CLIENT_TIMEOUT_MARGIN_MS = 500
+
+
+def _timeout_ms(name: str, default: int) -> int:
+    value = _int(name, default, minimum=1)  # zero or negative: refused
+    if value + CLIENT_TIMEOUT_MARGIN_MS >= AUTHSERVER_WORKER_TIMEOUT * 1000:
+        config_fail(
+            name,
+            f"must be below AUTHSERVER_WORKER_TIMEOUT ({AUTHSERVER_WORKER_TIMEOUT} s) minus "
+            f"{CLIENT_TIMEOUT_MARGIN_MS} ms, got {value} ms",
+        )
+    return value
+
+
+def _command_timeout_ms(name: str) -> int:
+    return _int(name, 0, minimum=0)  # 0: no limit
+
+
+AUTHSERVER_DB_STATEMENT_TIMEOUT_MS = _timeout_ms("AUTHSERVER_DB_STATEMENT_TIMEOUT_MS", 1500)
+AUTHSERVER_DB_LOCK_TIMEOUT_MS = _timeout_ms("AUTHSERVER_DB_LOCK_TIMEOUT_MS", 1000)
+AUTHSERVER_DB_COMMAND_STATEMENT_TIMEOUT_MS = _command_timeout_ms(
+    "AUTHSERVER_DB_COMMAND_STATEMENT_TIMEOUT_MS"
+)
+AUTHSERVER_DB_COMMAND_LOCK_TIMEOUT_MS = _command_timeout_ms("AUTHSERVER_DB_COMMAND_LOCK_TIMEOUT_MS")
+if "connect_timeout" in DATABASES["default"].get("OPTIONS", {}) and _engine.endswith("postgresql"):
+    _connect = int(DATABASES["default"]["OPTIONS"]["connect_timeout"])
+    if _connect >= AUTHSERVER_WORKER_TIMEOUT:
+        config_fail(
+            "DATABASE_CONNECT_TIMEOUT",
+            f"must be below AUTHSERVER_WORKER_TIMEOUT ({AUTHSERVER_WORKER_TIMEOUT} s), "
+            f"got {_connect}",
+        )
+# manage.py sets this for every command but runserver.
+AUTHSERVER_MANAGEMENT_COMMAND = env.str("_AUTHSERVER_MANAGEMENT_COMMAND", default="") == "1"
+if _engine.endswith("postgresql"):
+    if AUTHSERVER_MANAGEMENT_COMMAND:
+        _statement_ms = AUTHSERVER_DB_COMMAND_STATEMENT_TIMEOUT_MS
+        _lock_ms = AUTHSERVER_DB_COMMAND_LOCK_TIMEOUT_MS
+    else:
+        _statement_ms = AUTHSERVER_DB_STATEMENT_TIMEOUT_MS
+        _lock_ms = AUTHSERVER_DB_LOCK_TIMEOUT_MS
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = (
+        _options.get("options", "") + f" -c statement_timeout={_statement_ms}"
+        f" -c lock_timeout={_lock_ms}"
+    ).strip()
+    # Read by authserver/db/base.py: the longest wait for one answer of the server (0: none).
+    DATABASES["default"]["CLIENT_TIMEOUT_MS"] = (
+        _statement_ms + CLIENT_TIMEOUT_MARGIN_MS if _statement_ms else 0
+    )
+    del _statement_ms, _lock_ms, _options
+
 if AUTHSERVER_WORKERS > 64:
     config_fail("AUTHSERVER_WORKERS", f"must be at most 64, got {AUTHSERVER_WORKERS}")
 if AUTHSERVER_THREADS > 64:
     config_fail("AUTHSERVER_THREADS", f"must be at most 64, got {AUTHSERVER_THREADS}")
+# Password hashing per process (accounts/hash_gate.py): at most this many threads hash at once
+# and at most AUTHSERVER_PASSWORD_HASH_QUEUE more wait for a slot; further sign-ins get 503 at
+# once. The defaults together take at most half of the threads: a sign-in flood leaves the other
+# half to refresh, token, JWKS and the probes.
+AUTHSERVER_PASSWORD_HASH_CONCURRENCY = _int(
+    "AUTHSERVER_PASSWORD_HASH_CONCURRENCY", max(1, AUTHSERVER_THREADS // 4), minimum=1
+)
+AUTHSERVER_PASSWORD_HASH_QUEUE = _int(
+    "AUTHSERVER_PASSWORD_HASH_QUEUE",
+    max(0, AUTHSERVER_THREADS // 2 - AUTHSERVER_PASSWORD_HASH_CONCURRENCY),
+)
+if AUTHSERVER_PASSWORD_HASH_CONCURRENCY > 64:
+    config_fail(
+        "AUTHSERVER_PASSWORD_HASH_CONCURRENCY",
+        f"must be at most 64, got {AUTHSERVER_PASSWORD_HASH_CONCURRENCY}",
+    )
+if AUTHSERVER_PASSWORD_HASH_QUEUE > 256:
+    config_fail(
+        "AUTHSERVER_PASSWORD_HASH_QUEUE",
+        f"must be at most 256, got {AUTHSERVER_PASSWORD_HASH_QUEUE}",
+    )
 if not AUTHSERVER_BIND:
     config_fail("AUTHSERVER_BIND", "must name at least one address")
 for _entry in AUTHSERVER_BIND:

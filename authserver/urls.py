@@ -28,6 +28,8 @@ urlpatterns = [
     # Off in production unless AUTHSERVER_API_DOCS says otherwise (authserver/api_docs.py).
     path("api/schema/", api_docs.api_schema, name="schema"),
     path("api/docs/", api_docs.api_docs, name="api-docs"),
+    # The account pages: profile, password, sessions, connected apps, security log, deletion.
+    path("account/", include("selfservice.urls")),
     # Hosted pages for people: / (signed-in landing), /login, /logout.
     path("", include("accounts.urls")),
 ]

@@ -37,6 +37,21 @@ SELECT gen_random_uuid(), %(user)s, 'authserver', '', 'api',
 FROM generate_series(1, %(sessions)s) g
 """
 
+# As a deployment lays them out (and bench/seed.py does): rows in the order of their end, each
+# with its first idle deadline (ends_not_before) anywhere in the 30 days before it, so that the
+# key order of the purge's index is not the table's order.
+FILL_SCATTERED = """
+INSERT INTO tokens_session (id, user_id, client_id, scope, audience, user_agent, created_at,
+    last_used_at, expires_at, idle_expires_at, ends_not_before, revoked_at, revoke_reason,
+    rotations, refresh_digest)
+SELECT gen_random_uuid(), %(user)s, 'authserver', '', 'api',
+    'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0',
+    e - interval '30 days', e - interval '1 day', e + interval '1 day', e,
+    e - random() * interval '29 days', NULL, '', 40, sha256(('a' || g)::bytea)
+FROM (SELECT g, now() - interval '130 days' + g * (interval '90 days' / %(sessions)s) AS e
+      FROM generate_series(1, %(sessions)s) g) t
+"""
+
 CONSTRAINTS = (
     ("tokens_session", "parent_id"),
     ("tokens_refreshtoken", "session_id"),
@@ -50,7 +65,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(sessions: int, batch_size: int) -> dict:
+def measure(sessions: int, batch_size: int, order: str = "auto", fill: str = FILL) -> dict:
     from datetime import timedelta
 
     from django.db import connection
@@ -61,7 +76,7 @@ def measure(sessions: int, batch_size: int) -> dict:
     with connection.cursor() as cursor:
         cursor.execute("SELECT min(id) FROM accounts_user")
         user = cursor.fetchone()[0]
-        cursor.execute(FILL, {"user": user, "sessions": sessions})
+        cursor.execute(fill, {"user": user, "sessions": sessions})
         cursor.execute("ANALYZE tokens_session")
         cursor.execute("CHECKPOINT")
         cursor.execute("SELECT pg_backend_pid()")
@@ -69,7 +84,7 @@ def measure(sessions: int, batch_size: int) -> dict:
     backend_before, ours_before = cpu_seconds(backend), time.process_time()
     started = time.monotonic()
     deleted, _ = sessions_purge(
-        ended_before=timezone.now() - timedelta(days=30), batch_size=batch_size
+        ended_before=timezone.now() - timedelta(days=30), batch_size=batch_size, order=order
     )
     wall = time.monotonic() - started
     backend_cpu = cpu_seconds(backend) - backend_before
@@ -87,6 +102,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument(
+        "--orders",
+        default="",
+        help="instead of the constraints: compare these purge orders (comma-separated, "
+        "alternating --repeat times) on sessions laid out as a deployment does (FILL_SCATTERED)",
+    )
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     scratch = f"authserver_purge_cost_{os.getpid()}"
@@ -112,6 +134,14 @@ def main() -> None:
                 "('!', false, 'purge', '', '', 'purge@example.com', false, true, now(), "
                 "gen_random_uuid())"
             )
+        if args.orders:
+            results = {}
+            for i in range(args.repeat):
+                for order in args.orders.split(","):
+                    row = measure(args.sessions, args.batch_size, order, FILL_SCATTERED)
+                    results[f"order={order} #{i + 1}"] = row
+                    print(order, row, file=sys.stderr, flush=True)
+            return report(args, results)
         results = {"as shipped (no constraints)": measure(args.sessions, args.batch_size)}
         with connection.cursor() as cursor:
             for table, column in CONSTRAINTS:
@@ -120,17 +150,23 @@ def main() -> None:
                     "tokens_session (id) DEFERRABLE INITIALLY DEFERRED"
                 )
         results["with the four constraints"] = measure(args.sessions, args.batch_size)
-        connection.close()
-        print(f"purge of {args.sessions:,} ended sessions, batches of {args.batch_size:,}")
-        print(f"{'':30} {'rows/s':>10} {'DB us/row':>10} {'py us/row':>10} {'rows/DB-cpu-s':>14}")
-        for name, row in results.items():
-            print(
-                f"{name:30} {row['rows_per_second']:>10,.0f} {row['database_us_per_row']:>10.1f} "
-                f"{row['python_us_per_row']:>10.1f} {row['rows_per_database_cpu_second']:>14,.0f}"
-            )
+        report(args, results)
     finally:
+        from django.db import connection
+
+        connection.close()
         with psycopg.connect(base, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
+
+
+def report(args, results: dict) -> None:
+    print(f"purge of {args.sessions:,} ended sessions, batches of {args.batch_size:,}")
+    print(f"{'':30} {'rows/s':>10} {'DB us/row':>10} {'py us/row':>10} {'rows/DB-cpu-s':>14}")
+    for name, row in results.items():
+        print(
+            f"{name:30} {row['rows_per_second']:>10,.0f} {row['database_us_per_row']:>10.1f} "
+            f"{row['python_us_per_row']:>10.1f} {row['rows_per_database_cpu_second']:>14,.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,14 @@ class ClientForm(forms.ModelForm):
             "pkce_required",
             "skip_consent",
             "is_resource_server",
+            "id_token_claims",
+            "userinfo_claims",
+            "access_token_claims",
         )
         widgets = {
+            "id_token_claims": forms.Textarea(attrs={"rows": 3, "cols": 60}),
+            "userinfo_claims": forms.Textarea(attrs={"rows": 3, "cols": 60}),
+            "access_token_claims": forms.Textarea(attrs={"rows": 3, "cols": 60}),
             "redirect_uris": forms.Textarea(attrs={"rows": 3, "cols": 80}),
             "post_logout_redirect_uris": forms.Textarea(attrs={"rows": 2, "cols": 80}),
             "scopes": forms.TextInput(attrs={"size": 80}),
@@ -70,7 +76,9 @@ class ClientForm(forms.ModelForm):
             try:
                 client_validate(self.instance)
             except ClientError as exc:
-                self.add_error(None, str(exc))
+                # A field's own error goes next to it (claim mappings); the rest on top.
+                field = exc.field if exc.field in self.fields else None
+                self.add_error(field, str(exc))
 
 
 @admin.register(Client)
@@ -110,6 +118,15 @@ class ClientAdmin(admin.ModelAdmin):
                     "refresh_without_offline_access",
                     "pkce_required",
                 )
+            },
+        ),
+        (
+            "Claims for the app",
+            {
+                "description": "Extra claims from user attributes, per token: one "
+                "<code>claim = attribute</code> per line. The groups scope alone already adds a "
+                "<code>groups</code> claim (group names) to all three.",
+                "fields": ("id_token_claims", "userinfo_claims", "access_token_claims"),
             },
         ),
         ("Trust", {"fields": ("skip_consent", "is_resource_server")}),

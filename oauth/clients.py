@@ -14,7 +14,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,6 +27,7 @@ from django.utils import timezone
 from audit.events import EventType
 from audit.services import audit_event_record
 from authserver.conf import get_config
+from oauth.claims import FIELD_LABELS, claim_mapping_text, claim_mappings_check
 from oauth.models import AuthorizationCode, Client, GrantType, secret_digest
 from oauth.redirect_uris import redirect_uri_problem
 from oauth.scopes import OIDC_SCOPES, scope_split
@@ -48,7 +49,8 @@ LOCAL_MISSING_MAX_ENTRIES = 10_000
 _MISSING = "missing"
 GENERATION_CHECK_SECONDS = 1.0
 # v2: records carry pkce_required (a v1 record would read as the default, True).
-_CACHE_KEY = "oauth:client:v2:{}"
+# v3: records carry the claim mappings.
+_CACHE_KEY = "oauth:client:v3:{}"
 _GENERATION_KEY = "oauth:clients:generation"
 # Test seam, as in tokens/keys.py.
 clock = time.monotonic
@@ -75,11 +77,19 @@ _CACHED_FIELDS = (
     "refresh_without_offline_access",
     "is_active",
     "tokens_valid_after",
+    "id_token_claims",
+    "userinfo_claims",
+    "access_token_claims",
 )
 
 
 class ClientError(ValueError):
-    """The client configuration is not acceptable; the message names the field and the reason."""
+    """The client configuration is not acceptable; the message names the field and the reason.
+    `field`, when set, is the Client field at fault (the admin form shows the error there)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -279,7 +289,8 @@ def client_validate(client: Client) -> None:
         raise ClientError("scopes: space-separated tokens of printable ASCII, no quotes")
     if GrantType.AUTHORIZATION_CODE not in grants and any(s in OIDC_SCOPES for s in scopes):
         raise ClientError(
-            "scopes: openid, profile, email and offline_access need the authorization_code grant"
+            "scopes: openid, profile, email, groups and offline_access need the "
+            "authorization_code grant"
         )
     client.scopes = " ".join(scopes)
     audiences = client.audiences.split()
@@ -300,6 +311,9 @@ def client_validate(client: Client) -> None:
                 f"access token lifetime: must be 30 to {maximum} seconds "
                 "(AUTHSERVER_SIGNED_TOKEN_MAX_LIFETIME)"
             )
+    problems = claim_mappings_check(client)
+    for field, problem in problems.items():
+        raise ClientError(f"{FIELD_LABELS[field]}: {problem}", field=field)
     if client.is_public:
         client.secret_hash = ""
 
@@ -336,10 +350,14 @@ def client_create(
     skip_consent: bool = False,
     is_resource_server: bool = False,
     refresh_without_offline_access: bool = False,
+    id_token_claims: str | Mapping[str, str] | None = None,
+    userinfo_claims: str | Mapping[str, str] | None = None,
+    access_token_claims: str | Mapping[str, str] | None = None,
     actor=None,
     request=None,
 ) -> NewSecret:
-    """Register a client. Returns it with its secret (confidential clients), shown only now."""
+    """Register a client. Returns it with its secret (confidential clients), shown only now.
+    Claim mappings: `claim = attribute` lines or {claim: attribute} (oauth/claims.py)."""
     client = Client(
         client_id=secrets.token_urlsafe(18),
         name=(name or "").strip(),
@@ -354,6 +372,9 @@ def client_create(
         skip_consent=skip_consent,
         is_resource_server=is_resource_server,
         refresh_without_offline_access=refresh_without_offline_access,
+        id_token_claims=claim_mapping_text(id_token_claims),
+        userinfo_claims=claim_mapping_text(userinfo_claims),
+        access_token_claims=claim_mapping_text(access_token_claims),
     )
     return client_register(client=client, actor=actor, request=request)
 

@@ -9,6 +9,7 @@ from typing import Any
 from audit.events import EventType
 from audit.services import audit_event_record
 from authserver.conf import get_config
+from oauth.claims import ACCESS_TOKEN, ID_TOKEN, claims_for
 from oauth.models import Client
 from oauth.oidc import id_token_issue, is_openid_request
 from sessions.models import Session
@@ -50,7 +51,9 @@ def user_tokens_issue(
     now: datetime | None = None,
 ) -> tuple[dict[str, Any], Session]:
     """Start a session for an exchanged authorization code: access token, a refresh token when
-    the client may have one, and an ID token for OpenID requests."""
+    the client may have one, and an ID token for OpenID requests. The client's mapped claims
+    and the groups claim go into each (oauth/claims.py); neither costs anything without them."""
+    access_claims, source = claims_for(client, None, user, scopes, ACCESS_TOKEN)
     pair = session_start(
         user=user,
         client_id=client.client_id,
@@ -58,6 +61,7 @@ def user_tokens_issue(
         scope=" ".join(scopes),
         issue_refresh_token=client.issues_refresh_token(scopes),
         access_token_lifetime=client.access_token_lifetime,
+        extra_claims=access_claims or None,
         ip=ip,
         user_agent=user_agent,
         parent=parent,
@@ -65,6 +69,7 @@ def user_tokens_issue(
     )
     body = _pair_body(pair)
     if is_openid_request(scopes):
+        id_claims, source = claims_for(client, source, user, scopes, ID_TOKEN)
         body["id_token"] = id_token_issue(
             user=user,
             client_id=client.client_id,
@@ -73,6 +78,8 @@ def user_tokens_issue(
             nonce=nonce,
             access_token=pair.access_token,
             session_id=str(pair.session.id),
+            extra_claims=id_claims,
+            source=source,
             now=now,
         )
     audit_event_record(
@@ -89,6 +96,19 @@ def user_tokens_issue(
 
 def refreshed_tokens_body(pair: TokenPair) -> dict[str, Any]:
     return _pair_body(pair)
+
+
+def refresh_access_claims(client: Client):
+    """For refresh_token_rotate: a function giving the access token's extra claims for a
+    session, read afresh at each refresh (group changes show up at the next refresh); None when
+    the client has no access token mapping, so a refresh without the groups scope pays nothing
+    (the session's scope is tested in the function, on the rotation's session)."""
+
+    def claims(session: Session) -> dict[str, Any]:
+        scopes = session.scope.split()
+        return claims_for(client, None, session.user, scopes, ACCESS_TOKEN)[0]
+
+    return claims
 
 
 def client_tokens_issue(*, client: Client, scopes: list[str]) -> dict[str, Any]:

@@ -110,6 +110,31 @@ class Client(models.Model):
         default=False,
         help_text="Issue refresh tokens even when the user did not grant offline_access.",
     )
+    # Claim mappings (oauth/claims.py): one `claim = attribute` per line. A database default so
+    # rows of the previous release (rolling upgrade) read as "no mapping".
+    id_token_claims = models.TextField(
+        "ID token claims",
+        blank=True,
+        default="",
+        db_default="",
+        help_text="One per line: claim = attribute, e.g. 'roles = groups'. Attributes: "
+        "username, first_name, last_name, full_name, email, groups; each needs its scope "
+        "(profile, email, groups) among the allowed scopes and is released only when granted.",
+    )
+    userinfo_claims = models.TextField(
+        "userinfo claims",
+        blank=True,
+        default="",
+        db_default="",
+        help_text="As for the ID token, in the userinfo response.",
+    )
+    access_token_claims = models.TextField(
+        "access token claims",
+        blank=True,
+        default="",
+        db_default="",
+        help_text="As for the ID token, in access tokens (for your APIs to authorize on).",
+    )
     is_active = models.BooleanField(
         "active", default=True, help_text="Inactive clients can neither authorize nor get tokens."
     )

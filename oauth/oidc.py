@@ -16,6 +16,7 @@ import jwt
 from django.utils import timezone
 
 from authserver.conf import get_config
+from oauth.claims import GROUPS_SCOPE, UserClaims
 from oauth.scopes import OPENID
 from tokens.issuance import jwt_sign
 from tokens.keys import published_key
@@ -29,6 +30,7 @@ ID_TOKEN_TYP = "JWT"  # noqa: S105 - a media type
 SCOPE_CLAIMS = {
     "profile": ("name", "given_name", "family_name", "preferred_username"),
     "email": ("email",),
+    GROUPS_SCOPE: ("groups",),
 }
 ID_TOKEN_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid")
 CLAIMS_SUPPORTED = ID_TOKEN_CLAIMS + tuple(c for cs in SCOPE_CLAIMS.values() for c in cs)
@@ -41,8 +43,9 @@ def at_hash(access_token: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
 
 
-def user_claims(user, scopes: list[str]) -> dict[str, Any]:
-    """The user's claims released by `scopes` (always `sub`); empty values are left out."""
+def user_claims(user, scopes: list[str], source: UserClaims | None = None) -> dict[str, Any]:
+    """The user's claims released by `scopes` (always `sub`); empty values are left out, except
+    `groups`, a list even when empty. `source` memoises the group names within a response."""
     claims: dict[str, Any] = {"sub": user.sub}
     if "profile" in scopes:
         full_name = user.get_full_name().strip()
@@ -55,6 +58,8 @@ def user_claims(user, scopes: list[str]) -> dict[str, Any]:
         claims.update({k: v for k, v in values.items() if v})
     if "email" in scopes and user.email:
         claims["email"] = user.email
+    if GROUPS_SCOPE in scopes:
+        claims["groups"] = (source or UserClaims(user)).groups()
     return claims
 
 
@@ -67,8 +72,12 @@ def id_token_issue(
     nonce: str = "",
     access_token: str | None = None,
     session_id: str | None = None,
+    extra_claims: dict[str, Any] | None = None,
+    source: UserClaims | None = None,
     now: datetime | None = None,
 ) -> str:
+    """`extra_claims`: the client's mapped claims (oauth.claims.claims_for), which never name a
+    claim set here (the mapping refuses reserved and scope-released names)."""
     now = now or timezone.now()
     config = get_config()
     issued_at = int(now.timestamp())
@@ -86,7 +95,9 @@ def id_token_issue(
         claims["at_hash"] = at_hash(access_token)
     if session_id:
         claims["sid"] = str(session_id)
-    claims.update(user_claims(user, scopes))
+    claims.update(user_claims(user, scopes, source))
+    if extra_claims:
+        claims.update({k: v for k, v in extra_claims.items() if k not in claims})
     return jwt_sign(claims=claims, typ=ID_TOKEN_TYP, now=now)
 
 

@@ -7,7 +7,7 @@ import re
 OPENID = "openid"
 OFFLINE_ACCESS = "offline_access"
 # Scopes with a meaning at authserver itself; a client may also be allowed API scopes of its own.
-OIDC_SCOPES = ("openid", "profile", "email", "offline_access")
+OIDC_SCOPES = ("openid", "profile", "email", "groups", "offline_access")
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). We also cap the length.
 _SCOPE_TOKEN_RE = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]{1,100}$")
@@ -18,6 +18,7 @@ SCOPE_DESCRIPTIONS = {
     "openid": ("Sign you in", "Recognise your account each time you come back."),
     "profile": ("Your profile", "Your name and username."),
     "email": ("Your email address", "The email address of your account."),
+    "groups": ("Your groups", "The names of the groups your account belongs to."),
     "offline_access": (
         "Stay connected",
         "Keep access while you are away, until you sign out of the app or it is revoked.",

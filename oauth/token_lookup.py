@@ -20,7 +20,12 @@ from authserver.conf import get_config
 from oauth.clients import client_token_is_current
 from sessions.apis import FIRST_PARTY_CLIENT_ID
 from sessions.models import Session
-from sessions.services import refresh_token_inspect, session_get, session_is_usable
+from sessions.services import (
+    refresh_token_inspect,
+    session_get,
+    session_is_usable,
+    session_liveness_get,
+)
 from tokens.issuance import OPERATOR_CLIENT_ID
 from tokens.revocation import access_token_is_denied
 from tokens.verification import (
@@ -50,7 +55,7 @@ class FoundToken:
         return self.client_id == client.client_id
 
 
-def _access_token(value: str, now: datetime) -> FoundToken | None:
+def _access_token(value: str, now: datetime, liveness_only: bool = False) -> FoundToken | None:
     if value.count(".") != 2 or len(value) > MAX_TOKEN_LENGTH:
         return None
     try:
@@ -65,7 +70,8 @@ def _access_token(value: str, now: datetime) -> FoundToken | None:
     session = None
     sid = claims.get("sid")
     if sid is not None:
-        session = session_get(sid=_uuid(sid))
+        load = session_liveness_get if liveness_only else session_get
+        session = load(sid=_uuid(sid))
         if session is None:
             return None
     return FoundToken(kind=ACCESS_TOKEN, client_id=client_id, session=session, claims=claims)
@@ -103,13 +109,16 @@ def _refresh_token(value: str) -> FoundToken | None:
     )
 
 
-def token_find(value: str, *, now: datetime | None = None) -> FoundToken | None:
+def token_find(
+    value: str, *, now: datetime | None = None, liveness_only: bool = False
+) -> FoundToken | None:
     """The token `value` is, if this server issued it and its signature or digest checks out.
-    Expired, spent or revoked tokens are found too; `token_is_active` tells."""
+    Expired, spent or revoked tokens are found too; `token_is_active` tells. `liveness_only`:
+    an access token's session comes with only what `token_is_active` reads (introspection)."""
     if not isinstance(value, str) or not value:
         return None
     now = now or timezone.now()
-    return _access_token(value, now) or _refresh_token(value)
+    return _access_token(value, now, liveness_only) or _refresh_token(value)
 
 
 def token_is_active(found: FoundToken, *, now: datetime | None = None) -> bool:

@@ -94,7 +94,10 @@ def check_kubernetes(directory: Path = DEPLOY / "k8s") -> Result:
             kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
         except kubernetes_validate.ValidationError as exc:
             problems.append(f"{path.name}: {doc.get('kind')}: {exc.message}")
-    kinds = {doc["kind"]: doc for _, doc in docs}
+    kinds: dict[str, dict] = {}
+    for _, doc in docs:  # the first of each kind; Deployments are picked by name below
+        kinds.setdefault(doc["kind"], doc)
+    deployments = {doc["metadata"]["name"]: doc for _, doc in docs if doc["kind"] == "Deployment"}
     for wanted in (
         "Deployment",
         "Service",
@@ -104,7 +107,19 @@ def check_kubernetes(directory: Path = DEPLOY / "k8s") -> Result:
     ):
         if wanted not in kinds:
             problems.append(f"no {wanted} manifest")
-    deployment = kinds.get("Deployment")
+    deployment = deployments.get("authserver")
+    if deployment is None:
+        problems.append("no Deployment named authserver")
+    worker = deployments.get("authserver-mail-worker")
+    if worker is None:
+        problems.append("no Deployment named authserver-mail-worker (manage.py deliver_email)")
+    else:
+        (container,) = _containers(worker)
+        if container.get("command", [])[:3] != ["python", "manage.py", "deliver_email"]:
+            problems.append("authserver-mail-worker: must run manage.py deliver_email")
+        missing = {"SECRET_KEY", "DATABASE_URL", "EMAIL_URL"} - _secret_keys(container)
+        if missing:
+            problems.append(f"authserver-mail-worker: {sorted(missing)} must come from a Secret")
     if deployment:
         (container,) = _containers(deployment)
         if container.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
@@ -178,6 +193,16 @@ def check_compose(path: Path = DEPLOY / "docker-compose.yml") -> Result:
             f"nginx upstream {sorted(servers)} != authserver services {sorted(serving)}"
         )
     nginx_ip = services["nginx"]["networks"]["backend"]["ipv4_address"]
+    workers = [
+        name
+        for name in instances
+        if services[name].get("command", [])[:3] == ["python", "manage.py", "deliver_email"]
+    ]
+    if not workers:
+        problems.append("compose must run the email worker (manage.py deliver_email)")
+    for name in workers:
+        if "EMAIL_URL" not in services[name].get("environment", {}):
+            problems.append(f"{name}: must be given EMAIL_URL")
     for name in serving:
         env = services[name]["environment"]
         if env.get("AUTHSERVER_TRUSTED_PROXIES") != nginx_ip:

@@ -37,6 +37,7 @@ from rest_framework.views import APIView
 
 from accounts.network import client_ip
 from accounts.services import (
+    LoginBusy,
     LoginFailed,
     LoginThrottled,
     LoginUnavailable,
@@ -239,13 +240,22 @@ class JsonApi(APIView):
             raise ApiError("invalid_request", "The request body must be application/json.", 415)
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string and nothing else: DRF's CharField turns 123 into "123", so a password sent
+    as a number would be tried (and fail as a wrong password, 401) instead of being refused as
+    malformed (400)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
 class AuthLoginApi(JsonApi):
     class InputSerializer(serializers.Serializer):
-        username = serializers.CharField(
-            max_length=_MAX_LOGIN, help_text="Username or email address."
-        )
-        password = serializers.CharField(max_length=_MAX_PASSWORD, trim_whitespace=False)
+        username = StrictCharField(max_length=_MAX_LOGIN, help_text="Username or email address.")
+        password = StrictCharField(max_length=_MAX_PASSWORD, trim_whitespace=False)
 
     @extend_schema(
         request=InputSerializer,
@@ -254,6 +264,11 @@ class AuthLoginApi(JsonApi):
             400: ERROR_SCHEMA,
             401: OpenApiResponse(ERROR_SCHEMA, "Wrong credentials (same for unknown users)."),
             429: OpenApiResponse(ERROR_SCHEMA, "Throttled; see Retry-After."),
+            503: OpenApiResponse(
+                ERROR_SCHEMA,
+                "temporarily_unavailable: the cache is down, or sign-in is busy (a flood); "
+                "see Retry-After.",
+            ),
         },
         summary="Sign in with a username (or email) and password",
     )
@@ -275,6 +290,13 @@ class AuthLoginApi(JsonApi):
                 "too_many_requests",
                 "Too many sign-in attempts. Try again later.",
                 429,
+                {"Retry-After": str(exc.retry_after)},
+            ) from None
+        except LoginBusy as exc:
+            raise ApiError(
+                "temporarily_unavailable",
+                "Sign-in is busy; try again in a few seconds.",
+                503,
                 {"Retry-After": str(exc.retry_after)},
             ) from None
         except LoginUnavailable:

@@ -29,14 +29,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from django.apps import apps
 from django.db import connections, models, router, transaction
@@ -99,7 +101,13 @@ def _refresh_expiry(session: Session, now: datetime) -> datetime:
     return min(session.expires_at, now + timedelta(seconds=get_config().session_idle_timeout))
 
 
-def _access_token(session: Session, *, now: datetime, lifetime: int | None) -> tuple[str, int]:
+def _access_token(
+    session: Session,
+    *,
+    now: datetime,
+    lifetime: int | None,
+    extra_claims: Mapping[str, Any] | None = None,
+) -> tuple[str, int]:
     issued = access_token_issue(
         subject=session.user.sub,
         audience=session.audience.split(),
@@ -107,6 +115,7 @@ def _access_token(session: Session, *, now: datetime, lifetime: int | None) -> t
         scope=session.scope,
         session_id=str(session.id),
         lifetime=lifetime,
+        extra_claims=extra_claims,
         now=now,
     )
     return issued.token, issued.expires_in
@@ -120,12 +129,15 @@ def session_start(
     scope: str = "",
     issue_refresh_token: bool = True,
     access_token_lifetime: int | None = None,
+    extra_claims: Mapping[str, Any] | None = None,
     ip: str | None = None,
     user_agent: str = "",
     parent: Session | None = None,
     now: datetime | None = None,
 ) -> TokenPair:
     """Start a session for an authenticated user and issue its first tokens.
+
+    `extra_claims`: more claims for the access token (an OAuth client's mapped claims).
 
     `parent`: the browser sign-in that approved this grant. It is locked and must still be
     usable (SessionEnded otherwise), so a grant never hangs from a sign-in that has ended.
@@ -156,7 +168,9 @@ def session_start(
         if parent is not None:
             session.parent = _parent_lock_live(parent, now)
         session.save(force_insert=True)
-        access, expires_in = _access_token(session, now=now, lifetime=access_token_lifetime)
+        access, expires_in = _access_token(
+            session, now=now, lifetime=access_token_lifetime, extra_claims=extra_claims
+        )
         _count_issued("session", started)
     return TokenPair(
         access_token=access,
@@ -275,11 +289,15 @@ def refresh_token_rotate(
     client_id: str | None = None,
     presented_at: datetime | None = None,
     access_token_lifetime: int | None = None,
+    access_claims: Callable[[Session], Mapping[str, Any]] | None = None,
     ip: str | None = None,
     user_agent: str = "",
     now: datetime | None = None,
 ) -> TokenPair:
     """Spend `value` and return a new pair; raise RefreshError otherwise.
+
+    `access_claims(session)`: more claims for the new access token (an OAuth client's mapped
+    claims), computed for the session being rotated.
 
     `presented_at` is when the request carrying the token arrived (defaults to now); `client_id`,
     when given, must be the client the session belongs to.
@@ -294,6 +312,7 @@ def refresh_token_rotate(
         user_agent=user_agent,
         now=now,
         started=started,
+        claims=access_claims,
     )
     parsed = refresh_token_parse(value)
     if parsed is not None:
@@ -318,6 +337,7 @@ class _Issue:
     user_agent: str
     now: datetime
     started: float  # time.monotonic() when the request reached refresh_token_rotate
+    claims: Callable[[Session], Mapping[str, Any]] | None = None
 
 
 class _Presented(Enum):
@@ -501,7 +521,10 @@ def _successor_issue(
     value, digest = refresh_token_new(session_id=session.id, generation=generation)
     idle_expires_at = _refresh_expiry(session, now)
     # Signed before the write, so the write (and the row lock, if held) lasts as briefly as can be.
-    access, expires_in = _access_token(session, now=now, lifetime=issue.lifetime)
+    extra = issue.claims(session) if issue.claims is not None else None
+    access, expires_in = _access_token(
+        session, now=now, lifetime=issue.lifetime, extra_claims=extra
+    )
     # The presented token becomes spent at the instant of the write: a request that arrived
     # before it saw an unspent token. A grace reissue spends nothing (it revokes the successor),
     # so afterwards no earlier token is "the one just spent".
@@ -767,15 +790,17 @@ def refresh_token_inspect(*, value: str) -> RefreshTokenState | None:
     return RefreshTokenState(token.session, current, token.created_at, token.expires_at)
 
 
-def user_sessions_revoke(*, user, reason: str, now: datetime | None = None) -> int:
-    """End every live session of `user` (logout-all, password change, deactivation)."""
+def user_sessions_revoke(
+    *, user, reason: str, now: datetime | None = None, keep: Session | None = None
+) -> int:
+    """End every live session of `user` (logout-all, password change, deactivation), except
+    `keep` when given (the account page's "end all other sessions": the browser in use)."""
     now = now or timezone.now()
     with transaction.atomic():
-        ids = list(
-            Session.objects.select_for_update()
-            .filter(user=user, revoked_at__isnull=True)
-            .values_list("pk", flat=True)
-        )
+        sessions = Session.objects.select_for_update().filter(user=user, revoked_at__isnull=True)
+        if keep is not None:
+            sessions = sessions.exclude(pk=keep.pk)
+        ids = list(sessions.values_list("pk", flat=True))
         if ids:
             _sessions_end(ids, reason, now)
     return len(ids)
@@ -799,6 +824,68 @@ def session_get(*, sid) -> Session | None:
     session = _instance(Session, alias, row[:split])
     session.user = _instance(_user_model(), alias, row[split:])
     return session
+
+
+# What deciding whether a session's tokens may be used reads (session_is_usable): the session's
+# deadlines and revocation, its user's state. Introspection of an access token needs no more.
+_LIVENESS_SESSION_FIELDS = (
+    "id",
+    "user_id",
+    "created_at",
+    "expires_at",
+    "idle_expires_at",
+    "revoked_at",
+)
+_LIVENESS_USER_FIELDS = ("id", "is_active", "password_changed_at")
+
+
+def session_liveness_get(*, sid) -> Session | None:
+    """session_get with only what session_is_usable reads loaded (the other columns deferred:
+    reading one costs a query), for introspecting an access token: the user agent, scope,
+    digest and the user's password hash, names and email are neither fetched nor converted."""
+    try:
+        pk = sid if isinstance(sid, uuid.UUID) else uuid.UUID(str(sid))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    alias = router.db_for_read(Session)
+    if connections[alias].vendor != "postgresql":
+        return (
+            Session.objects.select_related("user")
+            .only(*_LIVENESS_SESSION_FIELDS, *(f"user__{f}" for f in _LIVENESS_USER_FIELDS))
+            .filter(pk=pk)
+            .first()
+        )
+    sql, session_names, user_names = _liveness_sql(alias)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, [pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(session_names)
+    session = Session.from_db(alias, session_names, row[:split])
+    session.user = _user_model().from_db(alias, user_names, row[split:])
+    return session
+
+
+@functools.cache
+def _liveness_sql(alias: str) -> tuple[str, list[str], list[str]]:
+    """session_liveness_get's statement and the attribute names of its columns, in the models'
+    order (as Model.from_db wants a subset). None of these columns converts its value."""
+    quote = connections[alias].ops.quote_name
+    user = _user_model()
+    session_fields = [f for f in _columns(Session) if f.attname in _LIVENESS_SESSION_FIELDS]
+    user_fields = _user_columns(_LIVENESS_USER_FIELDS)
+    assert not any(hasattr(f, "from_db_value") for f in (*session_fields, *user_fields))  # noqa: S101
+    columns = ", ".join(
+        [f"s.{quote(f.column)}" for f in session_fields]
+        + [f"u.{quote(f.column)}" for f in user_fields]
+    )
+    sql = (
+        f"SELECT {columns} FROM {quote(Session._meta.db_table)} s "  # noqa: S608 - names only
+        f"JOIN {quote(user._meta.db_table)} u ON u.{quote(user._meta.pk.column)} = s.user_id "
+        "WHERE s.id = %s"
+    )
+    return sql, [f.attname for f in session_fields], [f.attname for f in user_fields]
 
 
 def _session_for_rotation(pk: uuid.UUID, *, cursor: CursorWrapper) -> Session | None:
@@ -865,17 +952,24 @@ def _ended_before(cutoff: datetime) -> Q:
     return Q(revoked_at__lt=cutoff) | Q(idle_expires_at__lt=cutoff)
 
 
+PURGE_ORDERS = ("auto", "index", "heap")
+
+
 def sessions_purge(
-    *, ended_before: datetime, batch_size: int = 5000, dry_run: bool = False
+    *, ended_before: datetime, batch_size: int = 5000, dry_run: bool = False, order: str = "auto"
 ) -> tuple[int, int]:
     """Delete sessions that ended before `ended_before`, in batches; (sessions, old-format
-    refresh tokens) counted. Each batch is its own short transaction."""
+    refresh tokens) counted. Each batch is its own short transaction. `order` (PostgreSQL):
+    "index" walks the purge's indexes in key order, "heap" the table in physical order, "auto"
+    picks the cheaper one for the estimated number of ended sessions (_PostgresPurge)."""
+    if order not in PURGE_ORDERS:
+        raise ValueError(f"order must be one of {PURGE_ORDERS}")
     ended = Session.objects.filter(_ended_before(ended_before))
     if dry_run:
         return ended.count(), RefreshToken.objects.filter(session__in=ended).count()
     alias = router.db_for_write(Session)
     if connections[alias].vendor == "postgresql":
-        return _PostgresPurge(alias, ended_before, batch_size).run()
+        return _PostgresPurge(alias, ended_before, batch_size, order).run()
     sessions = tokens = 0
     while True:
         with transaction.atomic():
@@ -891,33 +985,51 @@ def sessions_purge(
 # (which the planner picks when it underestimates the range) reads the whole remaining range and
 # sorts it, for every batch, which is quadratic in the number of ended sessions.
 PURGE_SCAN_SETTINGS = ("SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_sort = off")
+# A purge batch lost in a crash is deleted again by the next purge: its commit need not wait for
+# the WAL flush (PostgreSQL's asynchronous commit keeps the database consistent; only the last
+# batches' deletions can be lost), and refreshes committing meanwhile share fewer flushes with it.
+PURGE_COMMIT_SETTINGS = ("SET LOCAL synchronous_commit = off",)
 
 
 class _PostgresPurge:
-    """The purge on PostgreSQL: index range scans in key order, one statement per batch.
+    """The purge on PostgreSQL, one statement per batch, in one of two orders.
 
-    Sessions that ended by time are found through `ends_not_before` (a lower bound of the end by
-    time, which a refresh does not move: see Session). A session found there still live gets
-    its bound moved up to its idle deadline and leaves the range until then, so each session is
-    looked at about once per idle period, not at every purge. Revoked sessions are found through
-    the partial index on `revoked_at`. Each scan goes on from the key where the last batch
-    stopped, so it never walks again over the entries of rows it has deleted.
+    **Index order.** Sessions that ended by time are found through `ends_not_before` (a lower
+    bound of the end by time, which a refresh does not move: see Session). A session found there
+    still live gets its bound moved up to its idle deadline and leaves the range until then, so
+    each session is looked at about once per idle period, not at every purge. Revoked sessions
+    are found through the partial index on `revoked_at`. Each scan goes on from the key where the
+    last batch stopped, so it never walks again over the entries of rows it has deleted.
+
+    **Heap order.** The table is walked in physical order, a range of pages per batch (a TID
+    range scan), and what ended in it is deleted (live rows whose bound is behind get it moved,
+    as above). The key order of `ends_not_before` (a session's first idle deadline) is not the
+    order rows sit in the table, which is about their end: when the table is larger than the
+    buffer cache, each session deleted in key order costs a random page read and a page written
+    back (with a full-page image in the WAL after each checkpoint), and a page comes back once
+    per ended session on it. In physical order each page is read, dirtied and written once: at
+    10 million ended sessions that was the difference between 20 and over 100 thousand
+    sessions a second (bench/README.md "Purge"). It reads the whole table, so "auto" takes it
+    only when the planner expects at least one ended session per four pages (random_page_cost
+    is 4 sequential pages); a purge that runs often and finds few takes the indexes.
 
     Each batch is one statement in its own short transaction: it picks the batch, moves the
     bounds of the live ones, clears or deletes what refers to the ended ones (the relations'
     on_delete, read from the models) and deletes them, by row address. No session id travels
-    to Python and back: the database does the whole batch (5 microseconds of its CPU per
-    session deleted, bench/README.md "Purge").
+    to Python and back: the database does the whole batch.
     """
 
-    def __init__(self, alias: str, cutoff: datetime, batch_size: int):
-        self.alias, self.cutoff, self.batch_size = alias, cutoff, batch_size
+    def __init__(self, alias: str, cutoff: datetime, batch_size: int, order: str = "auto"):
+        self.alias, self.cutoff, self.batch_size, self.order = alias, cutoff, batch_size, order
         self.sessions = self.tokens = 0
 
     def run(self) -> tuple[int, int]:
         self._floors_fill()
-        self._scan("ends_not_before")
-        self._scan("revoked_at")
+        if self._heap_order():
+            self._pass()
+        else:
+            self._scan("ends_not_before")
+            self._scan("revoked_at")
         return self.sessions, self.tokens
 
     def _floors_fill(self) -> None:
@@ -933,6 +1045,35 @@ class _PostgresPurge:
                 if cursor.rowcount < self.batch_size:
                     return
 
+    def _heap_order(self) -> bool:
+        if self.order != "auto":
+            return self.order == "heap"
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(
+                "EXPLAIN (FORMAT JSON) SELECT 1 FROM tokens_session "
+                "WHERE ends_not_before < %(cutoff)s OR revoked_at < %(cutoff)s",
+                {"cutoff": self.cutoff},
+            )
+            plan = cursor.fetchone()[0]
+            if isinstance(plan, str):
+                plan = json.loads(plan)
+            candidates = plan[0]["Plan"]["Plan Rows"]
+            cursor.execute(
+                "SELECT pg_relation_size('tokens_session') / current_setting('block_size')::int"
+            )
+            pages = cursor.fetchone()[0]
+        return candidates * 4 >= pages
+
+    def _batch(self, sql: str, params: dict, settings: tuple[str, ...]) -> tuple:
+        with transaction.atomic(using=self.alias), connections[self.alias].cursor() as cursor:
+            for setting in (*settings, *PURGE_COMMIT_SETTINGS):
+                cursor.execute(setting)
+            cursor.execute(sql, params)
+            found, last_key, sessions, tokens = cursor.fetchone()
+        self.sessions += sessions
+        self.tokens += tokens
+        return found, last_key
+
     def _scan(self, column: str) -> None:
         params = {
             "cutoff": self.cutoff,
@@ -940,18 +1081,28 @@ class _PostgresPurge:
             "size": self.batch_size,
         }
         while True:
-            with transaction.atomic(using=self.alias), connections[self.alias].cursor() as cursor:
-                for setting in PURGE_SCAN_SETTINGS:
-                    cursor.execute(setting)
-                cursor.execute(_purge_sql(column), params)
-                found, last_key, sessions, tokens = cursor.fetchone()
-            self.sessions += sessions
-            self.tokens += tokens
+            found, last_key = self._batch(_purge_sql(column), params, PURGE_SCAN_SETTINGS)
             if found < self.batch_size:
                 return
             # `>=` from the last key: rows sharing it are seen again only if neither deleted
             # nor moved out of the range, which every row of a batch is.
             params["after"] = last_key
+
+    def _pass(self) -> None:
+        """The table's pages as they are now, about `batch_size` rows' worth per batch (rows
+        added meanwhile are new, so live)."""
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_relation_size(oid) / current_setting('block_size')::int, "
+                "reltuples, relpages FROM pg_class WHERE oid = 'tokens_session'::regclass"
+            )
+            pages, tuples, counted_pages = cursor.fetchone()
+        per_page = tuples / counted_pages if tuples > 0 and counted_pages > 0 else 32
+        step = max(1, int(self.batch_size / per_page))
+        params = {"cutoff": self.cutoff}
+        for first in range(0, pages, step):
+            params["first"], params["end"] = f"({first},0)", f"({first + step},0)"
+            self._batch(_purge_sql("heap"), params, ())
 
 
 def session_references() -> list:
@@ -967,7 +1118,8 @@ def session_references() -> list:
 @functools.cache
 def _purge_sql(column: str) -> str:
     """One batch of the purge over the index on `column` (ends_not_before: sessions ended by
-    time, and live ones whose bound is moved; revoked_at: revoked sessions). It returns (rows
+    time, and live ones whose bound is moved; revoked_at: revoked sessions), or over a range of
+    the table's pages (`column` "heap": both kinds). It returns (rows
     looked at, the last key, sessions deleted, refresh tokens deleted). Only model metadata
     (table and column names) is formatted into it; values are parameters.
 
@@ -976,12 +1128,23 @@ def _purge_sql(column: str) -> str:
     authorization code has two), and a live session of the batch whose bound moves has its own
     link to a deleted parent cleared in that same step.
     """
-    by_time = column == "ends_not_before"
-    ended = "idle_expires_at < %(cutoff)s" if by_time else "true"
+    by_time = column in ("ends_not_before", "heap")
+    if column == "heap":  # a range of pages: what ended in it, and live rows whose bound is behind
+        candidates = (
+            "SELECT id, ctid AS tid, NULL::timestamptz AS key, coalesce(idle_expires_at < "
+            "%(cutoff)s OR revoked_at < %(cutoff)s, false) AS ended FROM tokens_session "
+            "WHERE ctid >= %(first)s::tid AND ctid < %(end)s::tid "
+            "AND (ends_not_before < %(cutoff)s OR revoked_at < %(cutoff)s)"
+        )
+    else:
+        ended = "idle_expires_at < %(cutoff)s" if by_time else "true"
+        candidates = (
+            f"SELECT id, ctid AS tid, {column} AS key, {ended} AS ended "  # noqa: S608
+            f"FROM tokens_session WHERE {column} >= %(after)s AND {column} < %(cutoff)s "
+            f"ORDER BY {column} LIMIT %(size)s"
+        )
     steps = [
-        f"candidates AS MATERIALIZED (SELECT id, ctid AS tid, {column} AS key, "  # noqa: S608
-        f"{ended} AS ended FROM tokens_session "
-        f"WHERE {column} >= %(after)s AND {column} < %(cutoff)s ORDER BY {column} LIMIT %(size)s)",
+        f"candidates AS MATERIALIZED ({candidates})",
         "batch AS (SELECT id, tid FROM candidates WHERE ended)",
     ]
     ids = "(SELECT id FROM batch)"

@@ -37,3 +37,23 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+
+# The test process itself sets up databases, loads fixtures and runs the data-scale checks: it
+# is a management command for the database timeouts (none by default). The authserver processes
+# the tests start (gunicorn, tests/live.py) read the environment afresh and get the serving ones.
+from authserver.settings import (  # noqa: E402
+    AUTHSERVER_DB_COMMAND_LOCK_TIMEOUT_MS,
+    AUTHSERVER_DB_COMMAND_STATEMENT_TIMEOUT_MS,
+    CLIENT_TIMEOUT_MARGIN_MS,
+    DATABASES,
+)
+
+DATABASES["default"]["OPTIONS"]["options"] = (
+    f"-c statement_timeout={AUTHSERVER_DB_COMMAND_STATEMENT_TIMEOUT_MS}"
+    f" -c lock_timeout={AUTHSERVER_DB_COMMAND_LOCK_TIMEOUT_MS}"
+)
+DATABASES["default"]["CLIENT_TIMEOUT_MS"] = (
+    AUTHSERVER_DB_COMMAND_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS
+    if AUTHSERVER_DB_COMMAND_STATEMENT_TIMEOUT_MS
+    else 0
+)

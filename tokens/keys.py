@@ -56,6 +56,9 @@ GENERATION_CACHE_KEY = "tokens:signing-keys:generation"
 CHECK_INTERVAL_SECONDS = 1.0
 # After a failed automatic transition, wait this long before trying again in this process.
 MAINTENANCE_RETRY_SECONDS = 5.0
+# After a reload found the database unreachable, the last snapshot is served this long before
+# the next attempt.
+DATABASE_RETRY_SECONDS = 4.0
 
 # Test seam: the monotonic clock behind the check interval and the snapshot age.
 clock = time.monotonic
@@ -437,6 +440,17 @@ def _reload(now: datetime, generation: object = _UNREAD) -> KeyRing:
     try:
         ring = _load(generation, now=now, create_first=True)
     except DatabaseError as exc:
+        previous = _ring
+        if previous is not None and previous.error is None:
+            # The database is unreachable, so no key can have changed meanwhile: keep serving
+            # the last sound snapshot (JWKS, signing, verification) and try again a few seconds
+            # later, rather than answer 503 or hold threads on a stalled database.
+            _log_once(
+                logging.ERROR,
+                f"key store reload failed ({exc.__class__.__name__}); serving the last snapshot",
+            )
+            previous.checked_at = clock() + DATABASE_RETRY_SECONDS
+            return previous
         ring = _failed_ring(generation, f"database unavailable ({exc.__class__.__name__})")
     for problem in (ring.error, ring.signing_problem, *ring.warnings, ring.changes_refused):
         if problem:
@@ -478,16 +492,26 @@ def keyring(now: datetime | None = None) -> KeyRing:
         return ring
     generation: object = _UNREAD
     if ring is not None and mono - ring.checked_at >= CHECK_INTERVAL_SECONDS:
-        with _lock:
+        # Never wait here for a reload under way in another thread (it may be waiting for a
+        # database that stopped answering): serve the snapshot meanwhile.
+        if not _lock.acquire(blocking=due):
+            return _ring or ring
+        try:
             claimed = _ring is ring and clock() - ring.checked_at >= CHECK_INTERVAL_SECONDS
             if claimed:
                 ring.checked_at = mono  # this thread checks; the others keep serving the snapshot
+        finally:
+            _lock.release()
         if not claimed and not due and _ring is not None:
             return _ring
         if claimed:
             # Outside the lock: a cache that hangs instead of refusing stalls this thread only.
             generation = _generation()  # None: cache unreachable, rely on the snapshot age
-    with _lock:
+    if ring is None or due:
+        _lock.acquire()
+    elif not _lock.acquire(blocking=False):
+        return _ring or ring  # another thread is reloading: serve the snapshot meanwhile
+    try:
         current = _ring
         if current is None:
             current = _reload(now)
@@ -499,6 +523,8 @@ def keyring(now: datetime | None = None) -> KeyRing:
         if current.due_at is not None and now >= current.due_at and current.error is None:
             current = _maintain(current, now)
         return current
+    finally:
+        _lock.release()
 
 
 def active_signing_key(now: datetime | None = None) -> ActiveKey:

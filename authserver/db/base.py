@@ -13,20 +13,129 @@ first query, which then fails as a database outage does (503 `temporarily_unavai
 written: the transaction never began), and Django closes the connection at the end of that
 request, so the next request on that thread reconnects. At most one request per connection, and
 only for a break less than a second after a successful check.
+
+Client-side deadline (issue 19.3): every wait for the server (a query, a commit, the health
+check) lasts at most settings_dict["CLIENT_TIMEOUT_MS"] (the statement timeout plus a margin,
+authserver/settings.py). statement_timeout is enforced by the server, so it does nothing when
+the server stops answering altogether (paused, a dead host, a partition): psycopg would wait
+on the socket for as long as TCP keeps it open. Past the deadline the connection is closed (its
+state is unknown) and the query raises OperationalError: the request answers 503
+`temporarily_unavailable` (authserver.middleware, authserver.errors) and the next one on that
+thread reconnects (within DATABASE_CONNECT_TIMEOUT).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 
+import psycopg
 from django.db.backends.postgresql import base
+from psycopg import errors
+from psycopg.connection import _WAIT_INTERVAL
 
 HEALTH_CHECK_INTERVAL = 1.0  # seconds
+
+
+class StallBreaker:
+    """Fail fast while the database is known not to answer (a circuit breaker, per process).
+
+    Once a wait for the server ran out (the client-side deadline, or a connect timeout), every
+    query and connection attempt of this process fails at once for OPEN_SECONDS instead of
+    holding a thread for the whole deadline: otherwise the requests that need the database would
+    soon hold every thread, and JWKS and the probes, which do not, would queue behind them. Then
+    one attempt goes through (the others still fail fast while it runs); if it is answered, the
+    breaker closes, otherwise it stays open another OPEN_SECONDS.
+    """
+
+    OPEN_SECONDS = 0.5
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open_until = 0.0  # monotonic; 0: closed
+        self._trial_until = 0.0  # an attempt is under way until then
+
+    def admit(self, limit: float) -> bool:
+        """May a wait of at most `limit` seconds go ahead now?"""
+        if not self._open_until:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            if not self._open_until:
+                return True
+            if now < self._open_until or now < self._trial_until:
+                return False
+            self._trial_until = now + limit  # this one tries; the rest keep failing fast
+            return True
+
+    def answered(self) -> None:
+        if self._open_until:
+            with self._lock:
+                self._open_until = 0.0
+                self._trial_until = 0.0
+
+    def stalled(self) -> None:
+        with self._lock:
+            self._open_until = time.monotonic() + self.OPEN_SECONDS
+            self._trial_until = 0.0
+
+
+stall_breaker = StallBreaker()
+
+
+def _unavailable(reason: str) -> errors.OperationalError:
+    return errors.OperationalError(reason)
+
+
+class DeadlineConnection(psycopg.Connection):
+    """psycopg's connection, with a bound on every wait for the server."""
+
+    authserver_wait_seconds: float | None = None
+
+    def wait(self, gen, interval: float = _WAIT_INTERVAL, timeout: float | None = None):
+        limit = self.authserver_wait_seconds
+        if timeout is not None or not limit:
+            return super().wait(gen, interval=interval, timeout=timeout)
+        if not stall_breaker.admit(limit):
+            gen.close()  # never started: nothing was sent on this connection
+            raise _unavailable("the database did not answer recently; failing fast")
+        try:
+            result = super().wait(gen, interval=interval, timeout=limit)
+        except errors._WaitTimeout:
+            stall_breaker.stalled()
+            # Mid-protocol: nothing more can be sent or read on this connection.
+            self.pgconn.finish()
+            raise _unavailable(
+                f"the database did not answer within {limit:g} s; connection closed"
+            ) from None
+        stall_breaker.answered()
+        return result
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     # monotonic time of the last successful health check or connect; reset with the connection
     health_checked_at: float | None = None
+
+    def get_new_connection(self, conn_params):
+        limit_ms = self.settings_dict.get("CLIENT_TIMEOUT_MS") or 0
+        if limit_ms and not stall_breaker.admit(float(conn_params.get("connect_timeout") or 2)):
+            raise _unavailable("the database did not answer recently; failing fast")
+        try:
+            connection = super().get_new_connection(conn_params)
+        except errors.ConnectionTimeout:
+            if limit_ms:
+                stall_breaker.stalled()
+            raise
+        except errors.OperationalError:
+            if limit_ms:
+                stall_breaker.answered()  # refused at once: down, not stalled; no need to wait
+            raise
+        if limit_ms and type(connection) is psycopg.Connection:
+            connection.__class__ = DeadlineConnection
+            connection.authserver_wait_seconds = limit_ms / 1000
+        return connection
 
     def connect(self):
         super().connect()
@@ -47,3 +156,27 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return
         super().close_if_health_check_failed()
         self.health_checked_at = now if self.connection is not None else None
+
+    def close_if_unusable_or_obsolete(self):
+        """Django's, except after an error: the connection is closed rather than tested with a
+        round trip at the start of the next request (which would make even /healthz wait on a
+        stalled database). The next query reconnects."""
+        if self.connection is not None and self.errors_occurred:
+            self.close()
+            return
+        super().close_if_unusable_or_obsolete()
+
+    @contextlib.contextmanager
+    def wait_at_most(self, seconds: float) -> Iterator[None]:
+        """Within the block, a wait for the server lasts at most `seconds` (the readiness
+        probe's own short deadline)."""
+        connection = self.connection
+        if not isinstance(connection, DeadlineConnection):
+            yield
+            return
+        before = connection.authserver_wait_seconds
+        connection.authserver_wait_seconds = seconds
+        try:
+            yield
+        finally:
+            connection.authserver_wait_seconds = before

@@ -34,7 +34,7 @@ _INACTIVE = {"active": False}
 
 def introspection_payload(value: str, client: Client) -> dict[str, Any]:
     """What `client` may learn about the token `value` (RFC 7662 §2.2)."""
-    found = token_find(value)
+    found = token_find(value, liveness_only=True)
     if found is None or not _may_introspect(client, found) or not token_is_active(found):
         return _INACTIVE
     return _active_payload(found)

@@ -16,7 +16,7 @@ from authlib.oauth2.rfc6749 import (
     grants,
 )
 
-from oauth.issuance import refreshed_tokens_body
+from oauth.issuance import refresh_access_claims, refreshed_tokens_body
 from oauth.models import Client
 from oauth.scopes import scope_split
 from sessions.models import Session
@@ -92,6 +92,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                 client_id=client.client_id,
                 presented_at=getattr(request, "presented_at", None),
                 access_token_lifetime=client.access_token_lifetime,
+                access_claims=refresh_access_claims(client),
                 ip=request.ip,
                 user_agent=request.user_agent,
             )

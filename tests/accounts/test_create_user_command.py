@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -85,3 +86,60 @@ def test_command_line_run_reads_stdin_and_exits_cleanly(child_env):
     assert bad.returncode != 0
     assert "already exists" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def _at_the_prompt(env: dict, keys: bytes) -> tuple[int, str]:
+    """Run create_user on a real terminal (a pty: getpass reads /dev/tty), press `keys` at the
+    first password prompt; the exit status and everything the terminal showed."""
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    from tests.live import ROOT
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        os.chdir(ROOT)
+        os.execve(  # noqa: S606 - our own manage.py, fixed arguments
+            sys.executable,
+            [sys.executable, "manage.py", "create_user", "gina", "--email", "g@example.com"],
+            env,
+        )
+    shown = b""
+    sent = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        if not sent and b"Password: " in shown:
+            os.write(fd, keys)
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", shown.decode(errors="replace"))  # colours
+    return os.waitstatus_to_exitcode(status), plain
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [(b"\x04", "no password given (input ended)"), (b"\x03", "cancelled")],
+)
+def test_ctrl_d_or_ctrl_c_at_the_prompt_is_one_line(child_env, keys, message):
+    from django.contrib.auth import get_user_model
+
+    code, shown = _at_the_prompt(child_env, keys)
+    assert code != 0
+    assert "Traceback" not in shown and "EOFError" not in shown, shown
+    assert f"CommandError: {message}" in shown, shown
+    lines = [line for line in shown.replace("\r", "").split("\n") if line.strip()]
+    assert lines[-1].strip().endswith("no user created"), shown
+    assert not get_user_model().objects.filter(username="gina").exists()

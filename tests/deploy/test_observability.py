@@ -197,7 +197,7 @@ def test_token_counters_follow_login_refresh_and_reuse(
         sample("authserver_token_issue_duration_seconds_count", flow="refresh")
         == before["duration"] + 1
     )
-    # The just-spent token again, its successor unused: most likely a lost response.
+    # The just-spent token again while its successor is unused: a lost response, not theft.
     assert (
         sample("authserver_refresh_reuse_detected_total", replayed="last_spent")
         == before["reuse"] + 1
@@ -206,34 +206,39 @@ def test_token_counters_follow_login_refresh_and_reuse(
     assert sample("authserver_logins_total", outcome="succeeded") == before["succeeded"] + 1
 
 
-def test_reuse_of_an_earlier_token_is_counted_apart(
+def test_reuse_of_a_token_whose_successor_was_used_is_labelled_earlier(
     client, make_user, django_capture_on_commit_callbacks
 ):
-    """An older token after its successor was used (most likely theft): the label the shipped
-    alert pages on (deploy/monitoring/authserver-alerts.yml)."""
-    make_user(username="erin")
+    """The alert pages on replayed="earlier" only: an older token presented after its successor
+    was used (likely theft), as the audit row's `replayed` detail says."""
+    make_user(username="carol")
     before = {
-        name: sample("authserver_refresh_reuse_detected_total", replayed=name)
-        for name in ("earlier", "last_spent")
+        replayed: sample("authserver_refresh_reuse_detected_total", replayed=replayed)
+        for replayed in ("last_spent", "earlier")
     }
     with django_capture_on_commit_callbacks(execute=True):
         first = client.post(
-            LOGIN, {"username": "erin", "password": PASSWORD}, content_type="application/json"
+            LOGIN, {"username": "carol", "password": PASSWORD}, content_type="application/json"
         ).json()["refresh_token"]
-        second = client.post(REFRESH, {"refresh_token": first}, content_type="application/json")
-        third = client.post(
-            REFRESH,
-            {"refresh_token": second.json()["refresh_token"]},
-            content_type="application/json",
-        )
+        second = client.post(
+            REFRESH, {"refresh_token": first}, content_type="application/json"
+        ).json()["refresh_token"]
+        third = client.post(REFRESH, {"refresh_token": second}, content_type="application/json")
         assert third.status_code == 200
         replay = client.post(REFRESH, {"refresh_token": first}, content_type="application/json")
         assert replay.status_code == 401
-    after = {
-        name: sample("authserver_refresh_reuse_detected_total", replayed=name)
-        for name in ("earlier", "last_spent")
-    }
-    assert after == {"earlier": before["earlier"] + 1, "last_spent": before["last_spent"]}
+    assert (
+        sample("authserver_refresh_reuse_detected_total", replayed="earlier")
+        == before["earlier"] + 1
+    )
+    assert (
+        sample("authserver_refresh_reuse_detected_total", replayed="last_spent")
+        == before["last_spent"]
+    )
+    from audit.models import AuthEvent
+
+    row = AuthEvent.objects.filter(event_type="token.reuse_detected").order_by("-id").first()
+    assert row.details["replayed"] == "earlier"
 
 
 def test_refresh_failures_are_counted_by_reason(client, db):

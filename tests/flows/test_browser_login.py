@@ -25,6 +25,7 @@ import requests
 from accounts.services import user_create
 from audit.models import AuthEvent
 from authserver import settings as app_settings
+from tests.a11y import assert_accessible
 from tests.conftest import PASSWORD
 from tests.examples.webapp_process import Webapp
 from tests.live import ROOT, Gunicorn, free_port, manage
@@ -108,7 +109,7 @@ def fits_the_screen(page: Page) -> bool:
 
 
 def sign_in_through_authserver(
-    page: Page, server: Gunicorn, webapp: Webapp, username: str, label: str
+    page: Page, server: Gunicorn, webapp: Webapp, username: str, label: str, axe: bool = True
 ) -> list[str]:
     """Drive the whole flow; return the URLs the browser navigated to."""
     visited: list[str] = []
@@ -124,6 +125,8 @@ def sign_in_through_authserver(
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert fits_the_screen(page)
     screenshot(page, f"login-{label}")
+    if axe:
+        assert_accessible(page, "login page")
     page.get_by_label("Username or email").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Password").press("Enter")  # a plain form post, no script needed
@@ -133,6 +136,8 @@ def sign_in_through_authserver(
     expect(page.get_by_text("Example app").first).to_be_visible()
     assert fits_the_screen(page)
     screenshot(page, f"consent-{label}")
+    if axe:
+        assert_accessible(page, "consent page")
     page.get_by_role("button", name=APPROVE).click()
 
     # Back on the app, which exchanged the code and asked userinfo who this is.
@@ -180,20 +185,31 @@ def test_webapp_signs_in_through_authserver_in_chromium(stack):
             page.get_by_role("button", name="Sign out").click()
             expect(page).to_have_url(re.compile(re.escape(server.url) + "/"))
             screenshot(page, "end-session-desktop")
+            assert_accessible(page, "end-session (sign out) page")
             page.get_by_role("button", name="Sign out").click()
             expect(page).to_have_url(re.compile(re.escape(webapp.url) + r"/(\?.*)?$"))
             expect(page.get_by_role("link", name="Sign in with authserver")).to_be_visible()
             page.get_by_role("link", name="Sign in with authserver").click()
             expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+            # The signed-in landing page and the hosted sign-out page pass the same check.
+            page.get_by_label("Username or email").fill("alice")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_label("Password").press("Enter")
+            expect(page.locator("#signed-in")).to_have_text("Signed in as alice")
+            page.goto(server.url + "/")
+            assert_accessible(page, "home page")
+            page.goto(server.url + "/logout")
+            assert_accessible(page, "logout page")
             desktop.close()
 
             # A phone-sized screen with JavaScript off: the pages work without any script.
             phone = browser.new_context(viewport=PHONE, java_script_enabled=False)
-            sign_in_through_authserver(phone.new_page(), server, webapp, "bob", "phone")
+            sign_in_through_authserver(phone.new_page(), server, webapp, "bob", "phone", axe=False)
             phone.close()
         finally:
             browser.close()
 
     assert alice_sub
-    assert AuthEvent.objects.filter(event_type="login.succeeded").count() == 2
+    assert AuthEvent.objects.filter(event_type="login.succeeded").count() == 3
     assert PASSWORD not in server.output() + webapp.output()

@@ -68,7 +68,9 @@ def _form_fields(page: str) -> dict[str, str]:
     return {name: html.unescape(value) for name, value in _HIDDEN.findall(page)}
 
 
-def browser_authorize(server: Gunicorn, browser: requests.Session, url: str) -> str:
+def browser_authorize(
+    server: Gunicorn, browser: requests.Session, url: str, username: str = "alice"
+) -> str:
     """Follow the authorization URL as a person would: sign in, approve; return the callback
     URL the browser is finally sent to (with code and state)."""
     for _ in range(10):
@@ -83,7 +85,7 @@ def browser_authorize(server: Gunicorn, browser: requests.Session, url: str) -> 
         page = response.text
         fields = _form_fields(page)
         if 'name="password"' in page:
-            fields.update(username="alice", password=PASSWORD)
+            fields.update(username=username, password=PASSWORD)
             target = server.url + "/login"
         else:
             assert 'name="decision"' in page, page[:500]

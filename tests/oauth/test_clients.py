@@ -171,7 +171,7 @@ def test_a_change_made_by_another_process_is_seen_within_a_second(monkeypatch):
     # Another worker deactivates the client: the row changes, the shared entry is dropped and
     # the generation moves on. This process still holds its own copy...
     Client.objects.filter(pk=client.pk).update(is_active=False)
-    cache.delete(f"oauth:client:v2:{client.client_id}")
+    cache.delete(f"oauth:client:v3:{client.client_id}")
     cache.set("oauth:clients:generation", "changed-elsewhere", None)
     now[0] += 0.5
     assert client_get(client_id=client.client_id) is not None
@@ -189,6 +189,6 @@ def test_local_copies_expire_even_without_the_cache(monkeypatch):
     Client.objects.filter(pk=client.pk).update(is_active=False)
     from django.core.cache import cache
 
-    cache.delete(f"oauth:client:v2:{client.client_id}")
+    cache.delete(f"oauth:client:v3:{client.client_id}")
     now[0] += clients_module.LOCAL_SECONDS + 1
     assert client_get(client_id=client.client_id) is None

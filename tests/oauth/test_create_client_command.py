@@ -152,3 +152,50 @@ def test_errors_are_one_line(args):
         run(*args)
     assert "\n" not in str(excinfo.value)
     assert not Client.objects.exists()
+
+
+def test_json_output_is_clean_as_a_process_and_the_audit_is_still_recorded(child_env):
+    """Run as an operator would: stdout is exactly one JSON object, stderr is empty (no audit log
+    line that reads like an error), and the client.created event is in the audit table."""
+    from audit.models import AuthEvent
+    from tests.live import manage
+
+    result = manage(
+        "create_client",
+        "--name",
+        "Scripted",
+        "--type",
+        "confidential",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "orders:read",
+        "--json",
+        env=child_env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    data = json.loads(result.stdout)
+    assert set(data) >= {"client_id", "client_secret"}
+    assert AuthEvent.objects.filter(
+        event_type="client.created", client_id=data["client_id"]
+    ).exists()
+    bad = manage("create_client", "--name", "X", "--type", "public", env=child_env)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def test_create_user_prints_one_line(child_env):
+    from tests.live import manage
+
+    result = manage(
+        "create_user",
+        "hal",
+        "--email",
+        "hal@example.com",
+        env=child_env,
+        stdin="a long and unusual passphrase\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.strip().startswith("created user hal")
+    assert len(result.stdout.strip().splitlines()) == 1

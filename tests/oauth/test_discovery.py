@@ -40,7 +40,7 @@ def test_discovery_document():
     assert doc["code_challenge_methods_supported"] == ["S256"]
     assert doc["subject_types_supported"] == ["public"]
     assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
-    assert doc["scopes_supported"] == ["openid", "profile", "email", "offline_access"]
+    assert doc["scopes_supported"] == ["openid", "profile", "email", "groups", "offline_access"]
     assert doc["token_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
@@ -50,7 +50,18 @@ def test_discovery_document():
         "client_secret_basic",
         "client_secret_post",
     ]
-    for claim in ("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "email"):
+    for claim in (
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "at_hash",
+        "email",
+        "groups",
+    ):
         assert claim in doc["claims_supported"]
     assert doc["request_uri_parameter_supported"] is False
     assert doc["authorization_response_iss_parameter_supported"] is True

@@ -24,17 +24,23 @@ from sessions.services import (
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(params=["index", "heap", "auto"])
+def order(request):
+    """Every purge test runs in both orders (and the automatic choice)."""
+    return request.param
+
+
 def start(user, now):
     return session_start(user=user, client_id="authserver", audience=["api"], now=now)
 
 
-def purge(*args: str) -> str:
+def purge(*args: str, order: str = "auto") -> str:
     out = io.StringIO()
-    call_command("purge_expired_sessions", *args, stdout=out)
+    call_command("purge_expired_sessions", *args, "--order", order, stdout=out)
     return out.getvalue()
 
 
-def test_purges_only_sessions_that_ended_before_the_retention(make_user, settings):
+def test_purges_only_sessions_that_ended_before_the_retention(make_user, settings, order):
     settings.AUTHSERVER_SESSION_RETENTION_DAYS = 30
     settings.AUTHSERVER_SESSION_MAX_AGE = 10 * 86_400
     settings.AUTHSERVER_SESSION_IDLE_TIMEOUT = 86_400
@@ -48,9 +54,9 @@ def test_purges_only_sessions_that_ended_before_the_retention(make_user, setting
     session_revoke(session=revoked_recently.session, reason="logout", now=now - timedelta(days=1))
     idle_long_ago = start(user, now - timedelta(days=60))  # idle deadline passed 59 days ago
 
-    assert "would delete 2 session(s)" in purge("--dry-run")
+    assert "would delete 2 session(s)" in purge("--dry-run", order=order)
     assert Session.objects.count() == 4
-    output = purge()
+    output = purge(order=order)
     assert "deleted 2 session(s) and 0 refresh token(s)" in output
     remaining = set(Session.objects.values_list("pk", flat=True))
     assert remaining == {live.session.pk, revoked_recently.session.pk}
@@ -58,7 +64,9 @@ def test_purges_only_sessions_that_ended_before_the_retention(make_user, setting
     refresh_token_rotate(value=live.refresh_token, client_id="authserver")
 
 
-def test_a_live_session_found_by_its_old_bound_is_kept_and_its_bound_moved(make_user, settings):
+def test_a_live_session_found_by_its_old_bound_is_kept_and_its_bound_moved(
+    make_user, settings, order
+):
     """A refresh does not move `ends_not_before` (so it stays a HOT update); the purge finds
     such a session among its candidates, keeps it, and moves the bound to its idle deadline so
     it is not looked at again until then. Rows without a bound (written before it existed) get
@@ -73,7 +81,7 @@ def test_a_live_session_found_by_its_old_bound_is_kept_and_its_bound_moved(make_
     ended_unbounded = start(user, now - timedelta(days=90))
     Session.objects.filter(pk=ended_unbounded.session.pk).update(ends_not_before=None)
 
-    assert "deleted 1 session(s)" in purge()
+    assert "deleted 1 session(s)" in purge(order=order)
     rows = {s.pk: s for s in Session.objects.all()}
     assert set(rows) == {kept.session.pk, unbounded.session.pk}
     for row in rows.values():
@@ -81,7 +89,7 @@ def test_a_live_session_found_by_its_old_bound_is_kept_and_its_bound_moved(make_
     refresh_token_rotate(value=kept.refresh_token, client_id="authserver")
 
 
-def test_the_purge_clears_what_refers_to_a_deleted_session(make_user):
+def test_the_purge_clears_what_refers_to_a_deleted_session(make_user, order):
     """A grant whose browser sign-in is purged keeps living without its parent (SET_NULL), and
     refresh tokens of the old format go with their session (CASCADE), in the purge's one
     statement per batch."""
@@ -123,7 +131,7 @@ def test_the_purge_clears_what_refers_to_a_deleted_session(make_user):
         browser_session=browser,
     )
 
-    assert "deleted 2 session(s) and 1 refresh token(s)" in purge()
+    assert "deleted 2 session(s) and 1 refresh token(s)" in purge(order=order)
     kept = Session.objects.get(pk=grant.session.pk)
     assert kept.parent_id is None and kept.ends_not_before == kept.idle_expires_at
     assert not RefreshToken.objects.exists()
@@ -140,13 +148,13 @@ def test_the_purge_clears_what_refers_to_a_deleted_session(make_user):
             assert cursor.fetchone()[0] == 0, (table, column)
 
 
-def test_purge_works_in_batches(make_user):
+def test_purge_works_in_batches(make_user, order):
     user = make_user()
     old = timezone.now() - timedelta(days=400)
     for _ in range(5):
         pair = start(user, old)
         session_revoke(session=pair.session, reason="logout", now=old)
-    assert "deleted 5 session(s)" in purge("--batch-size", "2")
+    assert "deleted 5 session(s)" in purge("--batch-size", "2", order=order)
     assert Session.objects.count() == 0
 
 
@@ -185,3 +193,41 @@ def test_hot_queries_can_use_an_index(sql, index):
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Seq Scan" not in plan, plan
     assert index in plan, plan
+
+
+def test_the_heap_order_walks_every_page_of_the_table(make_user):
+    """In physical order each batch covers a range of pages: sessions spread over several pages
+    all go, batch after batch, and the live one among them stays."""
+    user = make_user()
+    old = timezone.now() - timedelta(days=400)
+    for _ in range(90):  # about 30 rows a page: three pages or more
+        start(user, old)
+    live = start(user, timezone.now())
+    Session.objects.exclude(pk=live.session.pk).update(revoked_at=old, revoke_reason="logout")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(DISTINCT (ctid::text::point)[0]) FROM tokens_session")
+        assert cursor.fetchone()[0] >= 3
+    assert "deleted 90 session(s)" in purge("--batch-size", "2", order="heap")
+    assert list(Session.objects.values_list("pk", flat=True)) == [live.session.pk]
+
+
+def test_auto_order_takes_the_heap_only_when_many_sessions_ended(make_user):
+    """The automatic choice follows the planner's estimate of ended sessions against the
+    table's pages: a table mostly of ended sessions is walked in physical order, a table of
+    live sessions with a few ended ones through the indexes."""
+    from sessions.services import _PostgresPurge
+
+    user = make_user()
+    old = timezone.now() - timedelta(days=400)
+    for _ in range(300):
+        start(user, timezone.now())
+    cutoff = timezone.now() - timedelta(days=30)
+
+    def heap_order() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE tokens_session")
+        return _PostgresPurge(connection.alias, cutoff, 5000)._heap_order()
+
+    assert not heap_order()
+    Session.objects.filter(pk__in=Session.objects.values("pk")[:200]).update(revoked_at=old)
+    assert heap_order()

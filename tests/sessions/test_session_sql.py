@@ -145,7 +145,7 @@ def test_a_rotation_changes_no_indexed_column_so_postgres_can_update_in_place():
     assert not set_columns & indexed_columns("tokens_session")
     with connection.cursor() as cursor:
         cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'tokens_session'")
-        assert "fillfactor=90" in cursor.fetchone()[0]
+        assert "fillfactor=80" in cursor.fetchone()[0]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -215,3 +215,59 @@ def test_sqlite_takes_the_orm_path(tmp_path):
     result = manage("shell", "--no-imports", "-c", SQLITE_SCRIPT, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:3] == ["reuse: reuse_detected", "rotations: 2", "events: 1"]
+
+
+def test_the_liveness_read_decides_as_the_full_read_and_fetches_no_secret(pair):
+    """Introspection reads only what session_is_usable needs (session_liveness_get): in every
+    state it decides as session_get does, in one statement that reads neither the digest nor
+    the user's password hash, and the fields it loaded equal the ORM's."""
+    from datetime import timedelta
+
+    from sessions.services import session_is_usable, session_liveness_get
+
+    session, user = pair.session, pair.session.user
+    now = timezone.now()
+    states = [
+        ("live", lambda: None, True),
+        ("revoked", lambda: Session.objects.filter(pk=session.pk).update(revoked_at=now), False),
+        (
+            "idle",
+            lambda: Session.objects.filter(pk=session.pk).update(
+                revoked_at=None, idle_expires_at=now - timedelta(seconds=1)
+            ),
+            False,
+        ),
+        (
+            "password changed",
+            lambda: (
+                Session.objects.filter(pk=session.pk).update(idle_expires_at=session.expires_at),
+                type(user).objects.filter(pk=user.pk).update(password_changed_at=now),
+            ),
+            False,
+        ),
+        (
+            "user inactive",
+            lambda: (
+                type(user)
+                .objects.filter(pk=user.pk)
+                .update(password_changed_at=None, is_active=False)
+            ),
+            False,
+        ),
+    ]
+    for name, change, usable in states:
+        change()
+        with CaptureQueriesContext(connection) as queries:
+            narrow = session_liveness_get(sid=str(session.pk))
+            decided = session_is_usable(session=narrow, now=now)
+        assert decided is usable, name
+        assert session_is_usable(session=session_get(sid=session.pk), now=now) is usable, name
+        assert len(queries) == 1, name
+        sql = queries[0]["sql"]
+        assert "password" not in sql.replace("password_changed_at", "")
+        assert "refresh_digest" not in sql and "user_agent" not in sql
+    full = session_get(sid=session.pk)
+    for loaded in narrow.get_deferred_fields() ^ {f.attname for f in Session._meta.concrete_fields}:
+        assert getattr(narrow, loaded) == getattr(full, loaded), loaded
+    assert session_liveness_get(sid="not-a-uuid") is None
+    assert session_liveness_get(sid=uuid.uuid4()) is None

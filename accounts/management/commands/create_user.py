@@ -13,6 +13,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services import UserCreateError, user_create
+from audit.services import audit_echo_muted
 
 
 class Command(BaseCommand):
@@ -52,8 +53,15 @@ class Command(BaseCommand):
         if stdin is None:
             raise CommandError("no password: give it on standard input or use --password-env VAR")
         if stdin.isatty():
-            first = getpass.getpass("Password: ")
-            if getpass.getpass("Password (again): ") != first:
+            # Ctrl-D (EOFError) or Ctrl-C at the prompt: one line, no traceback.
+            try:
+                first = getpass.getpass("Password: ")
+                again = getpass.getpass("Password (again): ")
+            except EOFError:
+                raise CommandError("no password given (input ended); no user created") from None
+            except KeyboardInterrupt:
+                raise CommandError("cancelled; no user created") from None
+            if again != first:
                 raise CommandError("the two passwords differ")
             return first
         line = stdin.readline().rstrip("\r\n")
@@ -64,13 +72,14 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         password = self._read_password(options)
         try:
-            user = user_create(
-                username=options["username"],
-                email=options["email"],
-                password=password,
-                is_staff=bool(options["staff"] or options["superuser"]),
-                is_superuser=bool(options["superuser"]),
-            )
+            with audit_echo_muted():  # the event is stored, not echoed after the output
+                user = user_create(
+                    username=options["username"],
+                    email=options["email"],
+                    password=password,
+                    is_staff=bool(options["staff"] or options["superuser"]),
+                    is_superuser=bool(options["superuser"]),
+                )
         except UserCreateError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"created user {user.username} (sub {user.public_id})")

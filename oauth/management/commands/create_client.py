@@ -10,6 +10,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from audit.services import audit_echo_muted
 from oauth.clients import ClientError, client_create
 from oauth.models import Client, GrantType
 
@@ -73,20 +74,22 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         scopes = [s for value in options["scopes"] for s in value.split()]
         try:
-            created = client_create(
-                name=options["name"],
-                client_type=options["type"],
-                grant_types=options["grants"],
-                redirect_uris=options["redirect_uris"],
-                scopes=scopes,
-                post_logout_redirect_uris=options["post_logout_redirect_uris"],
-                audiences=options["audiences"],
-                access_token_lifetime=options["access_token_lifetime"],
-                pkce_required=not options["no_pkce"],
-                skip_consent=options["first_party"],
-                is_resource_server=options["resource_server"],
-                refresh_without_offline_access=options["refresh_without_offline_access"],
-            )
+            # The client.created event is stored, not echoed on stderr after the output.
+            with audit_echo_muted():
+                created = client_create(
+                    name=options["name"],
+                    client_type=options["type"],
+                    grant_types=options["grants"],
+                    redirect_uris=options["redirect_uris"],
+                    scopes=scopes,
+                    post_logout_redirect_uris=options["post_logout_redirect_uris"],
+                    audiences=options["audiences"],
+                    access_token_lifetime=options["access_token_lifetime"],
+                    pkce_required=not options["no_pkce"],
+                    skip_consent=options["first_party"],
+                    is_resource_server=options["resource_server"],
+                    refresh_without_offline_access=options["refresh_without_offline_access"],
+                )
         except ClientError as exc:
             raise CommandError(str(exc)) from None
         client = created.client

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from authserver.conf import get_config
-from sessions.services import sessions_purge
+from sessions.services import PURGE_ORDERS, sessions_purge
 from tokens.revocation import revoked_access_tokens_purge
 
 
@@ -32,6 +32,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--batch-size", type=int, default=5000)
         parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+        parser.add_argument(
+            "--order",
+            choices=PURGE_ORDERS,
+            default="auto",
+            help="walk the indexes in key order or the table in physical order (auto: the "
+            "cheaper one for the number of ended sessions)",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         days = options["retention_days"]
@@ -42,7 +49,10 @@ class Command(BaseCommand):
             raise SystemExit(2)
         cutoff = timezone.now() - timedelta(days=days)
         sessions, tokens = sessions_purge(
-            ended_before=cutoff, batch_size=options["batch_size"], dry_run=options["dry_run"]
+            ended_before=cutoff,
+            batch_size=options["batch_size"],
+            dry_run=options["dry_run"],
+            order=options["order"],
         )
         revoked = revoked_access_tokens_purge(dry_run=options["dry_run"])
         verb = "would delete" if options["dry_run"] else "deleted"

@@ -1,0 +1,20 @@
+"""The account pages, mounted at /account/ by authserver/urls.py."""
+
+from django.urls import path
+
+from selfservice import views
+
+app_name = "account"
+
+urlpatterns = [
+    path("", views.profile, name="profile"),
+    path("password", views.password_change, name="password"),
+    path("sessions", views.sessions, name="sessions"),
+    path("sessions/end-others", views.sessions_end_others, name="sessions-end-others"),
+    path("sessions/<str:session_id>/end", views.session_end, name="session-end"),
+    path("apps", views.apps, name="apps"),
+    path("apps/<str:client_id>/withdraw", views.app_withdraw, name="app-withdraw"),
+    path("activity", views.activity, name="activity"),
+    path("delete", views.delete, name="delete"),
+    path("deleted", views.deleted, name="deleted"),
+]
