@@ -187,8 +187,9 @@ cat <<EOF
 release $version is installed (not running yet). Next:
   systemctl start authserver-migrate@$version      # migrations, with $env_file
   $release/deploy/install.sh --prefix $prefix --activate $version
-  first install: systemctl enable --now authserver@8000 authserver@8001 \\
+  first install: systemctl enable --now authserver@8000 authserver@8001 authserver-mail-worker \\
       authserver-purge-sessions.timer authserver-purge-codes.timer \\
       authserver-rotate-keys.timer authserver-purge-audit.timer
-  upgrade: systemctl restart authserver@8000, wait for its /readyz, then authserver@8001
+  upgrade: systemctl restart authserver@8000, wait for its /readyz, then authserver@8001,
+    then authserver-mail-worker
 EOF
