@@ -502,7 +502,6 @@ class UserAdmin(DjangoUserAdmin):
         note = f" ({skipped} already verified or without an address)" if skipped else ""
         self.message_user(request, f"Sent a confirmation link to {sent} user(s){note}.")
 
-
     def invite_view(self, request):
         # Inviting creates an account later: it needs the add permission.
         if not self.has_add_permission(request):
