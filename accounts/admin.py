@@ -284,6 +284,7 @@ class UserAdmin(DjangoUserAdmin):
 
     def get_urls(self):
         return [
+            # Invitations (a page of the user admin: `invite_user` does the same from a shell).
             # Before Django's "<path:object_id>/", which would take "invite/" for a user id.
             path(
                 "invite/",
@@ -501,8 +502,6 @@ class UserAdmin(DjangoUserAdmin):
         skipped = len(queryset) - sent
         note = f" ({skipped} already verified or without an address)" if skipped else ""
         self.message_user(request, f"Sent a confirmation link to {sent} user(s){note}.")
-
-    # --- Invitations (a page of the user admin: `invite_user` does the same from a shell) ---
 
     def invite_view(self, request):
         # Inviting creates an account later: it needs the add permission.
