@@ -18,7 +18,8 @@ from django.urls import reverse
 
 from accounts import emaillinks
 from accounts.emailaddr import EmailInvalid, email_normalize
-from accounts.models import User
+from accounts.links import account_links_end
+from accounts.models import AccountLink, User
 from audit.events import EventType
 from audit.services import audit_event_record
 from authserver.conf import get_config
@@ -192,6 +193,9 @@ def email_confirm(*, digest: str, request=None) -> EmailConfirmed:
                 # An account an admin deactivated is not brought back by a link.
                 raise EmailConfirmFailed("inactive")
         user.save(update_fields=fields)
+        if changed:
+            # A reset link mailed to the old address no longer opens the account.
+            account_links_end(user=user, purpose=AccountLink.Purpose.RESET)
         if changed and old:
             mail_enqueue(
                 to=old,

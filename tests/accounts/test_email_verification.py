@@ -192,3 +192,16 @@ def test_mailed_links_are_built_from_the_issuer_not_the_host_header(client, sett
     body = Outbox.objects.get().body_text
     assert "https://id.example.com/email/confirm?token=" in body
     assert "other.example.net" not in body
+
+
+def test_a_confirmed_change_ends_reset_links_sent_to_the_old_address(make_user):
+    from accounts.links import AccountLinkInvalid, account_link_check, account_link_issue
+
+    alice = make_user(username="alice", email="alice@example.com")
+    _, reset_token = account_link_issue(
+        purpose=AccountLink.Purpose.RESET, email=alice.email, ttl=1800, user=alice
+    )
+    email_change_request(user=alice, new_email="new@example.org")
+    email_confirm(digest=digest_in(Outbox.objects.get(to="new@example.org"), "/email/confirm"))
+    with pytest.raises(AccountLinkInvalid):
+        account_link_check(purpose=AccountLink.Purpose.RESET, token=reset_token)
