@@ -32,6 +32,7 @@ from accounts.services import (
 )
 from audit.events import EventType
 from audit.services import audit_event_record
+from authserver.conf import get_config
 from authserver.pages import page_headers
 
 # One message for an unknown name, a wrong password, an inactive and a locked account: the page
@@ -107,6 +108,7 @@ def _render_login(
         "force": force,
         "error": error,
         "reauth_user": request.user if force and request.user.is_authenticated else None,
+        "signup_open": get_config().registration == "open",
     }
     return render(request, "accounts/login.html", context, status=status)
 

@@ -13,6 +13,9 @@
 #   deploy/install.sh --activate V     point /opt/authserver/current at release V (atomic);
 #                                      also the rollback: activate the previous release
 #   deploy/install.sh --list           the releases, and which one is current
+#   deploy/install.sh --manage CMD...  manage.py CMD of the current release, as the service
+#                                      user, with only the environment file's variables (e.g.
+#                                      --manage after_restore; --manage rotate_signing_keys --list)
 #
 # Options: --prefix DIR (/opt/authserver), --env-file FILE (/etc/authserver/authserver.env),
 # --user NAME (authserver), --python PYTHON (python3, 3.11+), --source DIR (this checkout),
@@ -46,7 +49,8 @@ while [ $# -gt 0 ]; do
     --no-user) make_user=0; shift ;;
     --activate) action=activate; version="$2"; shift 2 ;;
     --list) action=list; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --manage) action=manage; shift; break ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -76,6 +80,18 @@ manage() {  # manage.py of release $release, with only the environment file's va
 }
 
 case "$action" in
+  manage)
+    [ $# -gt 0 ] || die "--manage needs a manage.py command"
+    [ -f "$env_file" ] || die "no environment file $env_file"
+    release="$(cd "$prefix/current" 2>/dev/null && pwd -P)" || die "no $prefix/current (--activate first)"
+    load_env_file
+    if [ "$make_user" = 1 ] && [ "$(id -u)" = 0 ]; then
+      cd "$release" && exec runuser -u "$user" -- env -i "${env_args[@]}" \
+        "$release/.venv/bin/python" manage.py "$@"
+    fi
+    manage "$@"
+    exit $?
+    ;;
   list)
     current="$(readlink "$prefix/current" 2>/dev/null || true)"
     for dir in "$prefix"/releases/*/; do
@@ -171,8 +187,9 @@ cat <<EOF
 release $version is installed (not running yet). Next:
   systemctl start authserver-migrate@$version      # migrations, with $env_file
   $release/deploy/install.sh --prefix $prefix --activate $version
-  first install: systemctl enable --now authserver@8000 authserver@8001 \\
+  first install: systemctl enable --now authserver@8000 authserver@8001 authserver-mail-worker \\
       authserver-purge-sessions.timer authserver-purge-codes.timer \\
-      authserver-rotate-keys.timer authserver-purge-audit.timer
-  upgrade: systemctl restart authserver@8000, wait for its /readyz, then authserver@8001
+      authserver-rotate-keys.timer authserver-purge-audit.timer authserver-purge-links.timer
+  upgrade: systemctl restart authserver@8000, wait for its /readyz, then authserver@8001,
+    then authserver-mail-worker
 EOF

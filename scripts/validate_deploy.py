@@ -389,12 +389,10 @@ def unit_directives(text: str) -> dict[str, list[str]]:
 
 
 def scheduled_job_units(directory: Path = SYSTEMD) -> list[tuple[Path, Path | None]]:
-    """(service, its timer or None) for every oneshot authserver job unit."""
+    """(service, its timer or None) for every oneshot authserver job unit (not the templates)."""
     pairs = []
     for service in sorted(directory.glob("authserver-*.service")):
-        if "@" in service.name:
-            continue
-        if "Type=oneshot" not in service.read_text():  # a long-running service (email worker)
+        if "@" in service.name or unit_directives(service.read_text()).get("Type") != ["oneshot"]:
             continue
         timer = service.with_suffix(".timer")
         pairs.append((service, timer if timer.exists() else None))

@@ -85,10 +85,20 @@ def device_summary(user_agent: str) -> str:
 # --- Sessions ----------------------------------------------------------------------------------
 
 
+# What the pages call each kind of session.
+KIND_NAMES = {
+    Session.Kind.BROWSER: "Browser sign-in",
+    Session.Kind.FIRST_PARTY: "First-party app",
+    Session.Kind.OAUTH: "App sign-in",
+}
+
+
 @dataclass(frozen=True)
 class SessionRow:
     id: str
     kind: str
+    is_browser: bool
+    is_app: bool
     app: str
     device: str
     ip: str  # for an app's sign-in: the app server's address
@@ -120,7 +130,9 @@ def account_sessions(*, user, current: Session | None) -> list[SessionRow]:
     rows = [
         SessionRow(
             id=str(session.pk),
-            kind=Session.Kind(session.kind).label,
+            kind=KIND_NAMES[session.kind],
+            is_browser=session.kind == Session.Kind.BROWSER,
+            is_app=session.kind == Session.Kind.OAUTH,
             app=names.get(session.client_id, "Unknown app"),
             device=device(session),
             ip=session.ip or "",

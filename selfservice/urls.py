@@ -2,12 +2,13 @@
 
 from django.urls import path
 
-from selfservice import views
+from selfservice import email_views, views
 
 app_name = "account"
 
 urlpatterns = [
     path("", views.profile, name="profile"),
+    path("email", email_views.email_change, name="email"),
     path("password", views.password_change, name="password"),
     path("sessions", views.sessions, name="sessions"),
     path("sessions/end-others", views.sessions_end_others, name="sessions-end-others"),

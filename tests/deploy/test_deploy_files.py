@@ -189,7 +189,8 @@ def test_every_setting_is_in_env_example_and_the_readme():
         assert f"`{name}`" in readme, f"{name} not in README"
 
 
-# env.example values that are a site's own (placeholders), not defaults the README states.
+# env.example values that are a site's own (placeholders), not defaults the README states;
+# values naming example.com or "change-me" are placeholders too.
 SITE_SPECIFIC = {
     "ALLOWED_HOSTS",
     "AUTHSERVER_ISSUER",
@@ -210,11 +211,14 @@ def env_example_disagreements(env_example: str, readme: str) -> list[str]:
         if match and match.group(1) not in rows:
             rows[match.group(1)] = match.group(2).split("|")
     problems = []
-    for match in re.finditer(r"^#?\s*([A-Z][A-Z0-9_]+)=(.*)$", env_example, re.M):
-        name, value = match.group(1), match.group(2).strip()
+    for match in re.finditer(r"^(#?)\s*([A-Z][A-Z0-9_]+)=(.*)$", env_example, re.M):
+        commented, name, value = match.group(1), match.group(2), match.group(3).strip()
+        placeholder = re.search(r"example\.com|change-me", value, re.I) or name in SITE_SPECIFIC
         if name not in rows:
             problems.append(f"{name}: not in the README table")
-        elif value and name not in SITE_SPECIFIC:
+        elif commented and rows[name][0].strip() == "unset":
+            continue  # an optional setting, shown with an example value
+        elif value and not placeholder:
             default, production = rows[name][0], rows[name][1]
             if f"`{value}`" not in default + production:
                 problems.append(

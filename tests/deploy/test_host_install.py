@@ -189,6 +189,20 @@ def test_host_install_migrates_postgres_from_the_env_file_and_serves(empty_datab
         assert ran.returncode == 0, f"{service.name}: {ran.stdout}{ran.stderr}"
     assert not (release / "var").exists()
 
+    # manage.py of the current release with the environment file (README "Backup and
+    # restore"); rotate_signing_keys --if-due above made the first key.
+    keys = sh([*install, "--manage", "rotate_signing_keys", "--check"])
+    assert keys.returncode == 0 and "signing keys:" in keys.stdout, keys.stderr
+    restore = sh([*install, "--manage", "after_restore"])
+    assert restore.returncode == 0, restore.stderr
+    assert "nothing done: this database was never restored from a dump" in restore.stdout
+
+    # The email worker's unit, once (--once: deliver what is due, here nothing, and exit).
+    worker = Unit("authserver-mail-worker.service", tmp_path)
+    once = sh([*worker.argv(), "--once"], cwd=worker.one("WorkingDirectory"), env=worker.env())
+    assert once.returncode == 0, once.stdout + once.stderr
+    assert not (release / "var").exists()
+
     # The instance unit: gunicorn from `current`, this instance's port and metrics folder.
     port = free_port()
     instance = Unit("authserver@.service", tmp_path, instance=str(port))
