@@ -285,6 +285,7 @@ class UserAdmin(DjangoUserAdmin):
     def get_urls(self):
         return [
             # Invitations (a page of the user admin: `invite_user` does the same from a shell).
+            # Before Django's "<path:object_id>/", which would take "invite/" for a user id.
             path(
                 "invite/",
                 self.admin_site.admin_view(self.invite_view),

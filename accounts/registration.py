@@ -143,14 +143,23 @@ def user_signup(*, username: str, email: str, password: str, request=None) -> No
     """
     now = timezone.now()
     username = username_normalize(username)
-    with _hashing_slot(), transaction.atomic():
+    # The one hash of every path, before the transaction: no row is locked while it runs.
+    with _hashing_slot():
+        hashed = make_password(password)
+    with transaction.atomic():
         for field, value in (("email", email), ("username", username)):
-            holder = User.objects.matching(field, value).select_for_update().first()
+            holder = User.objects.matching(field, value).first()
             if holder is not None and _stale_pending(holder, now):
-                holder.delete()
+                # Conditional, so an account confirmed or signed in meanwhile stays.
+                User.objects.filter(
+                    pk=holder.pk,
+                    is_active=False,
+                    email_verified=False,
+                    last_login__isnull=True,
+                    date_joined=holder.date_joined,
+                ).delete()
         login_url = _absolute(request, reverse("login"))
         if User.objects.matching("email", email).exists():
-            make_password(password)
             mail_enqueue(
                 to=email,
                 template="signup_existing",
@@ -161,7 +170,6 @@ def user_signup(*, username: str, email: str, password: str, request=None) -> No
             )
             outcome = "existing_email"
         elif User.objects.matching("username", username).exists():
-            make_password(password)
             mail_enqueue(
                 to=email,
                 template="signup_username_taken",
@@ -177,7 +185,7 @@ def user_signup(*, username: str, email: str, password: str, request=None) -> No
                 email=email,
                 is_active=not get_config().registration_require_verified,
             )
-            user.set_password(password)
+            user.password = hashed
             try:
                 with transaction.atomic():
                     user.save()

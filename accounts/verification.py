@@ -139,13 +139,24 @@ def email_change_request(*, user: User, new_email: str, request=None) -> None:
         email_verification_send(user=user, email=new_email, request=request)
 
 
-def email_link_check(*, token: str | None = None, digest: str | None = None) -> str:
-    """The digest of a live confirmation link given its token or digest (for the page a GET
-    shows; only the POST consumes it), or EmailConfirmFailed("invalid")."""
+@dataclass(frozen=True, slots=True)
+class PendingConfirmation:
+    digest: str
+    email: str  # the address the link confirms
+    username: str  # the account it is for (the mail named it too)
+    signup: bool
+
+
+def email_link_check(*, token: str | None = None, digest: str | None = None) -> PendingConfirmation:
+    """What a live confirmation link (given its token or digest) would confirm, for the page a
+    GET shows (only the POST consumes it); EmailConfirmFailed("invalid") otherwise."""
     link = emaillinks.link_peek(purpose=emaillinks.VERIFY_EMAIL, token=token, digest=digest)
-    if link is None:
+    user = User.objects.filter(pk=link.user_id).first() if link is not None else None
+    if link is None or user is None:
         raise EmailConfirmFailed("invalid")
-    return link.digest
+    return PendingConfirmation(
+        digest=link.digest, email=link.email, username=user.get_username(), signup=link.signup
+    )
 
 
 def email_confirm(*, digest: str, request=None) -> EmailConfirmed:
