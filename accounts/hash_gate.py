@@ -61,6 +61,11 @@ class HashGate:
             self._cond.notify()
 
     @property
+    def full(self) -> bool:
+        """Would acquire() refuse at once? (A peek without the lock, for an early answer.)"""
+        return self._busy >= self.slots and self._waiting >= self.queue
+
+    @property
     def busy(self) -> int:
         return self._busy
 

@@ -95,7 +95,7 @@ class Load:
             status = response.status_code if response is not None else -1
             if status == 200:
                 token = response.json()["refresh_token"]
-                time.sleep(0.03)
+                time.sleep(0.1)
             elif status in TRANSIENT:
                 time.sleep(0.1)  # the response was lost or refused: retry the same token
             else:
