@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from mfa import views as mfa_views
 from selfservice import views
 
 app_name = "account"
@@ -9,6 +10,10 @@ app_name = "account"
 urlpatterns = [
     path("", views.profile, name="profile"),
     path("password", views.password_change, name="password"),
+    path("mfa", mfa_views.overview, name="mfa"),
+    path("mfa/totp", mfa_views.totp_enrol, name="mfa-totp"),
+    path("mfa/recovery-codes", mfa_views.recovery_codes, name="mfa-recovery"),
+    path("mfa/remove", mfa_views.remove, name="mfa-remove"),
     path("sessions", views.sessions, name="sessions"),
     path("sessions/end-others", views.sessions_end_others, name="sessions-end-others"),
     path("sessions/<str:session_id>/end", views.session_end, name="session-end"),
