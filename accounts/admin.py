@@ -40,6 +40,8 @@ from accounts.services import (
 )
 from accounts.throttling import login_lockout_status
 from authserver.counters import CacheUnavailable
+from mfa.models import Factor
+from mfa.services import second_factors_reset
 from sessions.models import Session
 from sessions.services import user_sessions_revoke
 
@@ -130,12 +132,34 @@ class UserAdminChangeForm(forms.ModelForm):
         )
 
 
+class SecondFactorInline(admin.TabularInline):
+    """A user's second factors, read-only and never their secrets; removed with the action
+    "Reset second factors" (audited, mailed), not here."""
+
+    model = Factor
+    fields = ("method", "name", "created_at", "confirmed_at", "last_used_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "second factors (reset them with the action on the user list)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(confirmed_at__isnull=False)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     form = UserAdminChangeForm
     add_form = UserAdminCreationForm
     change_password_form = UserAdminPasswordChangeForm
-    actions = ["clear_login_lockout", "deactivate_users"]
+    actions = ["clear_login_lockout", "deactivate_users", "reset_second_factors"]
+    inlines = [SecondFactorInline]
     list_display = ("username", "email", "public_id", "is_active", "is_staff", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser", "groups", "date_joined", "last_login")
     search_fields = ("username", "email", "first_name", "last_name", "=public_id")
@@ -273,6 +297,18 @@ class UserAdmin(DjangoUserAdmin):
             )
             return
         self.message_user(request, f"Cleared the login lockout of {cleared} user(s).")
+
+    @admin.action(description="Reset second factors", permissions=["change"])
+    def reset_second_factors(self, request, queryset) -> None:
+        """For users who lost their phone and recovery codes: every factor and code removed,
+        audited (mfa.reset) and the user told by mail."""
+        if self._refuse_unmanageable(request, queryset):
+            return
+        count = 0
+        for user in queryset:
+            if second_factors_reset(user=user, actor=request.user, request=request):
+                count += 1
+        self.message_user(request, f"Reset the second factors of {count} user(s).")
 
     @admin.action(description="Deactivate selected users", permissions=["change"])
     def deactivate_users(self, request, queryset) -> None:

@@ -412,3 +412,27 @@ def second_factors_reset(*, user, actor, request=None) -> int:
             },
         )
     return count
+
+
+def mfa_token_refused(
+    *, user, reason: str, ip: str, user_agent: str = "", now: datetime | None = None
+) -> None:
+    """A refused mfa_token (tampered, expired, used twice): audited and counted like a wrong
+    code, in the IP's failure budget (and the user's, and their lockout, when it names one).
+    Raises LoginThrottled when the budget is spent, LoginUnavailable when the cache is down."""
+    now = now or timezone.now()
+    context = {"ip": ip, "user_agent": user_agent, "client_id": "", "occurred_at": now}
+    name = login_normalize(user.get_username()) if user is not None else ""
+    try:
+        reservation = login_budget_reserve(ip=ip, login=name, now=now)
+    except CacheUnavailable:
+        raise LoginUnavailable from None
+    if isinstance(reservation, ThrottleHit):
+        raise LoginThrottled(reservation.retry_after)
+    second_factor_failure_record(
+        user=user,
+        reason=reason,
+        details={"method": "mfa_token", "via": "api"},
+        context=context,
+        count=user is not None,
+    )
