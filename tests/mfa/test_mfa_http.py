@@ -294,7 +294,7 @@ def test_acr_values_and_max_age_force_the_second_factor(server):
     browser = requests.Session()
     assert password_step(server, browser, "alice").status_code == 302
     secret, _ = enrol(server, "alice")
-    offsets = itertools.count(0)
+    steps = itertools.count(0)
 
     # Without acr_values the password sign-in is enough.
     verifier, challenge = _pkce()
