@@ -300,9 +300,7 @@ def test_acr_values_and_max_age_force_the_second_factor(server):
     verifier, challenge = _pkce()
     seen: list[str] = []
     url = _authorize_url(server, client[0], challenge)
-    code = _follow(
-        server, browser, url, username="alice", secret=secret, seen=seen, offsets=offsets
-    )
+    code = _follow(server, browser, url, username="alice", secret=secret, seen=seen, offsets=steps)
     claims = _id_token(server, client, code, verifier)
     assert seen == [] and claims["amr"] == ["pwd"] and claims["acr"] == "urn:authserver:acr:pwd"
 
@@ -318,9 +316,7 @@ def test_acr_values_and_max_age_force_the_second_factor(server):
     verifier, challenge = _pkce()
     seen = []
     url = _authorize_url(server, client[0], challenge, acr_values=ACR_MFA)
-    code = _follow(
-        server, browser, url, username="alice", secret=secret, seen=seen, offsets=offsets
-    )
+    code = _follow(server, browser, url, username="alice", secret=secret, seen=seen, offsets=steps)
     claims = _id_token(server, client, code, verifier)
     assert seen == ["/login/mfa"]
     assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["acr"] == ACR_MFA
@@ -330,9 +326,7 @@ def test_acr_values_and_max_age_force_the_second_factor(server):
     verifier, challenge = _pkce()
     seen = []
     url = _authorize_url(server, client[0], challenge, max_age="0")
-    code = _follow(
-        server, browser, url, username="alice", secret=secret, seen=seen, offsets=offsets
-    )
+    code = _follow(server, browser, url, username="alice", secret=secret, seen=seen, offsets=steps)
     claims = _id_token(server, client, code, verifier)
     assert seen == ["/login", "/login/mfa"]
     assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["auth_time"] >= before
