@@ -26,7 +26,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts.models import User
 from accounts.services import (
@@ -40,7 +40,7 @@ from accounts.services import (
 )
 from accounts.throttling import login_lockout_status
 from authserver.counters import CacheUnavailable
-from mfa.models import Factor
+from mfa.models import Factor, RecoveryCode
 from mfa.services import second_factors_reset
 from sessions.models import Session
 from sessions.services import user_sessions_revoke
@@ -132,34 +132,12 @@ class UserAdminChangeForm(forms.ModelForm):
         )
 
 
-class SecondFactorInline(admin.TabularInline):
-    """A user's second factors, read-only and never their secrets; removed with the action
-    "Reset second factors" (audited, mailed), not here."""
-
-    model = Factor
-    fields = ("method", "name", "created_at", "confirmed_at", "last_used_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    verbose_name_plural = "second factors (reset them with the action on the user list)"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(confirmed_at__isnull=False)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     form = UserAdminChangeForm
     add_form = UserAdminCreationForm
     change_password_form = UserAdminPasswordChangeForm
     actions = ["clear_login_lockout", "deactivate_users", "reset_second_factors"]
-    inlines = [SecondFactorInline]
     list_display = ("username", "email", "public_id", "is_active", "is_staff", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser", "groups", "date_joined", "last_login")
     search_fields = ("username", "email", "first_name", "last_name", "=public_id")
@@ -171,6 +149,7 @@ class UserAdmin(DjangoUserAdmin):
         "date_joined",
         "password_changed_at",
         "login_lockout",
+        "second_factors",
     )
     fieldsets = (
         (None, {"fields": ("username", "public_id", "password_status")}),
@@ -180,7 +159,7 @@ class UserAdmin(DjangoUserAdmin):
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
         ),
         ("Important dates", {"fields": ("last_login", "date_joined", "password_changed_at")}),
-        ("Login protection", {"fields": ("login_lockout",)}),
+        ("Login protection", {"fields": ("login_lockout", "second_factors")}),
     )
     add_fieldsets = (
         (
@@ -214,6 +193,35 @@ class UserAdmin(DjangoUserAdmin):
                 '(use the action "Clear login lockout" to lift it)'
             )
         return f"not locked; {status.failures} recent failed attempt(s)"
+
+    @admin.display(description="second factors")
+    def second_factors(self, obj: User) -> str:
+        """The user's confirmed factors and recovery codes left, never a secret. The action
+        "Reset second factors" removes them (audited, the user is mailed)."""
+        if obj.pk is None:
+            return "-"
+        factors = Factor.objects.filter(user=obj, confirmed_at__isnull=False).order_by("created_at")
+        if not factors:
+            return "none"
+        left = RecoveryCode.objects.filter(user=obj, used_at__isnull=True).count()
+        rows = format_html_join(
+            "",
+            "<li>{} (set up {} UTC, last used {})</li>",
+            (
+                (
+                    f.get_method_display(),
+                    f"{f.confirmed_at:%Y-%m-%d %H:%M}",
+                    f"{f.last_used_at:%Y-%m-%d %H:%M} UTC" if f.last_used_at else "never",
+                )
+                for f in factors
+            ),
+        )
+        return format_html(
+            '<ul style="margin:0;padding-left:1.2em">{}<li>{} unused recovery code(s)</li></ul>'
+            'To remove them (lost phone), use the action "Reset second factors".',
+            rows,
+            left,
+        )
 
     def get_readonly_fields(self, request, obj=None):
         if _grants_rights(request.user):
