@@ -149,7 +149,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 def _qr_svg(uri: str) -> str:
     qr = segno.make(uri, error="m")
-    return qr.svg_inline(scale=5, border=2, title="QR code for your authenticator app")
+    return qr.svg_inline(scale=5, border=4, title="QR code for your authenticator app")
 
 
 def _secret_groups(secret: str) -> str:
