@@ -271,6 +271,8 @@ def activity(request: HttpRequest) -> HttpResponse:
 @account_page("GET", "POST")
 @recent_sign_in
 def delete(request: HttpRequest) -> HttpResponse:
+    if not services.account_may_delete(user=request.user):
+        return _render(request, "delete.html", "delete", status=403, refused=True)
     if request.method != "POST":
         return _render(request, "delete.html", "delete", form=DeleteAccountForm())
     form = DeleteAccountForm(request.POST)
