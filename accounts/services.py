@@ -140,6 +140,15 @@ def _actor_details(actor) -> dict[str, str]:
     return {"actor_sub": str(actor.public_id), "actor_username": actor.get_username()}
 
 
+def _second_factor_follows(user: User) -> bool:
+    # With a second factor the sign-in is not over: the failure count (wrong codes included)
+    # is forgotten only when the factor is accepted (mfa/services.py), or else a password
+    # typed between guesses would wipe the code guesses' count and the lockout never come.
+    from mfa.selectors import user_has_second_factor  # mfa sits above accounts
+
+    return user_has_second_factor(user=user)
+
+
 @sensitive_variables("password")
 def user_authenticate(
     *,
@@ -238,7 +247,8 @@ def _user_authenticate_gated(
         elif _password_verified(gate, user, password):
             try:
                 login_budget_release(reservation)
-                login_failures_reset(user=user)
+                if not _second_factor_follows(user):
+                    login_failures_reset(user=user)
             except CacheUnavailable:
                 metrics.login_attempted(outcome="unavailable")
                 raise LoginUnavailable from None

@@ -222,6 +222,7 @@ INSTALLED_APPS = [
     "audit.apps.AuditConfig",
     "oauth.apps.OauthConfig",
     "mail.apps.MailConfig",
+    "mfa.apps.MfaConfig",
 ]
 
 MIDDLEWARE = [
@@ -315,6 +316,11 @@ SESSION_COOKIE_AGE = _int("AUTHSERVER_BROWSER_SESSION_SECONDS", 8 * 3600, minimu
 # The account pages' sensitive actions (change password, end sessions, withdraw an app, delete the
 # account) need a password typed within this many seconds; otherwise they ask for it again.
 AUTHSERVER_REAUTH_MAX_AGE = _int("AUTHSERVER_REAUTH_MAX_AGE", 300, minimum=30)
+# Who must enrol a second factor (mfa/, README "Multi-factor sign-in"): optional (nobody),
+# staff (is_staff accounts), required (everyone). Enrolment is asked for at the next sign-in.
+AUTHSERVER_MFA = (_str("AUTHSERVER_MFA", "optional") or "").lower()
+if AUTHSERVER_MFA not in {"optional", "staff", "required"}:
+    config_fail("AUTHSERVER_MFA", "must be optional, staff or required")
 CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
 # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs, and "unix" for
 # the peer of a Unix socket). Used by the rate limiter and by deploy/gunicorn.conf.py
