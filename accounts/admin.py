@@ -48,6 +48,8 @@ from accounts.verification import (
     email_verification_send,
 )
 from authserver.counters import CacheUnavailable
+from mfa.models import Factor, RecoveryCode
+from mfa.services import second_factors_reset
 from selfservice import selectors as account_selectors
 from selfservice import services as account_services
 from sessions.models import Session
@@ -156,6 +158,7 @@ class UserAdmin(DjangoUserAdmin):
         "deactivate_users",
         "resend_verification",
         "send_password_reset",
+        "reset_second_factors",
     ]
     change_list_template = "admin/accounts/user/change_list.html"
     list_display = (
@@ -185,6 +188,7 @@ class UserAdmin(DjangoUserAdmin):
         "date_joined",
         "password_changed_at",
         "login_lockout",
+        "second_factors",
         "live_sessions",
         "connected_apps",
     )
@@ -196,7 +200,7 @@ class UserAdmin(DjangoUserAdmin):
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
         ),
         ("Important dates", {"fields": ("last_login", "date_joined", "password_changed_at")}),
-        ("Login protection", {"fields": ("login_lockout",)}),
+        ("Login protection", {"fields": ("login_lockout", "second_factors")}),
         ("Sessions and connected apps", {"fields": ("live_sessions", "connected_apps")}),
     )
     add_fieldsets = (
@@ -231,6 +235,35 @@ class UserAdmin(DjangoUserAdmin):
                 '(use the action "Clear login lockout" to lift it)'
             )
         return f"not locked; {status.failures} recent failed attempt(s)"
+
+    @admin.display(description="second factors")
+    def second_factors(self, obj: User) -> str:
+        """The user's confirmed factors and recovery codes left, never a secret. The action
+        "Reset second factors" removes them (audited, the user is mailed)."""
+        if obj.pk is None:
+            return "-"
+        factors = Factor.objects.filter(user=obj, confirmed_at__isnull=False).order_by("created_at")
+        if not factors:
+            return "none"
+        left = RecoveryCode.objects.filter(user=obj, used_at__isnull=True).count()
+        rows = format_html_join(
+            "",
+            "<li>{} (set up {} UTC, last used {})</li>",
+            (
+                (
+                    f.get_method_display(),
+                    f"{f.confirmed_at:%Y-%m-%d %H:%M}",
+                    f"{f.last_used_at:%Y-%m-%d %H:%M} UTC" if f.last_used_at else "never",
+                )
+                for f in factors
+            ),
+        )
+        return format_html(
+            '<ul style="margin:0;padding-left:1.2em">{}<li>{} unused recovery code(s)</li></ul>'
+            'To remove them (lost phone), use the action "Reset second factors".',
+            rows,
+            left,
+        )
 
     def _access_link(self, obj: User) -> str:
         request = _admin_request.get()
@@ -457,6 +490,18 @@ class UserAdmin(DjangoUserAdmin):
             )
             return
         self.message_user(request, f"Cleared the login lockout of {cleared} user(s).")
+
+    @admin.action(description="Reset second factors", permissions=["change"])
+    def reset_second_factors(self, request, queryset) -> None:
+        """For users who lost their phone and recovery codes: every factor and code removed,
+        audited (mfa.reset) and the user told by mail."""
+        if self._refuse_unmanageable(request, queryset):
+            return
+        count = 0
+        for user in queryset:
+            if second_factors_reset(user=user, actor=request.user, request=request):
+                count += 1
+        self.message_user(request, f"Reset the second factors of {count} user(s).")
 
     @admin.action(description="Deactivate selected users", permissions=["change"])
     def deactivate_users(self, request, queryset) -> None:

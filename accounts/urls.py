@@ -5,10 +5,12 @@ password reset pages (accounts/reset_views.py), sign-up, address confirmation, a
 from django.urls import path
 
 from accounts import reset_views, signup_views, views
+from mfa import views as mfa_views
 
 urlpatterns = [
     path("", views.home_page, name="home"),
     path("login", views.login_page, name="login"),
+    path("login/mfa", mfa_views.login_second_factor, name="login-mfa"),
     path("logout", views.logout_page, name="logout"),
     path("password/forgot", reset_views.password_forgot_page, name="password-forgot"),
     path("password/reset", reset_views.password_reset_page, name="password-reset"),

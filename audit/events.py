@@ -34,6 +34,14 @@ class EventType(models.TextChoices):
     # The account pages (/account/, accounts/account_services.py)
     ACCOUNT_PROFILE_CHANGED = "account.profile_changed", "Profile changed by its owner"
     ACCOUNT_DELETED = "account.deleted", "Account deleted by its owner"
+    # Second factors (mfa/)
+    MFA_ENROLLED = "mfa.enrolled", "Second factor enrolled"
+    MFA_REMOVED = "mfa.removed", "Second factor removed by its owner"
+    MFA_RESET = "mfa.reset", "Second factors reset by an administrator"
+    MFA_SUCCEEDED = "mfa.succeeded", "Second factor accepted"
+    MFA_FAILED = "mfa.failed", "Second factor refused"
+    MFA_RECOVERY_CODE_USED = "mfa.recovery_code_used", "Recovery code used"
+    MFA_RECOVERY_CODES_GENERATED = "mfa.recovery_codes_generated", "Recovery codes generated"
     # OAuth 2.0 / OpenID Connect (oauth/)
     CLIENT_CREATED = "client.created", "OAuth client created"
     CLIENT_CHANGED = "client.changed", "OAuth client changed"

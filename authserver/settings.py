@@ -222,6 +222,7 @@ INSTALLED_APPS = [
     "audit.apps.AuditConfig",
     "oauth.apps.OauthConfig",
     "mail.apps.MailConfig",
+    "mfa.apps.MfaConfig",
 ]
 
 MIDDLEWARE = [
@@ -315,6 +316,11 @@ SESSION_COOKIE_AGE = _int("AUTHSERVER_BROWSER_SESSION_SECONDS", 8 * 3600, minimu
 # The account pages' sensitive actions (change password, end sessions, withdraw an app, delete the
 # account) need a password typed within this many seconds; otherwise they ask for it again.
 AUTHSERVER_REAUTH_MAX_AGE = _int("AUTHSERVER_REAUTH_MAX_AGE", 300, minimum=30)
+# Who must enrol a second factor (mfa/, README "Multi-factor sign-in"): optional (nobody),
+# staff (is_staff accounts), required (everyone). Enrolment is asked for at the next sign-in.
+AUTHSERVER_MFA = (_str("AUTHSERVER_MFA", "optional") or "").lower()
+if AUTHSERVER_MFA not in {"optional", "staff", "required"}:
+    config_fail("AUTHSERVER_MFA", "must be optional, staff or required")
 CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
 # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs, and "unix" for
 # the peer of a Unix socket). Used by the rate limiter and by deploy/gunicorn.conf.py
@@ -633,9 +639,15 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "authserver API",
-    "DESCRIPTION": "First-party authentication API: login, refresh-token rotation, logout, "
-    "profile and sessions. OAuth 2.0 / OpenID Connect endpoints are described by "
-    "/.well-known/openid-configuration.",
+    "DESCRIPTION": "authserver's HTTP API: the first-party sign-in API (login, refresh-token "
+    "rotation, logout, profile and sessions) and the OAuth 2.0 / OpenID Connect back channel "
+    "(token, revocation, introspection, userinfo, discovery, JWKS). Errors are "
+    '{"error", "error_description"} (RFC 6749 §5.2 style) everywhere.',
+    # The OAuth endpoints (plain Django views) and the tags by area: oauth/openapi.py.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "oauth.openapi.openapi_add_oauth",
+    ],
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI assets from drf-spectacular-sidecar, served by us: no CDN.

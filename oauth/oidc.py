@@ -16,6 +16,7 @@ import jwt
 from django.utils import timezone
 
 from authserver.conf import get_config
+from mfa.policy import acr_for
 from oauth.claims import GROUPS_SCOPE, UserClaims
 from oauth.scopes import OPENID
 from tokens.issuance import jwt_sign
@@ -33,7 +34,20 @@ SCOPE_CLAIMS = {
     "email": ("email", "email_verified"),
     GROUPS_SCOPE: ("groups",),
 }
-ID_TOKEN_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid")
+ID_TOKEN_CLAIMS = (
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "azp",
+    "sid",
+    "acr",
+    "amr",
+)
 CLAIMS_SUPPORTED = ID_TOKEN_CLAIMS + tuple(c for cs in SCOPE_CLAIMS.values() for c in cs)
 
 
@@ -71,6 +85,7 @@ def id_token_issue(
     client_id: str,
     scopes: list[str],
     auth_time: int,
+    amr: list[str] | None = None,
     nonce: str = "",
     access_token: str | None = None,
     session_id: str | None = None,
@@ -91,6 +106,10 @@ def id_token_issue(
         "iat": issued_at,
         "auth_time": int(auth_time),
     }
+    if amr:
+        # RFC 8176 values and the acr they imply (mfa/policy.py, listed in discovery).
+        claims["amr"] = list(amr)
+        claims["acr"] = acr_for(amr)
     if nonce:
         claims["nonce"] = nonce
     if access_token:

@@ -394,8 +394,6 @@ def scheduled_job_units(directory: Path = SYSTEMD) -> list[tuple[Path, Path | No
     for service in sorted(directory.glob("authserver-*.service")):
         if "@" in service.name or unit_directives(service.read_text()).get("Type") != ["oneshot"]:
             continue
-        if "Type=oneshot" not in service.read_text():  # a long-running service (email worker)
-            continue
         timer = service.with_suffix(".timer")
         pairs.append((service, timer if timer.exists() else None))
     return pairs
