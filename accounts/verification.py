@@ -106,6 +106,21 @@ def email_verification_send(
         )
 
 
+def email_signup_pending(user: User) -> bool:
+    """Whether `user` is a sign-up waiting for its confirmation (inactive, unverified, never
+    signed in, and its latest confirmation link was a sign-up's): a new link for it must also
+    activate it. An account an admin deactivated is not one."""
+    if user.is_active or user.email_verified or user.last_login is not None:
+        return False
+    latest = (
+        AccountLink.objects.filter(user=user, purpose=AccountLink.Purpose.VERIFY_EMAIL)
+        .order_by("-created_at", "-id")
+        .only("data")
+        .first()
+    )
+    return bool(latest and latest.data.get("signup"))
+
+
 def email_change_request(*, user: User, new_email: str, request=None) -> None:
     """Ask to change the account's address to `new_email`: a confirmation link goes to the new
     address, which replaces the current one only when it is confirmed (email_confirm).
