@@ -6,8 +6,8 @@ commands per request, counted in-process through the whole Django stack (middlew
         .venv/bin/python bench/request_costs.py [--requests 50]
 
 Creates (and afterwards drops) a scratch database and uses its own Redis key prefix (deleted at
-the end). The figures feed the capacity planning (docs/concepts/capacity.md); the CPU per request comes
-from `make bench`, the bytes per session and per refresh from the scale benchmark.
+the end). The figures feed the capacity planning (docs/concepts/capacity.md); the CPU per
+request comes from `make bench`, the bytes per session and per refresh from the scale benchmark.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 - reference/endpoints.md: the OpenAPI schema (/api/schema/) rendered as Markdown, and the schema
   itself as a download (openapi.json), so the site needs nothing from a CDN;
 - reference/audit-events.md: every audit event type of audit/events.py;
-- assets/bench-latest.png: the benchmark chart (bench/results/latest.png) the performance page shows.
+- assets/bench-latest.png: the benchmark chart (bench/results/latest.png) of the performance
+  page.
 
 Django is set up with the development settings (as `make run` does); no database is touched.
 """
@@ -61,7 +62,16 @@ def commands_page() -> str:
         parser = command.create_parser("manage.py", name)
         help_text = parser.format_help()
         # Django's common options (--verbosity, --settings, ...) are the same for every command.
-        out += [f"## `{name}`", "", f"App `{app}`. {command.help}", "", "```text", help_text, "```", ""]
+        out += [
+            f"## `{name}`",
+            "",
+            f"App `{app}`. {command.help}",
+            "",
+            "```text",
+            help_text,
+            "```",
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -73,8 +83,8 @@ def audit_page() -> str:
         "",
         "The `event_type` of every audit record (the admin's Audit events list, the",
         "`authserver.audit` log lines); generated from `audit/events.py` when the site is built.",
-        "Names are stable: dashboards and alerts may key on them. How the trail is kept, partitioned",
-        "and purged: [Login protection and audit](../concepts/login-protection.md).",
+        "Names are stable: dashboards and alerts may key on them. How the trail is kept,",
+        "partitioned and purged: [Login protection and audit](../concepts/login-protection.md).",
         "",
         "| Event type | Meaning |",
         "|---|---|",
@@ -164,8 +174,9 @@ def endpoints_page(schema: dict) -> str:
             if properties:
                 out += ["| Field | Type | Required | Description |", "|---|---|---|---|"]
                 for field, spec in properties.items():
+                    needed = "yes" if field in required else "no"
                     out.append(
-                        f"| `{field}` | {_schema_name(spec)} | {'yes' if field in required else 'no'}"
+                        f"| `{field}` | {_schema_name(spec)} | {needed}"
                         f" | {_cell(spec.get('description', ''))} |"
                     )
                 out.append("")

@@ -163,13 +163,14 @@ def test_every_scheduled_job_is_a_real_command_line():
 
 
 def test_every_setting_is_in_env_example_and_the_readme():
-    """Operators configure from deploy/env.example and the README table: neither may miss one."""
+    """Operators configure from deploy/env.example and the environment reference
+    (docs/reference/environment.md): neither may miss one."""
     from tests.live import ROOT
 
     settings_text = (ROOT / "authserver" / "settings.py").read_text()
     names = set(re.findall(r'_(?:str|int|bool|list)\(\s*"([A-Z][A-Z0-9_]+)"', settings_text))
     env_example = (DEPLOY / "env.example").read_text()
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "reference" / "environment.md").read_text()
     ours = {
         "AUTHSERVER_METRICS_ALLOWED_IPS",
         "AUTHSERVER_METRICS_TOKEN",
@@ -186,10 +187,11 @@ def test_every_setting_is_in_env_example_and_the_readme():
     assert ours <= names
     for name in sorted(ours):
         assert re.search(rf"^#?\s*{name}=", env_example, re.M), f"{name} not in env.example"
-        assert f"`{name}`" in readme, f"{name} not in README"
+        assert f"`{name}`" in readme, f"{name} not in docs/reference/environment.md"
 
 
-# env.example values that are a site's own (placeholders), not defaults the README states;
+# env.example values that are a site's own (placeholders), not defaults the environment
+# reference states;
 # values naming example.com or "change-me" are placeholders too.
 SITE_SPECIFIC = {
     "ALLOWED_HOSTS",
@@ -203,7 +205,7 @@ SITE_SPECIFIC = {
 
 
 def env_example_disagreements(env_example: str, readme: str) -> list[str]:
-    """Variables whose value in env.example is neither the README's default nor its production
+    """Variables whose value in env.example is neither the reference's default nor its production
     value, and explanations of a `0` default that differ (AUTHSERVER_WORKERS)."""
     rows: dict[str, list[str]] = {}
     for line in readme.splitlines():
@@ -215,14 +217,14 @@ def env_example_disagreements(env_example: str, readme: str) -> list[str]:
         commented, name, value = match.group(1), match.group(2), match.group(3).strip()
         placeholder = re.search(r"example\.com|change-me", value, re.I) or name in SITE_SPECIFIC
         if name not in rows:
-            problems.append(f"{name}: not in the README table")
+            problems.append(f"{name}: not in the environment reference table")
         elif commented and rows[name][0].strip() == "unset":
             continue  # an optional setting, shown with an example value
         elif value and not placeholder:
             default, production = rows[name][0], rows[name][1]
             if f"`{value}`" not in default + production:
                 problems.append(
-                    f"{name}={value}: README says {default.strip()} / {production.strip()}"
+                    f"{name}={value}: the reference says {default.strip()} / {production.strip()}"
                 )
     workers = re.search(r"`0` \(= ([^)]*)\)", rows.get("AUTHSERVER_WORKERS", [""])[0])
     if workers and workers.group(1) not in env_example:
@@ -231,12 +233,12 @@ def env_example_disagreements(env_example: str, readme: str) -> list[str]:
 
 
 def test_env_example_and_the_readme_agree():
-    """Each value in deploy/env.example is the README's default or production value (the worker
-    default and the metrics folder used to differ)."""
+    """Each value in deploy/env.example is the environment reference's default or production
+    value (the worker default and the metrics folder used to differ)."""
     from tests.live import ROOT
 
     env_example = (DEPLOY / "env.example").read_text()
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "reference" / "environment.md").read_text()
     assert env_example_disagreements(env_example, readme) == []
     # The check fails when they drift.
     drifted = env_example.replace("AUTHSERVER_THREADS=4", "AUTHSERVER_THREADS=8").replace(

@@ -1,7 +1,8 @@
 """Claims for apps, for real (issue 18.4): a client given a claim mapping and the groups scope
 goes through the code flow with authlib's client against authserver under gunicorn; its ID token
-is read by joserfc, its access tokens by PyJWT, both from the JWKS; the README's DRF permission
-(snippet drf-groups) authorizes on the verified access token's groups.
+is read by joserfc, its access tokens by PyJWT, both from the JWKS; the DRF permission of
+docs/guides/claims-for-apps.md (snippet drf-groups) authorizes on the verified access
+token's groups.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from accounts.services import user_create
 from authserver import settings as app_settings
 from oauth.clients import client_create
 from tests.conftest import PASSWORD
-from tests.flows.test_downstream_verification import readme_snippet
+from tests.flows.test_downstream_verification import docs_snippet
 from tests.flows.test_oauth_interop import (
     REDIRECT_URI,
     browser_authorize,
@@ -120,10 +121,10 @@ def test_mapped_claims_and_groups_reach_the_app_and_its_api(server):
     assert access["groups"] == ["finance"] and access["roles"] == ["finance"]
     assert access["given"] == "Alice"
 
-    # The README's DRF permission authorizes on the verified token: alice (finance) may read the
-    # report, bob (staff only) may not, nor may anyone without a token.
+    # The DRF permission of docs/guides/claims-for-apps.md authorizes on the verified token:
+    # alice (finance) may read the report, bob (staff only) may not, nor may anyone without a token.
     namespace: dict = {}
-    exec(readme_snippet("drf-groups"), namespace)  # noqa: S102 - our own README
+    exec(docs_snippet("drf-groups"), namespace)  # noqa: S102 - our own docs
     bob_token, _ = _tokens(server, meta, registered, username="bob")
     assert _access_claims(meta, bob_token["access_token"])["groups"] == ["staff"]
 

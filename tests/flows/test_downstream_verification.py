@@ -283,9 +283,13 @@ def test_rotation_under_load_and_revocation(authserver, child_env):
     assert "Traceback" not in authserver.output()
 
 
-def readme_snippet(name: str) -> str:
-    text = (ROOT / "README.md").read_text()
-    after = text.split(f"<!-- snippet: {name} -->", 1)[1]
+def docs_snippet(name: str) -> str:
+    """The code block after `<!-- snippet: NAME -->` in the documentation pages (docs/), exactly
+    one of which carries that marker."""
+    marker = f"<!-- snippet: {name} -->"
+    pages = [page for page in sorted((ROOT / "docs").rglob("*.md")) if marker in page.read_text()]
+    assert len(pages) == 1, f"{marker} in {pages}"
+    after = pages[0].read_text().split(marker, 1)[1]
     return after.split("```", 2)[1].split("\n", 1)[1]
 
 
@@ -295,11 +299,11 @@ def localised(snippet: str, server: Gunicorn) -> str:
     ).replace("https://id.example.com", ISSUER)
 
 
-def test_readme_simplejwt_snippet_is_the_example_configuration(monkeypatch):
+def test_docs_simplejwt_snippet_is_the_example_configuration(monkeypatch):
     import runpy
 
     namespace: dict = {}
-    exec(readme_snippet("simplejwt"), namespace)  # noqa: S102 - our own README
+    exec(docs_snippet("simplejwt"), namespace)  # noqa: S102 - our own docs
     monkeypatch.setenv("AUTHSERVER_JWKS_URL", "https://id.example.com/.well-known/jwks.json")
     monkeypatch.setenv("AUTHSERVER_ISSUER", "https://id.example.com")
     monkeypatch.setenv("DOWNSTREAM_AUDIENCE", "https://api.example.com")
@@ -311,12 +315,12 @@ def test_readme_simplejwt_snippet_is_the_example_configuration(monkeypatch):
     )
 
 
-def test_readme_pyjwt_and_jose_snippets_verify_real_tokens(authserver):
+def test_docs_pyjwt_and_jose_snippets_verify_real_tokens(authserver):
     fresh = issue()
     private_key = keys.active_signing_key().backend.signing_key
     bad = attacks(private_key)
     namespace: dict = {}
-    exec(localised(readme_snippet("pyjwt"), authserver), namespace)  # noqa: S102
+    exec(localised(docs_snippet("pyjwt"), authserver), namespace)  # noqa: S102
     verify = namespace["verify_access_token"]
     assert verify(fresh)["sub"] == "user-1"
     for name, token in bad.items():
@@ -330,7 +334,7 @@ def test_readme_pyjwt_and_jose_snippets_verify_real_tokens(authserver):
         pytest.skip("node and the jose package are needed (set AUTHSERVER_TEST_NODE_MODULES)")
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "node_modules").symlink_to(modules)
-        Path(folder, "verify.mjs").write_text(localised(readme_snippet("jose"), authserver))
+        Path(folder, "verify.mjs").write_text(localised(docs_snippet("jose"), authserver))
         Path(folder, "run.mjs").write_text(
             'import { verifyAccessToken } from "./verify.mjs";\n'
             "const results = [];\n"
