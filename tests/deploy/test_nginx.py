@@ -314,17 +314,19 @@ def test_rolling_restart_behind_nginx_loses_no_request(nginx_in_front):
         failures: list[str] = []
 
         def load() -> None:
-            with requests.Session() as session:
-                while not stop.is_set():
-                    try:
-                        got = session.get(base + "/.well-known/jwks.json", verify=ca, timeout=30)
-                        statuses["GET"].append(got.status_code)
-                        posted = session.post(
-                            base + "/oauth/token", data={"grant_type": "x"}, verify=ca, timeout=30
-                        )
-                        statuses["POST"].append(posted.status_code)
-                    except requests.RequestException as exc:
-                        failures.append(repr(exc))
+            # A connection per request: reloading nginx closes idle client keep-alive
+            # connections, and a request sent on one just then is lost on the client's side
+            # (HTTP clients retry those when idempotent); this test is about the instances.
+            while not stop.is_set():
+                try:
+                    got = requests.get(base + "/.well-known/jwks.json", verify=ca, timeout=30)
+                    statuses["GET"].append(got.status_code)
+                    posted = requests.post(
+                        base + "/oauth/token", data={"grant_type": "x"}, verify=ca, timeout=30
+                    )
+                    statuses["POST"].append(posted.status_code)
+                except requests.RequestException as exc:
+                    failures.append(repr(exc))
 
         threads = [threading.Thread(target=load) for _ in range(4)]
         for thread in threads:
