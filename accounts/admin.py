@@ -31,6 +31,7 @@ from django.utils.html import format_html, format_html_join
 
 from accounts.models import User
 from accounts.password_reset import password_reset_send
+from accounts.registration import InviteRejected, invite_send
 from accounts.services import (
     LoginUnavailable,
     login_lockout_clear,
@@ -41,7 +42,14 @@ from accounts.services import (
     user_set_password,
 )
 from accounts.throttling import login_lockout_status
+from accounts.verification import (
+    email_admin_prepare,
+    email_admin_saved,
+    email_verification_send,
+)
 from authserver.counters import CacheUnavailable
+from mfa.models import Factor, RecoveryCode
+from mfa.services import second_factors_reset
 from selfservice import selectors as account_selectors
 from selfservice import services as account_services
 from sessions.models import Session
@@ -129,6 +137,7 @@ class UserAdminChangeForm(forms.ModelForm):
         fields = (
             "username",
             "email",
+            "email_verified",
             "first_name",
             "last_name",
             "is_active",
@@ -144,9 +153,32 @@ class UserAdmin(DjangoUserAdmin):
     form = UserAdminChangeForm
     add_form = UserAdminCreationForm
     change_password_form = UserAdminPasswordChangeForm
-    actions = ["clear_login_lockout", "deactivate_users", "send_password_reset"]
-    list_display = ("username", "email", "public_id", "is_active", "is_staff", "last_login")
-    list_filter = ("is_active", "is_staff", "is_superuser", "groups", "date_joined", "last_login")
+    actions = [
+        "clear_login_lockout",
+        "deactivate_users",
+        "resend_verification",
+        "send_password_reset",
+        "reset_second_factors",
+    ]
+    change_list_template = "admin/accounts/user/change_list.html"
+    list_display = (
+        "username",
+        "email",
+        "email_verified",
+        "public_id",
+        "is_active",
+        "is_staff",
+        "last_login",
+    )
+    list_filter = (
+        "is_active",
+        "email_verified",
+        "is_staff",
+        "is_superuser",
+        "groups",
+        "date_joined",
+        "last_login",
+    )
     search_fields = ("username", "email", "first_name", "last_name", "=public_id")
     ordering = ("username",)
     readonly_fields = (
@@ -156,18 +188,19 @@ class UserAdmin(DjangoUserAdmin):
         "date_joined",
         "password_changed_at",
         "login_lockout",
+        "second_factors",
         "live_sessions",
         "connected_apps",
     )
     fieldsets = (
         (None, {"fields": ("username", "public_id", "password_status")}),
-        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email", "email_verified")}),
         (
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
         ),
         ("Important dates", {"fields": ("last_login", "date_joined", "password_changed_at")}),
-        ("Login protection", {"fields": ("login_lockout",)}),
+        ("Login protection", {"fields": ("login_lockout", "second_factors")}),
         ("Sessions and connected apps", {"fields": ("live_sessions", "connected_apps")}),
     )
     add_fieldsets = (
@@ -202,6 +235,35 @@ class UserAdmin(DjangoUserAdmin):
                 '(use the action "Clear login lockout" to lift it)'
             )
         return f"not locked; {status.failures} recent failed attempt(s)"
+
+    @admin.display(description="second factors")
+    def second_factors(self, obj: User) -> str:
+        """The user's confirmed factors and recovery codes left, never a secret. The action
+        "Reset second factors" removes them (audited, the user is mailed)."""
+        if obj.pk is None:
+            return "-"
+        factors = Factor.objects.filter(user=obj, confirmed_at__isnull=False).order_by("created_at")
+        if not factors:
+            return "none"
+        left = RecoveryCode.objects.filter(user=obj, used_at__isnull=True).count()
+        rows = format_html_join(
+            "",
+            "<li>{} (set up {} UTC, last used {})</li>",
+            (
+                (
+                    f.get_method_display(),
+                    f"{f.confirmed_at:%Y-%m-%d %H:%M}",
+                    f"{f.last_used_at:%Y-%m-%d %H:%M} UTC" if f.last_used_at else "never",
+                )
+                for f in factors
+            ),
+        )
+        return format_html(
+            '<ul style="margin:0;padding-left:1.2em">{}<li>{} unused recovery code(s)</li></ul>'
+            'To remove them (lost phone), use the action "Reset second factors".',
+            rows,
+            left,
+        )
 
     def _access_link(self, obj: User) -> str:
         request = _admin_request.get()
@@ -255,6 +317,13 @@ class UserAdmin(DjangoUserAdmin):
 
     def get_urls(self):
         return [
+            # Invitations (a page of the user admin: `invite_user` does the same from a shell).
+            # Before Django's "<path:object_id>/", which would take "invite/" for a user id.
+            path(
+                "invite/",
+                self.admin_site.admin_view(self.invite_view),
+                name="accounts_user_invite",
+            ),
             path(
                 "<path:object_id>/access/",
                 self.admin_site.admin_view(self.access_view),
@@ -371,8 +440,19 @@ class UserAdmin(DjangoUserAdmin):
         # non-superuser never changes admin rights.
         if not _grants_rights(request.user) and _privileges_changed(obj, form):
             raise PermissionDenied
+        send_link = email_admin_prepare(
+            user=obj, changed_fields=form.changed_data, created=not change
+        )
         user_admin_save(
             user=obj, changed_fields=form.changed_data, actor=request.user, request=request
+        )
+        # A new address gets a confirmation link unless the admin vouched for it (audited).
+        email_admin_saved(
+            user=obj,
+            changed_fields=form.changed_data,
+            send_link=send_link,
+            actor=request.user,
+            request=request,
         )
         if change and not obj.is_active and "is_active" in form.changed_data:
             user_sessions_revoke(user=obj, reason=Session.RevokeReason.USER_INACTIVE)
@@ -411,6 +491,18 @@ class UserAdmin(DjangoUserAdmin):
             return
         self.message_user(request, f"Cleared the login lockout of {cleared} user(s).")
 
+    @admin.action(description="Reset second factors", permissions=["change"])
+    def reset_second_factors(self, request, queryset) -> None:
+        """For users who lost their phone and recovery codes: every factor and code removed,
+        audited (mfa.reset) and the user told by mail."""
+        if self._refuse_unmanageable(request, queryset):
+            return
+        count = 0
+        for user in queryset:
+            if second_factors_reset(user=user, actor=request.user, request=request):
+                count += 1
+        self.message_user(request, f"Reset the second factors of {count} user(s).")
+
     @admin.action(description="Deactivate selected users", permissions=["change"])
     def deactivate_users(self, request, queryset) -> None:
         if self._refuse_unmanageable(request, queryset):
@@ -442,6 +534,45 @@ class UserAdmin(DjangoUserAdmin):
                 "sign-in disabled."
             )
         self.message_user(request, text, messages.WARNING if skipped else messages.SUCCESS)
+
+    @admin.action(description="Resend email verification", permissions=["change"])
+    def resend_verification(self, request, queryset) -> None:
+        if self._refuse_unmanageable(request, queryset):
+            return
+        sent = 0
+        for user in queryset:
+            if user.email and not user.email_verified:
+                email_verification_send(user=user, request=request, actor=request.user)
+                sent += 1
+        skipped = len(queryset) - sent
+        note = f" ({skipped} already verified or without an address)" if skipped else ""
+        self.message_user(request, f"Sent a confirmation link to {sent} user(s){note}.")
+
+    def invite_view(self, request):
+        # Inviting creates an account later: it needs the add permission.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = InviteForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                invite_send(email=form.cleaned_data["email"], actor=request.user, request=request)
+            except InviteRejected as exc:
+                form.add_error("email", str(exc))
+            else:
+                self.message_user(request, "Invitation sent to " + form.cleaned_data["email"])
+                return HttpResponseRedirect(reverse("admin:accounts_user_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Invite a user",
+            "opts": self.opts,
+            "form": form,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/accounts/user/invite.html", context)
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="Email address", max_length=254)
 
 
 admin.site.unregister(Group)

@@ -33,6 +33,9 @@ AUTH_TIME_SESSION_KEY = "auth_time"
 SIGN_IN_ID_SESSION_KEY = "sign_in_id"
 # Session key under which the authorization endpoint keeps requests waiting on a sign-in.
 PENDING_SESSION_KEY = "oauth_login_tickets"
+# Session key holding the RFC 8176 `amr` values of the sign-in ("pwd", then "otp", "mfa" after a
+# second factor: mfa/policy.py). Read by the authorization endpoint into codes and tokens.
+AMR_SESSION_KEY = "amr"
 
 
 def login_url(next_url: str, *, force: bool = False) -> str:
@@ -61,13 +64,18 @@ def sign_in_carry(request: HttpRequest) -> dict:
 
 
 def auth_time_record(
-    request: HttpRequest, *, now: float | None = None, carried: dict | None = None
+    request: HttpRequest,
+    *,
+    now: float | None = None,
+    carried: dict | None = None,
+    amr: list[str] | tuple[str, ...] = ("pwd",),
 ) -> int:
     """Call right after django.contrib.auth.login(): the password was checked just now.
-    `carried`: what sign_in_carry took before login()."""
+    `carried`: what sign_in_carry took before login(). `amr`: the methods of this sign-in."""
     value = int(time.time() if now is None else now)
     request.session[AUTH_TIME_SESSION_KEY] = value
     request.session[SIGN_IN_ID_SESSION_KEY] = secrets.token_urlsafe(16)
+    request.session[AMR_SESSION_KEY] = list(amr)
     for key, kept in (carried or {}).items():
         request.session[key] = kept
     return value
@@ -92,3 +100,21 @@ def sign_in_id(request: HttpRequest) -> str | None:
         return None
     value = request.session.get(SIGN_IN_ID_SESSION_KEY)
     return value if isinstance(value, str) and value else None
+
+
+def session_amr(request: HttpRequest) -> list[str]:
+    """The `amr` of the signed-in user's sign-in in this browser ([] when not signed in; a
+    sign-in recorded before amr was kept counts as a password sign-in)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return []
+    value = request.session.get(AMR_SESSION_KEY)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return ["pwd"] if auth_time(request) is not None else []
+    return value
+
+
+def session_amr_record(request: HttpRequest, amr: list[str]) -> None:
+    """A second factor was presented by the signed-in user (step-up): new amr, new session key."""
+    request.session[AMR_SESSION_KEY] = list(amr)
+    request.session.cycle_key()

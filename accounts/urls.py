@@ -1,13 +1,16 @@
 """The hosted pages, mounted at the site root: /login, /logout, / (signed-in landing) and the
-password reset pages (accounts/reset_views.py)."""
+password reset pages (accounts/reset_views.py), sign-up, address confirmation, and invitations
+(accounts/signup_views.py). The change of address is an account page (selfservice/)."""
 
 from django.urls import path
 
-from accounts import reset_views, views
+from accounts import reset_views, signup_views, views
+from mfa import views as mfa_views
 
 urlpatterns = [
     path("", views.home_page, name="home"),
     path("login", views.login_page, name="login"),
+    path("login/mfa", mfa_views.login_second_factor, name="login-mfa"),
     path("logout", views.logout_page, name="logout"),
     path("password/forgot", reset_views.password_forgot_page, name="password-forgot"),
     path("password/reset", reset_views.password_reset_page, name="password-reset"),
@@ -16,4 +19,9 @@ urlpatterns = [
         reset_views.password_reset_link,
         name="password-reset-link",
     ),
+    # Sign-up, address confirmation and invitations (accounts/signup_views.py)
+    path("signup", signup_views.signup_page, name="signup"),
+    path("signup/sent", signup_views.signup_sent_page, name="signup_sent"),
+    path("email/confirm", signup_views.email_confirm_page, name="email_confirm"),
+    path("invite", signup_views.invite_accept_page, name="invite_accept"),
 ]

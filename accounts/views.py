@@ -32,7 +32,11 @@ from accounts.services import (
 )
 from audit.events import EventType
 from audit.services import audit_event_record
+from authserver.conf import get_config
 from authserver.pages import page_headers
+from mfa.flow import enrol_url, second_step_start
+from mfa.policy import user_must_enrol
+from mfa.selectors import user_methods
 
 # One message for an unknown name, a wrong password, an inactive and a locked account: the page
 # must not tell an attacker which accounts exist or which are locked.
@@ -107,6 +111,7 @@ def _render_login(
         "force": force,
         "error": error,
         "reauth_user": request.user if force and request.user.is_authenticated else None,
+        "signup_open": get_config().registration == "open",
     }
     return render(request, "accounts/login.html", context, status=status)
 
@@ -174,6 +179,19 @@ def login_page(request: HttpRequest) -> HttpResponse:
         response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
         return response
 
+    methods = user_methods(user=user)
+    if methods:
+        # A second factor is enrolled: the sign-in completes only on the second step's page.
+        return second_step_start(request, user=user, next_url=next_url, force=force)
+    sign_in_complete(request, user, amr=["pwd"])
+    if user_must_enrol(user):
+        # AUTHSERVER_MFA asks this account for a second factor: set one up first.
+        return HttpResponseRedirect(enrol_url(destination))
+    return HttpResponseRedirect(destination)
+
+
+def sign_in_complete(request: HttpRequest, user, *, amr: list[str]) -> None:
+    """Sign the browser in as `user`, who has just presented the methods `amr`."""
     carried = sign_in_carry(request)  # pending authorization requests survive a change of user
     if request.user.is_authenticated and request.user.pk != user.pk:
         # Another account was signed in here: end that sign-in (and what it approved) rather
@@ -185,8 +203,7 @@ def login_page(request: HttpRequest) -> HttpResponse:
     # without a second check.
     session_login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
     # OpenID Connect auth_time: when the user last typed their password (max_age, prompt=login).
-    auth_time_record(request, carried=carried)
-    return HttpResponseRedirect(destination)
+    auth_time_record(request, carried=carried, amr=amr)
 
 
 @csrf_protect

@@ -34,6 +34,14 @@ class EventType(models.TextChoices):
     # The account pages (/account/, accounts/account_services.py)
     ACCOUNT_PROFILE_CHANGED = "account.profile_changed", "Profile changed by its owner"
     ACCOUNT_DELETED = "account.deleted", "Account deleted by its owner"
+    # Second factors (mfa/)
+    MFA_ENROLLED = "mfa.enrolled", "Second factor enrolled"
+    MFA_REMOVED = "mfa.removed", "Second factor removed by its owner"
+    MFA_RESET = "mfa.reset", "Second factors reset by an administrator"
+    MFA_SUCCEEDED = "mfa.succeeded", "Second factor accepted"
+    MFA_FAILED = "mfa.failed", "Second factor refused"
+    MFA_RECOVERY_CODE_USED = "mfa.recovery_code_used", "Recovery code used"
+    MFA_RECOVERY_CODES_GENERATED = "mfa.recovery_codes_generated", "Recovery codes generated"
     # OAuth 2.0 / OpenID Connect (oauth/)
     CLIENT_CREATED = "client.created", "OAuth client created"
     CLIENT_CHANGED = "client.changed", "OAuth client changed"
@@ -48,6 +56,17 @@ class EventType(models.TextChoices):
     OAUTH_CODE_REPLAYED = "oauth.code_replayed", "Authorization code replayed"
     OAUTH_TOKEN_REVOKED = "oauth.token_revoked", "Token revoked by its client (RFC 7009)"
     OIDC_LOGOUT = "oidc.logout", "RP-initiated logout"
+    # Email verification, sign-up and invitations (accounts/verification.py, registration.py)
+    EMAIL_VERIFICATION_SENT = "email.verification_sent", "Email confirmation link sent"
+    EMAIL_VERIFIED = "email.verified", "Email address confirmed"
+    EMAIL_CHANGE_REQUESTED = "email.change_requested", "Email address change requested"
+    EMAIL_CHANGED = "email.changed", "Email address changed (new address confirmed)"
+    EMAIL_VERIFIED_SET = "email.verified_set", "Admin set the email verified state"
+    SIGNUP_SUBMITTED = "signup.submitted", "Sign-up form submitted"
+    SIGNUP_THROTTLED = "signup.throttled", "Sign-up throttled"
+    USER_SIGNED_UP = "user.signed_up", "Account created by sign-up"
+    INVITE_SENT = "invite.sent", "Invitation sent"
+    INVITE_ACCEPTED = "invite.accepted", "Invitation accepted (account created)"
     # The trail itself (audit/)
     AUDIT_PURGED = "audit.purged", "Audit events past the retention deleted"
 

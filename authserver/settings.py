@@ -222,6 +222,7 @@ INSTALLED_APPS = [
     "audit.apps.AuditConfig",
     "oauth.apps.OauthConfig",
     "mail.apps.MailConfig",
+    "mfa.apps.MfaConfig",
 ]
 
 MIDDLEWARE = [
@@ -315,6 +316,11 @@ SESSION_COOKIE_AGE = _int("AUTHSERVER_BROWSER_SESSION_SECONDS", 8 * 3600, minimu
 # The account pages' sensitive actions (change password, end sessions, withdraw an app, delete the
 # account) need a password typed within this many seconds; otherwise they ask for it again.
 AUTHSERVER_REAUTH_MAX_AGE = _int("AUTHSERVER_REAUTH_MAX_AGE", 300, minimum=30)
+# Who must enrol a second factor (mfa/, README "Multi-factor sign-in"): optional (nobody),
+# staff (is_staff accounts), required (everyone). Enrolment is asked for at the next sign-in.
+AUTHSERVER_MFA = (_str("AUTHSERVER_MFA", "optional") or "").lower()
+if AUTHSERVER_MFA not in {"optional", "staff", "required"}:
+    config_fail("AUTHSERVER_MFA", "must be optional, staff or required")
 CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
 # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs, and "unix" for
 # the peer of a Unix socket). Used by the rate limiter and by deploy/gunicorn.conf.py
@@ -345,6 +351,33 @@ if AUTHSERVER_LOCKOUT_MAX_SECONDS < AUTHSERVER_LOCKOUT_BASE_SECONDS:
     )
 if AUTHSERVER_LOCKOUT_MAX_SECONDS > 30 * 86_400:
     config_fail("AUTHSERVER_LOCKOUT_MAX_SECONDS", "must be at most 2592000 (30 days)")
+
+# --- Sign-up and email verification (accounts/registration.py, accounts/verification.py) ----
+# closed: no sign-up page (404), accounts come from admins; open: anyone may sign up; invite:
+# only through an invitation link an admin sent (admin action or `manage.py invite_user`).
+AUTHSERVER_REGISTRATION = (_str("AUTHSERVER_REGISTRATION", "closed") or "closed").lower()
+if AUTHSERVER_REGISTRATION not in {"closed", "open", "invite"}:
+    config_fail("AUTHSERVER_REGISTRATION", "must be one of closed, open, invite")
+# An account made on the sign-up page stays inactive (cannot sign in) until its address is
+# confirmed; false lets it sign in at once, with email_verified false in its tokens.
+AUTHSERVER_REGISTRATION_REQUIRE_VERIFIED = _bool("AUTHSERVER_REGISTRATION_REQUIRE_VERIFIED", True)
+# Comma-separated domains the sign-up page accepts (exactly: example.com admits no subdomain);
+# empty: any. Invitations and admins are not limited.
+AUTHSERVER_REGISTRATION_EMAIL_DOMAINS = [
+    d.lower().lstrip("@") for d in _list("AUTHSERVER_REGISTRATION_EMAIL_DOMAINS", [])
+]
+# Sign-up attempts per client IP (IPv6 per /64) per window, counted whether or not they succeed.
+AUTHSERVER_REGISTRATION_THROTTLE_PER_IP = _int(
+    "AUTHSERVER_REGISTRATION_THROTTLE_PER_IP", 10, minimum=1
+)
+AUTHSERVER_REGISTRATION_THROTTLE_WINDOW_SECONDS = _int(
+    "AUTHSERVER_REGISTRATION_THROTTLE_WINDOW_SECONDS", 3600, minimum=10
+)
+# Lifetimes of a confirmation link (sign-up, new address) and of an invitation link.
+AUTHSERVER_EMAIL_VERIFY_LINK_SECONDS = _int(
+    "AUTHSERVER_EMAIL_VERIFY_LINK_SECONDS", 86_400, minimum=60
+)
+AUTHSERVER_INVITE_LINK_SECONDS = _int("AUTHSERVER_INVITE_LINK_SECONDS", 7 * 86_400, minimum=60)
 if AUTHSERVER_LOCKOUT_RESET_SECONDS < AUTHSERVER_LOCKOUT_MAX_SECONDS:
     # Otherwise the lockout level would be forgotten while the account is still locked.
     config_fail(
@@ -606,9 +639,15 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "authserver API",
-    "DESCRIPTION": "First-party authentication API: login, refresh-token rotation, logout, "
-    "profile and sessions. OAuth 2.0 / OpenID Connect endpoints are described by "
-    "/.well-known/openid-configuration.",
+    "DESCRIPTION": "authserver's HTTP API: the first-party sign-in API (login, refresh-token "
+    "rotation, logout, profile and sessions) and the OAuth 2.0 / OpenID Connect back channel "
+    "(token, revocation, introspection, userinfo, discovery, JWKS). Errors are "
+    '{"error", "error_description"} (RFC 6749 §5.2 style) everywhere.',
+    # The OAuth endpoints (plain Django views) and the tags by area: oauth/openapi.py.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "oauth.openapi.openapi_add_oauth",
+    ],
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI assets from drf-spectacular-sidecar, served by us: no CDN.

@@ -191,6 +191,7 @@ release $version is installed (not running yet). Next:
   $release/deploy/install.sh --prefix $prefix --activate $version
   first install: systemctl enable --now authserver@8000 authserver@8001 authserver-mail-worker \\
       authserver-purge-sessions.timer authserver-purge-codes.timer \\
-      authserver-rotate-keys.timer authserver-purge-audit.timer
-  upgrade: drain, restart and readd authserver@8000, then @8001 (see --activate's output)
+      authserver-rotate-keys.timer authserver-purge-audit.timer authserver-purge-links.timer
+  upgrade: drain, restart and readd authserver@8000, then @8001 (see --activate's output),
+    then systemctl restart authserver-mail-worker
 EOF

@@ -47,6 +47,7 @@ class ClientForm(forms.ModelForm):
             "refresh_without_offline_access",
             "pkce_required",
             "skip_consent",
+            "require_mfa",
             "is_resource_server",
             "id_token_claims",
             "userinfo_claims",
@@ -99,6 +100,7 @@ class ClientAdmin(admin.ModelAdmin):
         "is_active",
         "pkce_required",
         "skip_consent",
+        "require_mfa",
         "is_resource_server",
     )
     search_fields = ("name", "client_id")
@@ -129,7 +131,7 @@ class ClientAdmin(admin.ModelAdmin):
                 "fields": ("id_token_claims", "userinfo_claims", "access_token_claims"),
             },
         ),
-        ("Trust", {"fields": ("skip_consent", "is_resource_server")}),
+        ("Trust", {"fields": ("skip_consent", "require_mfa", "is_resource_server")}),
         ("History", {"fields": ("secret_updated_at", "created_at", "updated_at")}),
     )
 

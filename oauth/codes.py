@@ -48,6 +48,7 @@ class CodeRequest:
     code_challenge: str
     code_challenge_method: str
     auth_time: int
+    amr: str = ""
     # The browser sign-in that approved the request (None: no row, e.g. a service test).
     browser_session: Session | None = None
 
@@ -66,6 +67,7 @@ def authorization_code_issue(*, request: CodeRequest, now: datetime | None = Non
         code_challenge=request.code_challenge,
         code_challenge_method=request.code_challenge_method,
         auth_time=datetime.fromtimestamp(request.auth_time, tz=UTC),
+        amr=request.amr,
         browser_session=request.browser_session,
         created_at=now,
         expires_at=now + timedelta(seconds=AUTHORIZATION_CODE_LIFETIME),

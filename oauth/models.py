@@ -96,6 +96,13 @@ class Client(models.Model):
         "Turn this off only for a legacy confidential client that cannot send one; public "
         "clients always need PKCE.",
     )
+    require_mfa = models.BooleanField(
+        "require MFA",
+        default=False,
+        db_default=False,
+        help_text="Users must have presented a second factor in this sign-in to get a code "
+        "for this client (they set one up first if they have none).",
+    )
     skip_consent = models.BooleanField(
         "first-party (skip consent)",
         default=False,
@@ -244,6 +251,8 @@ class AuthorizationCode(models.Model):
     nonce = models.CharField(max_length=512, blank=True, default="")
     code_challenge = models.CharField(max_length=128, blank=True, default="")
     code_challenge_method = models.CharField(max_length=10, blank=True, default="")
+    # RFC 8176 methods of the sign-in that approved the code (space-separated).
+    amr = models.CharField(max_length=64, blank=True, default="", db_default="")
     auth_time = models.DateTimeField()
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()

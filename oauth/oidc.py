@@ -16,6 +16,7 @@ import jwt
 from django.utils import timezone
 
 from authserver.conf import get_config
+from mfa.policy import acr_for
 from oauth.claims import GROUPS_SCOPE, UserClaims
 from oauth.scopes import OPENID
 from tokens.issuance import jwt_sign
@@ -25,14 +26,28 @@ from tokens.verification import MAX_TOKEN_LENGTH, REFUSED_HEADER_PARAMETERS
 logger = logging.getLogger(__name__)
 
 ID_TOKEN_TYP = "JWT"  # noqa: S105 - a media type
-# Claims released per scope (OpenID Connect Core §5.4). We hold no verified-email flag, so
-# email_verified is not asserted.
+# Claims released per scope (OpenID Connect Core §5.4). email_verified is the account's
+# email_verified field: true only once the person confirmed the address (accounts/verification.py)
+# or an admin vouched for it.
 SCOPE_CLAIMS = {
     "profile": ("name", "given_name", "family_name", "preferred_username"),
-    "email": ("email",),
+    "email": ("email", "email_verified"),
     GROUPS_SCOPE: ("groups",),
 }
-ID_TOKEN_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid")
+ID_TOKEN_CLAIMS = (
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "azp",
+    "sid",
+    "acr",
+    "amr",
+)
 CLAIMS_SUPPORTED = ID_TOKEN_CLAIMS + tuple(c for cs in SCOPE_CLAIMS.values() for c in cs)
 
 
@@ -58,6 +73,7 @@ def user_claims(user, scopes: list[str], source: UserClaims | None = None) -> di
         claims.update({k: v for k, v in values.items() if v})
     if "email" in scopes and user.email:
         claims["email"] = user.email
+        claims["email_verified"] = bool(user.email_verified)
     if GROUPS_SCOPE in scopes:
         claims["groups"] = (source or UserClaims(user)).groups()
     return claims
@@ -69,6 +85,7 @@ def id_token_issue(
     client_id: str,
     scopes: list[str],
     auth_time: int,
+    amr: list[str] | None = None,
     nonce: str = "",
     access_token: str | None = None,
     session_id: str | None = None,
@@ -89,6 +106,10 @@ def id_token_issue(
         "iat": issued_at,
         "auth_time": int(auth_time),
     }
+    if amr:
+        # RFC 8176 values and the acr they imply (mfa/policy.py, listed in discovery).
+        claims["amr"] = list(amr)
+        claims["acr"] = acr_for(amr)
     if nonce:
         claims["nonce"] = nonce
     if access_token:

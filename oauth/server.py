@@ -71,6 +71,8 @@ class OAuthRequest(OAuth2Request):
         self.user_agent = request.META.get("HTTP_USER_AGENT", "")[:512]
         # Set by the authorization endpoint before issuing a code.
         self.auth_time: int | None = None
+        # RFC 8176 methods of the browser's sign-in (accounts.login_flow.session_amr).
+        self.amr: list[str] = []
         self.browser_session = None
         # The subject of a valid id_token_hint (authorization_request_check).
         self.id_token_hint_sub: str | None = None

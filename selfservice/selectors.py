@@ -85,10 +85,20 @@ def device_summary(user_agent: str) -> str:
 # --- Sessions ----------------------------------------------------------------------------------
 
 
+# What the pages call each kind of session.
+KIND_NAMES = {
+    Session.Kind.BROWSER: "Browser sign-in",
+    Session.Kind.FIRST_PARTY: "First-party app",
+    Session.Kind.OAUTH: "App sign-in",
+}
+
+
 @dataclass(frozen=True)
 class SessionRow:
     id: str
     kind: str
+    is_browser: bool
+    is_app: bool
     app: str
     device: str
     ip: str  # for an app's sign-in: the app server's address
@@ -120,7 +130,9 @@ def account_sessions(*, user, current: Session | None) -> list[SessionRow]:
     rows = [
         SessionRow(
             id=str(session.pk),
-            kind=Session.Kind(session.kind).label,
+            kind=KIND_NAMES[session.kind],
+            is_browser=session.kind == Session.Kind.BROWSER,
+            is_app=session.kind == Session.Kind.OAUTH,
             app=names.get(session.client_id, "Unknown app"),
             device=device(session),
             ip=session.ip or "",
@@ -223,6 +235,13 @@ _EVENT_TEXT = {
     EventType.ADMIN_USER_CHANGED: "Account changed by an administrator",
     EventType.ADMIN_USER_CREATED: "Account created by an administrator",
     EventType.ADMIN_USER_DEACTIVATED: "Account deactivated by an administrator",
+    EventType.MFA_ENROLLED: "Two-step verification turned on",
+    EventType.MFA_REMOVED: "Two-step verification turned off",
+    EventType.MFA_RESET: "Two-step verification reset by an administrator",
+    EventType.MFA_SUCCEEDED: "Second sign-in step passed",
+    EventType.MFA_FAILED: "Wrong or reused sign-in code",
+    EventType.MFA_RECOVERY_CODE_USED: "Recovery code used",
+    EventType.MFA_RECOVERY_CODES_GENERATED: "New recovery codes made",
 }
 # Routine, high-volume machine events that say nothing a person would act on.
 _HIDDEN = {

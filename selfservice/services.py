@@ -30,13 +30,22 @@ from sessions.services import client_sessions_revoke, session_revoke, user_sessi
 
 NAME_MAX_LENGTH = 150
 
+
+class AccountDeleteRefused(Exception):
+    """An account with admin rights is not deleted from the account pages: another
+    administrator deletes it in the admin (so the last superuser cannot remove itself by a
+    stolen session and a password)."""
+
+
 __all__ = [
+    "AccountDeleteRefused",
     "LoginFailed",
     "LoginThrottled",
     "LoginUnavailable",
     "PasswordRejected",
     "account_app_withdraw",
     "account_delete",
+    "account_may_delete",
     "account_password_change",
     "account_password_check",
     "account_profile_update",
@@ -182,6 +191,10 @@ def account_app_withdraw(*, user: User, client_id: str, request, actor=None) -> 
     return len(ended)
 
 
+def account_may_delete(*, user: User) -> bool:
+    return not (user.is_staff or user.is_superuser)
+
+
 @sensitive_variables("password")
 def account_delete(*, user: User, password: str, request) -> None:
     """Delete the account after checking its password: the user row goes, and with it every
@@ -189,7 +202,10 @@ def account_delete(*, user: User, password: str, request) -> None:
     consent and authorization code. The audit trail keeps its rows (the user reference cleared,
     the `sub` kept) until AUTHSERVER_AUDIT_RETENTION_DAYS, with an account.deleted event.
 
-    Raises LoginFailed/LoginThrottled/LoginUnavailable; nothing changes then."""
+    Raises AccountDeleteRefused (an account with admin rights) or
+    LoginFailed/LoginThrottled/LoginUnavailable; nothing changes then."""
+    if not account_may_delete(user=user):
+        raise AccountDeleteRefused
     account_password_check(user=user, password=password, request=request)
     with transaction.atomic():
         ended = user_sessions_revoke(user=user, reason=Session.RevokeReason.USER_ENDED)

@@ -2,13 +2,19 @@
 
 from django.urls import path
 
-from selfservice import views
+from mfa import views as mfa_views
+from selfservice import email_views, views
 
 app_name = "account"
 
 urlpatterns = [
     path("", views.profile, name="profile"),
+    path("email", email_views.email_change, name="email"),
     path("password", views.password_change, name="password"),
+    path("mfa", mfa_views.overview, name="mfa"),
+    path("mfa/totp", mfa_views.totp_enrol, name="mfa-totp"),
+    path("mfa/recovery-codes", mfa_views.recovery_codes, name="mfa-recovery"),
+    path("mfa/remove", mfa_views.remove, name="mfa-remove"),
     path("sessions", views.sessions, name="sessions"),
     path("sessions/end-others", views.sessions_end_others, name="sessions-end-others"),
     path("sessions/<str:session_id>/end", views.session_end, name="session-end"),

@@ -46,9 +46,26 @@ from accounts.services import (
 from audit.events import EventType as events
 from audit.services import audit_event_record
 from authserver.conf import get_config
+from authserver.counters import CacheUnavailable
 from authserver.errors import NO_STORE, ApiError
 from authserver.parsers import BoundedJSONParser, json_request_data
 from authserver.request_time import body_received_at
+from mfa.challenge import (
+    MAX_MFA_TOKEN_LENGTH,
+    MfaTokenInvalid,
+    mfa_token_claim,
+    mfa_token_issue,
+    mfa_token_read,
+    mfa_token_release,
+)
+from mfa.policy import amr_with, user_must_enrol
+from mfa.selectors import user_methods
+from mfa.services import (
+    MAX_CODE_LENGTH,
+    SecondFactorFailed,
+    mfa_token_refused,
+    second_factor_verify,
+)
 from sessions.models import FIRST_PARTY_CLIENT_ID, Session
 from sessions.services import (
     REFRESH_REFUSED_DESCRIPTION,
@@ -207,6 +224,52 @@ ERROR_SCHEMA = inline_serializer(
 )
 
 
+MFA_REQUIRED_SCHEMA = inline_serializer(
+    "LoginRefused",
+    {
+        "error": serializers.CharField(
+            help_text="invalid_grant (wrong credentials, the same for unknown users), or "
+            "mfa_required: the password was right and a second factor must follow at "
+            "POST /api/v1/auth/mfa with the mfa_token."
+        ),
+        "error_description": serializers.CharField(),
+        "mfa_token": serializers.CharField(
+            required=False, help_text="With mfa_required: single-use, valid for 5 minutes."
+        ),
+        "methods": serializers.ListField(
+            child=serializers.CharField(),
+            required=False,
+            help_text='With mfa_required: the second factors the user has ("totp", '
+            '"recovery_code").',
+        ),
+    },
+)
+
+
+def _api_login_refusal(exc: Exception) -> ApiError:
+    """The API's answer to a refused sign-in step (throttled, busy, cache down)."""
+    if isinstance(exc, LoginThrottled):
+        return ApiError(
+            "too_many_requests",
+            "Too many sign-in attempts. Try again later.",
+            429,
+            {"Retry-After": str(exc.retry_after)},
+        )
+    if isinstance(exc, LoginBusy):
+        return ApiError(
+            "temporarily_unavailable",
+            "Sign-in is busy; try again in a few seconds.",
+            503,
+            {"Retry-After": str(exc.retry_after)},
+        )
+    return ApiError(
+        "temporarily_unavailable",
+        "Sign-in is temporarily unavailable.",
+        503,
+        {"Retry-After": "5"},
+    )
+
+
 class RefreshInput(serializers.Serializer):
     refresh_token = serializers.CharField(max_length=_MAX_REFRESH, trim_whitespace=False)
 
@@ -262,7 +325,16 @@ class AuthLoginApi(JsonApi):
         responses={
             200: TokenPairOutput,
             400: ERROR_SCHEMA,
-            401: OpenApiResponse(ERROR_SCHEMA, "Wrong credentials (same for unknown users)."),
+            401: OpenApiResponse(
+                MFA_REQUIRED_SCHEMA,
+                "Wrong credentials (same for unknown users), or mfa_required: the password "
+                "was right and the user has a second factor (complete at /api/v1/auth/mfa).",
+            ),
+            403: OpenApiResponse(
+                ERROR_SCHEMA,
+                "mfa_enrollment_required: AUTHSERVER_MFA requires a second factor this user "
+                "has not set up yet (on the account pages).",
+            ),
             429: OpenApiResponse(ERROR_SCHEMA, "Throttled; see Retry-After."),
             503: OpenApiResponse(
                 ERROR_SCHEMA,
@@ -308,10 +380,98 @@ class AuthLoginApi(JsonApi):
             ) from None
         except LoginFailed:
             raise ApiError("invalid_grant", "The username or password is incorrect.", 401) from None
+        methods = user_methods(user=user)
+        if methods:
+            body = {
+                "error": "mfa_required",
+                "error_description": "A second factor is required: POST it with the mfa_token "
+                "to /api/v1/auth/mfa.",
+                "mfa_token": mfa_token_issue(user=user),
+                "methods": methods,
+            }
+            return Response(body, status=401, headers=NO_STORE)
+        if user_must_enrol(user):
+            raise ApiError(
+                "mfa_enrollment_required",
+                "Set up two-step verification on the account pages, then sign in again.",
+                403,
+            )
         pair = session_start(
             user=user,
             client_id=FIRST_PARTY_CLIENT_ID,
             audience=[get_config().default_audience],
+            amr=["pwd"],
+            **meta,
+        )
+        return _token_response(pair)
+
+
+@method_decorator(sensitive_post_parameters("code", "mfa_token"), name="dispatch")
+class AuthMfaApi(JsonApi):
+    class InputSerializer(serializers.Serializer):
+        mfa_token = serializers.CharField(
+            max_length=MAX_MFA_TOKEN_LENGTH, help_text="From the mfa_required answer of login."
+        )
+        code = serializers.CharField(
+            max_length=MAX_CODE_LENGTH,
+            help_text="The 6-digit code of the authenticator app, or a recovery code.",
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: TokenPairOutput,
+            400: ERROR_SCHEMA,
+            401: OpenApiResponse(
+                ERROR_SCHEMA,
+                "invalid_grant: the code is wrong or was already used, or the mfa_token is "
+                "invalid, expired or already used (sign in again).",
+            ),
+            429: OpenApiResponse(ERROR_SCHEMA, "Throttled; see Retry-After."),
+            503: OpenApiResponse(ERROR_SCHEMA, "temporarily_unavailable; see Retry-After."),
+        },
+        summary="Complete a sign-in with a second factor (TOTP or recovery code)",
+    )
+    def post(self, request: Request) -> Response:
+        if _cookie_mode():
+            _enforce_csrf(request)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        meta = _request_meta(request)
+        try:
+            try:
+                user, jti = mfa_token_read(serializer.validated_data["mfa_token"])
+                if not mfa_token_claim(jti):
+                    raise MfaTokenInvalid("token_used", user)
+            except MfaTokenInvalid as exc:
+                mfa_token_refused(user=exc.user, reason=exc.reason, **meta)
+                raise ApiError(
+                    "invalid_grant",
+                    "The mfa_token is invalid, expired or already used; sign in again.",
+                    401,
+                ) from None
+            try:
+                verified = second_factor_verify(
+                    user=user,
+                    response=serializer.validated_data["code"],
+                    client_id=FIRST_PARTY_CLIENT_ID,
+                    via="api",
+                    **meta,
+                )
+            except BaseException:
+                mfa_token_release(jti)  # a wrong code: the token may be tried again
+                raise
+        except (LoginThrottled, LoginUnavailable, CacheUnavailable) as exc:
+            raise _api_login_refusal(exc) from None
+        except SecondFactorFailed:
+            raise ApiError(
+                "invalid_grant", "The code is incorrect or was already used.", 401
+            ) from None
+        pair = session_start(
+            user=user,
+            client_id=FIRST_PARTY_CLIENT_ID,
+            audience=[get_config().default_audience],
+            amr=amr_with(["pwd"], verified.amr),
             **meta,
         )
         return _token_response(pair)

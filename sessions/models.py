@@ -119,6 +119,11 @@ class Session(models.Model):
     # finds the session still live. NULL (rows written before it existed): the purge checks it.
     ends_not_before = models.DateTimeField(null=True, blank=True)
 
+    # RFC 8176 methods of the sign-in this session came from ("pwd otp mfa"), copied into every
+    # access token it issues (with the acr they imply, mfa/policy.py), so a refresh reads them
+    # from the row it loads anyway. Set once at the start, never updated (refresh stays HOT).
+    amr = models.CharField(max_length=64, blank=True, default="", db_default="")
+
     objects = SessionQuerySet.as_manager()
 
     class Meta:

@@ -50,6 +50,7 @@ from audit.events import EventType as events
 from audit.services import audit_event_record
 from authserver import metrics
 from authserver.conf import get_config
+from mfa.policy import acr_for
 from sessions.models import BROWSER_CLIENT_ID, FIRST_PARTY_CLIENT_ID, RefreshToken, Session
 from sessions.refresh_tokens import (
     ParsedRefreshToken,
@@ -108,6 +109,10 @@ def _access_token(
     lifetime: int | None,
     extra_claims: Mapping[str, Any] | None = None,
 ) -> tuple[str, int]:
+    if session.amr:
+        # RFC 9068 §2.2.1: acr and amr of the sign-in, so an API can demand a second factor.
+        amr = session.amr.split()
+        extra_claims = {**(extra_claims or {}), "acr": acr_for(amr), "amr": amr}
     issued = access_token_issue(
         subject=session.user.sub,
         audience=session.audience.split(),
@@ -130,6 +135,7 @@ def session_start(
     issue_refresh_token: bool = True,
     access_token_lifetime: int | None = None,
     extra_claims: Mapping[str, Any] | None = None,
+    amr: Sequence[str] | None = None,
     ip: str | None = None,
     user_agent: str = "",
     parent: Session | None = None,
@@ -157,6 +163,7 @@ def session_start(
         last_used_at=now,
         expires_at=now + timedelta(seconds=config.session_max_age),
         idle_expires_at=now + timedelta(seconds=config.session_idle_timeout),
+        amr=" ".join(amr or ()),
     )
     session.ends_not_before = session.idle_expires_at
     refresh_value = None

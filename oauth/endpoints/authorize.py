@@ -25,17 +25,24 @@ from urllib.parse import urlencode, urlsplit
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
-from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
-from django.http import HttpRequest, HttpResponse, QueryDict
+from authlib.oidc.core.errors import (
+    ConsentRequiredError,
+    InteractionRequiredError,
+    LoginRequiredError,
+)
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.login_flow import auth_time, login_redirect
+from accounts.login_flow import auth_time, login_redirect, session_amr
 from authserver.conf import get_config
 from authserver.pages import page_headers
+from mfa.flow import enrol_url, second_step_url
+from mfa.policy import acr_demands_mfa, amr_is_mfa, user_must_enrol
+from mfa.selectors import user_has_second_factor
 from oauth.consents import consent_covers, consent_deny_record, consent_grant
 from oauth.login_tickets import login_ticket_fresh, login_ticket_issue, login_ticket_spend
 from oauth.models import Client
@@ -183,6 +190,7 @@ def _issue_code(
     request: HttpRequest, grant, oauth_request: OAuthRequest, user, signed_in_at: int
 ) -> HttpResponse:
     oauth_request.auth_time = signed_in_at
+    oauth_request.amr = session_amr(request)
     # The code, and the grant its exchange starts, hang from this browser's sign-in.
     oauth_request.browser_session = browser_session(oauth_request.django_request)
     status, body, headers = grant.create_authorization_response(grant.redirect_uri, user)
@@ -230,7 +238,7 @@ def _sign_in_gate(
         now=now,
     )
     if verdict is SignIn.OK:
-        return None
+        return _second_factor_gate(request, params, oauth_request, grant, user, state)
     other_user = user is not None and hint_sub is not None and str(user.sub) != hint_sub
     if verdict is SignIn.WRONG_USER or "none" in prompts:
         # OpenID Connect Core §3.1.2.6; a user who signed in for this request as someone the
@@ -261,6 +269,32 @@ def _sign_in_gate(
         )
         return _error_response(request, error, state)
     return login_redirect(request, resume, force=verdict is SignIn.REAUTH)
+
+
+def _second_factor_gate(
+    request: HttpRequest, params: QueryDict, oauth_request: OAuthRequest, grant, user, state
+) -> HttpResponse | None:
+    """None when the sign-in has the second factor this request needs: the client's "require
+    MFA", `acr_values` naming only urn:authserver:acr:mfa (mfa/policy.py), or AUTHSERVER_MFA
+    for this user. Otherwise the step-up page (or, for a user with no factor yet, the set-up
+    page), which comes back here; prompt=none gets interaction_required instead."""
+    client: Client = oauth_request.client
+    needed = (
+        client.require_mfa
+        or acr_demands_mfa(oauth_request.payload.data.get("acr_values"))
+        or user_must_enrol(user)
+    )
+    if not needed or amr_is_mfa(session_amr(request)):
+        return None
+    if "none" in oauth_request.prompts:
+        error = InteractionRequiredError(
+            description="A second factor is required.", redirect_uri=grant.redirect_uri
+        )
+        return _error_response(request, error, state)
+    resume = _resume_url(params, params.get(TICKET_PARAM))
+    if user_has_second_factor(user=user):
+        return HttpResponseRedirect(second_step_url(resume, step_up=True))
+    return HttpResponseRedirect(enrol_url(resume))
 
 
 @csrf_exempt  # the client's page may POST the request (OpenID Connect Core §3.1.2.1)

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from authserver.conf import get_config
+from mfa.policy import ACR_VALUES
 from oauth.models import GrantType
 from oauth.oidc import CLAIMS_SUPPORTED
 from oauth.scopes import OIDC_SCOPES
@@ -41,6 +42,7 @@ def discovery_document() -> dict:
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": list(CLAIMS_SUPPORTED),
+        "acr_values_supported": list(ACR_VALUES),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_parameter_supported": False,
         "request_parameter_supported": False,

@@ -38,6 +38,7 @@ _SINGLE_AFTER_REDIRECT = (
     "code_challenge_method",
     "response_mode",
     "id_token_hint",
+    "acr_values",
 )
 MAX_STATE_LENGTH = 2048
 MAX_NONCE_LENGTH = 512
@@ -147,6 +148,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 if data.get("code_challenge")
                 else "",
                 auth_time=request.auth_time,
+                amr=" ".join(request.amr),
                 browser_session=request.browser_session,
             )
         )
@@ -181,6 +183,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 user=user,
                 scopes=code.scope.split(),
                 auth_time=int(code.auth_time.timestamp()),
+                # A code from before amr was recorded came from a password sign-in.
+                amr=code.amr.split() or ["pwd"],
                 nonce=code.nonce,
                 parent=code.browser_session,
                 ip=request.ip,

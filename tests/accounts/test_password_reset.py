@@ -235,3 +235,20 @@ def test_no_csrf_token_no_request(make_user):
     page = Client(enforce_csrf_checks=True).post("/password/forgot", {"login": "ada"})
     assert page.status_code == 403
     assert not Outbox.objects.exists()
+
+
+def test_a_reset_lifts_a_login_lockout(client, make_user):
+    from accounts.services import LoginFailed, user_authenticate
+    from accounts.throttling import login_lockout_status
+
+    user = make_user("ada", email="ada@example.com")
+    for _ in range(5):
+        with pytest.raises(LoginFailed):
+            user_authenticate(login="ada", password="wrong guess", ip="198.51.100.7")
+    assert login_lockout_status(user=user, now=timezone.now()).locked
+    forgot(client, "ada")
+    _, token = mailed_link()
+    client.get(f"/password/reset/{token}")
+    set_password(client, NEW_PASSWORD)
+    assert not login_lockout_status(user=user, now=timezone.now()).locked
+    assert user_authenticate(login="ada", password=NEW_PASSWORD, ip="198.51.100.8") == user

@@ -210,12 +210,21 @@ def test_account_pages_in_chromium_after_signing_in_at_two_apps(stack, monkeypat
             page.goto(server.url + "/account/activity")
             expect(page.get_by_text("App access withdrawn")).to_be_visible()
             expect(page.get_by_text("Signed out of other sessions")).to_be_visible()
+
+            # The error pages a person can reach from here pass the same check.
+            page.goto(server.url + "/account/sessions/not-a-session/end")
+            expect(page.get_by_role("heading", level=1)).to_be_visible()
+            check(page, "not-found")
+            page.goto(server.url + "/oauth/authorize?client_id=unknown&response_type=code")
+            expect(page.get_by_role("heading", level=1)).to_be_visible()
+            check(page, "authorize-error")
             context.close()
 
             # Dark colour scheme: the same checks (contrast differs).
             dark = browser.new_context(viewport=DESKTOP, color_scheme="dark")
             page = dark.new_page()
             page.goto(server.url + "/account/sessions")
+            check(page, "login-dark")
             page.get_by_label("Username or email").fill("alice")
             page.get_by_label("Password").fill(PASSWORD)
             page.get_by_label("Password").press("Enter")
@@ -246,11 +255,27 @@ def test_account_pages_in_chromium_after_signing_in_at_two_apps(stack, monkeypat
             page.goto(server.url + "/account/sessions")
             expect(page.locator(".item-title")).to_have_text(["Browser sign-in"])
             phone.close()
+
+            # Last, the account goes: the form states what is kept; the closing page is checked.
+            context = browser.new_context(viewport=DESKTOP)
+            page = context.new_page()
+            page.goto(server.url + "/account/delete")
+            page.get_by_label("Username or email").fill("alice")
+            page.get_by_label("Password").fill(NEW_PASSWORD)
+            page.get_by_label("Password").press("Enter")
+            expect(page.get_by_text("What is kept")).to_be_visible()
+            page.get_by_label("Password").fill(NEW_PASSWORD)
+            page.get_by_label("I understand").check()
+            page.get_by_role("button", name="Delete my account").click()
+            expect(page.get_by_role("heading", name="Your account was deleted")).to_be_visible()
+            check(page, "deleted")
+            assert not User.objects.filter(username="alice").exists()
+            context.close()
         finally:
             browser.close()
             # Playwright runs this block in a greenlet, where Django opened connections of its
             # own: close them, or the test database cannot be dropped afterwards.
             connections.close_all()
 
-    assert Session.objects.filter(user__username="alice", revoked_at__isnull=True).count() == 1
+    assert not Session.objects.filter(user__username="alice").exists()
     assert PASSWORD not in server.output() and NEW_PASSWORD not in server.output()

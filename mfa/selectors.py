@@ -1,0 +1,41 @@
+"""Read-side questions about second factors."""
+
+from __future__ import annotations
+
+from mfa.models import Factor, RecoveryCode
+
+# The second-factor methods a sign-in can offer, in the order the page shows them. A new kind of
+# factor (passkeys) adds its name here and a verifier in mfa.services.METHOD_VERIFIERS.
+TOTP = "totp"
+RECOVERY_CODE = "recovery_code"
+
+
+def user_methods(*, user) -> list[str]:
+    """The second-factor methods `user` can present now (empty: no confirmed factor)."""
+    methods = list(
+        Factor.objects.filter(user=user, confirmed_at__isnull=False)
+        .order_by("method")
+        .values_list("method", flat=True)
+        .distinct()
+    )
+    if methods and RecoveryCode.objects.filter(user=user, used_at__isnull=True).exists():
+        methods.append(RECOVERY_CODE)
+    return methods
+
+
+def user_has_second_factor(*, user) -> bool:
+    return Factor.objects.filter(user=user, confirmed_at__isnull=False).exists()
+
+
+def user_totp_factor(*, user) -> Factor | None:
+    return Factor.objects.filter(
+        user=user, method=Factor.Method.TOTP, confirmed_at__isnull=False
+    ).first()
+
+
+def user_factors(*, user) -> list[Factor]:
+    return list(Factor.objects.filter(user=user, confirmed_at__isnull=False).order_by("created_at"))
+
+
+def recovery_codes_left(*, user) -> int:
+    return RecoveryCode.objects.filter(user=user, used_at__isnull=True).count()
