@@ -1,15 +1,18 @@
 # authserver: `make run` serves on http://127.0.0.1:8000 (SQLite; `make run PORT=8001` for another
-# port, the issuer following it unless AUTHSERVER_ISSUER is set); `make test` runs the whole suite.
+# port, the issuer following it unless AUTHSERVER_ISSUER is set); `make test` runs the whole suite;
+# `make docs` serves the documentation site on http://127.0.0.1:8008.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 ARGS   ?=
 PORT   ?= 8000
+# The port `make docs` serves the documentation site on.
+DOCS_PORT ?= 8008
 # The issuer `make run` serves as: AUTHSERVER_ISSUER from the environment, else this address.
 RUN_ISSUER = $(or $(AUTHSERVER_ISSUER),http://127.0.0.1:$(PORT))
 
-.PHONY: run test resilience lint format bench bench-scale clean
+.PHONY: run test docs resilience lint format bench bench-scale clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "authserver needs Python 3.11 or newer")'
@@ -41,6 +44,12 @@ run: $(VENV)/.prod-installed
 test: $(VENV)/.test-installed
 	$(PY) scripts/runtests.py $(ARGS)
 
+# The documentation site (mkdocs.yml, docs/) on http://127.0.0.1:8008, rebuilt on every edit;
+# `make docs DOCS_PORT=8010` for another port. `make test` builds it with --strict (tests/docs/).
+docs: $(VENV)/.test-installed
+	@case "$(DOCS_PORT)" in ''|*[!0-9]*) echo "make: DOCS_PORT must be a port number, got '$(DOCS_PORT)'"; exit 2;; esac
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
+
 # The resilience test alone, with its figures printed (about 1.5 minutes; `make test` runs it
 # too): nginx + TLS, two instances, a throwaway PostgreSQL and Redis, and each fault in turn.
 resilience: $(VENV)/.test-installed
@@ -69,4 +78,4 @@ format: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles site

@@ -1,6 +1,7 @@
 """authserver settings: the one module that reads the environment.
 
-Every variable is documented in README.md ("Configuration") and deploy/env.example. Values are read
+Every variable is documented in docs/reference/environment.md (tests/docs/ holds the page to
+this module) and deploy/env.example. Values are read
 through django-environ and checked here; a bad value stops the process with one line naming the
 variable (authserver.startup.config_fail). There is no production-only settings module: the
 environment (AUTHSERVER_MODE=production) switches the security settings on.
