@@ -100,10 +100,14 @@ def openapi_schema() -> dict:
 
 
 def _schema_name(schema: dict) -> str:
+    """A schema's name, linked to its section of the Schemas part of the page."""
     if "$ref" in schema:
-        return schema["$ref"].rsplit("/", 1)[1]
+        name = schema["$ref"].rsplit("/", 1)[1]
+        return f"[{name}](#{name.lower()})"
     if schema.get("type") == "array":
         return f"array of {_schema_name(schema.get('items', {}))}"
+    if "oneOf" in schema or "anyOf" in schema:
+        return " or ".join(_schema_name(part) for part in schema.get("oneOf", schema.get("anyOf")))
     return schema.get("type", "object")
 
 
