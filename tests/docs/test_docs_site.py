@@ -76,8 +76,12 @@ def test_site_builds_strict_and_is_self_contained(site):
         if loads_remote.search(tag) and 'rel="license"' not in tag
     ]
     assert offenders == []
-    # The threat model page is SECURITY.md itself.
+    # Included files, not copies: the threat model page is SECURITY.md itself, the Django app
+    # guide shows the demo app's views as they are (the code the browser test runs).
     assert "Reporting a vulnerability" in _text(site / "concepts/threat-model/index.html")
+    views = (ROOT / "examples/webapp/webapp/views.py").read_text()
+    shown = _text(site / "guides/sign-in-django-app/index.html")
+    assert all(line.strip() in shown for line in views.splitlines() if line.strip())
 
 
 def project_commands_from_manage_py_help() -> set[str]:
