@@ -32,7 +32,11 @@ run: $(VENV)/.prod-installed
 	@echo "  Create an admin account in another terminal (the password is read from stdin):"
 	@echo "    $(PY) manage.py create_user admin --email admin@example.com --superuser"
 	@echo
-	AUTHSERVER_ISSUER='$(RUN_ISSUER)' $(PY) manage.py runserver 127.0.0.1:$(PORT)
+	@echo "  Mail (password reset links) is printed here by the email worker started alongside."
+	@echo
+	export AUTHSERVER_ISSUER='$(RUN_ISSUER)'; \
+	  $(PY) manage.py deliver_email & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	  $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: $(VENV)/.test-installed
 	$(PY) scripts/runtests.py $(ARGS)

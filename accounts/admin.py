@@ -23,12 +23,15 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, UserCreationForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts.models import User
+from accounts.password_reset import password_reset_send
+from accounts.registration import InviteRejected, invite_send
 from accounts.services import (
     LoginUnavailable,
     login_lockout_clear,
@@ -39,10 +42,17 @@ from accounts.services import (
     user_set_password,
 )
 from accounts.throttling import login_lockout_status
+from accounts.verification import (
+    email_admin_prepare,
+    email_admin_saved,
+    email_verification_send,
+)
 from authserver.counters import CacheUnavailable
 from mfa.models import Factor, RecoveryCode
 from mfa.services import second_factors_reset
 from passkeys.models import Passkey
+from selfservice import selectors as account_selectors
+from selfservice import services as account_services
 from sessions.models import Session
 from sessions.services import user_sessions_revoke
 
@@ -51,6 +61,11 @@ from sessions.services import user_sessions_revoke
 _password_change_request: ContextVar[HttpRequest | None] = ContextVar(
     "password_change_request", default=None
 )
+
+
+# The request of the change view, for the read-only fields that link to the access page only
+# when the viewer may act there (Django calls those fields without the request).
+_admin_request: ContextVar[HttpRequest | None] = ContextVar("admin_request", default=None)
 
 
 # The fields that grant admin rights. Only a superuser may set them.
@@ -123,6 +138,7 @@ class UserAdminChangeForm(forms.ModelForm):
         fields = (
             "username",
             "email",
+            "email_verified",
             "first_name",
             "last_name",
             "is_active",
@@ -138,9 +154,32 @@ class UserAdmin(DjangoUserAdmin):
     form = UserAdminChangeForm
     add_form = UserAdminCreationForm
     change_password_form = UserAdminPasswordChangeForm
-    actions = ["clear_login_lockout", "deactivate_users", "reset_second_factors"]
-    list_display = ("username", "email", "public_id", "is_active", "is_staff", "last_login")
-    list_filter = ("is_active", "is_staff", "is_superuser", "groups", "date_joined", "last_login")
+    actions = [
+        "clear_login_lockout",
+        "deactivate_users",
+        "resend_verification",
+        "send_password_reset",
+        "reset_second_factors",
+    ]
+    change_list_template = "admin/accounts/user/change_list.html"
+    list_display = (
+        "username",
+        "email",
+        "email_verified",
+        "public_id",
+        "is_active",
+        "is_staff",
+        "last_login",
+    )
+    list_filter = (
+        "is_active",
+        "email_verified",
+        "is_staff",
+        "is_superuser",
+        "groups",
+        "date_joined",
+        "last_login",
+    )
     search_fields = ("username", "email", "first_name", "last_name", "=public_id")
     ordering = ("username",)
     readonly_fields = (
@@ -151,16 +190,19 @@ class UserAdmin(DjangoUserAdmin):
         "password_changed_at",
         "login_lockout",
         "second_factors",
+        "live_sessions",
+        "connected_apps",
     )
     fieldsets = (
         (None, {"fields": ("username", "public_id", "password_status")}),
-        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email", "email_verified")}),
         (
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
         ),
         ("Important dates", {"fields": ("last_login", "date_joined", "password_changed_at")}),
         ("Login protection", {"fields": ("login_lockout", "second_factors")}),
+        ("Sessions and connected apps", {"fields": ("live_sessions", "connected_apps")}),
     )
     add_fieldsets = (
         (
@@ -239,6 +281,137 @@ class UserAdmin(DjangoUserAdmin):
             left,
         )
 
+    def _access_link(self, obj: User) -> str:
+        request = _admin_request.get()
+        if request is None or not self.has_change_permission(request, obj):
+            return ""
+        url = reverse("admin:accounts_user_access", args=[obj.pk])
+        return format_html(' &middot; <a href="{}">End sessions or withdraw apps</a>', url)
+
+    @admin.display(description="live sessions")
+    def live_sessions(self, obj: User) -> str:
+        if obj.pk is None:
+            return "-"
+        rows = account_selectors.account_sessions(user=obj, current=None)
+        if not rows:
+            return format_html("none{}", self._access_link(obj))
+        items = format_html_join(
+            "",
+            "<li>{} ({}) &middot; {} &middot; {} &middot; last used {} UTC</li>",
+            (
+                (r.app, r.kind, r.device, r.ip or "no IP", f"{r.last_used_at:%Y-%m-%d %H:%M}")
+                for r in rows
+            ),
+        )
+        return format_html("{} live{}<ul>{}</ul>", len(rows), self._access_link(obj), items)
+
+    @admin.display(description="connected apps")
+    def connected_apps(self, obj: User) -> str:
+        if obj.pk is None:
+            return "-"
+        apps = account_selectors.account_connected_apps(user=obj)
+        if not apps:
+            return "none"
+        items = format_html_join(
+            "",
+            "<li>{}: {} &middot; {} live sign-in(s)</li>",
+            ((a.name, " ".join(s for s, _, _ in a.scopes) or "-", a.live_sessions) for a in apps),
+        )
+        return format_html("<ul>{}</ul>", items)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        token = _admin_request.set(request)
+        try:
+            response = super().change_view(request, object_id, form_url, extra_context)
+            # The read-only fields are computed while the template renders: render it here,
+            # while the request is known.
+            if hasattr(response, "render") and not response.is_rendered:
+                response.render()
+            return response
+        finally:
+            _admin_request.reset(token)
+
+    def get_urls(self):
+        return [
+            # Invitations (a page of the user admin: `invite_user` does the same from a shell).
+            path(
+                "invite/",
+                self.admin_site.admin_view(self.invite_view),
+                name="accounts_user_invite",
+            ),
+            path(
+                "<path:object_id>/access/",
+                self.admin_site.admin_view(self.access_view),
+                name="accounts_user_access",
+            ),
+            *super().get_urls(),
+        ]
+
+    def access_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A user's live sessions (end one, end all) and connected apps (withdraw). Needs the
+        permission to change the user (so a superuser's or another admin's only for a
+        superuser), and to change sessions / delete consents for the actions; all audited."""
+        user = self.get_object(request, object_id)
+        if user is None:
+            raise Http404("no such user")
+        if not self.has_change_permission(request, user):
+            raise PermissionDenied
+        may_end = request.user.has_perm("sessions.change_session")
+        may_withdraw = request.user.has_perm("oauth.delete_consent")
+        if request.method == "POST":
+            return self._access_act(request, user, may_end=may_end, may_withdraw=may_withdraw)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Sessions and apps of {user.get_username()}",
+            "target": user,
+            "rows": account_selectors.account_sessions(user=user, current=None),
+            "apps": account_selectors.account_connected_apps(user=user),
+            "may_end": may_end,
+            "may_withdraw": may_withdraw,
+        }
+        return TemplateResponse(request, "admin/accounts/user/access.html", context)
+
+    def _access_act(self, request, user: User, *, may_end: bool, may_withdraw: bool):
+        action = request.POST.get("action")
+        back = HttpResponseRedirect(reverse("admin:accounts_user_access", args=[user.pk]))
+        if action in ("end_session", "end_all") and not may_end:
+            raise PermissionDenied
+        if action == "withdraw" and not may_withdraw:
+            raise PermissionDenied
+        if action == "end_session":
+            session = account_selectors.account_session_get(
+                user=user, session_id=request.POST.get("session", "")
+            )
+            if session is None:
+                self.message_user(request, "That session has already ended.", messages.WARNING)
+                return back
+            account_services.account_session_end(
+                user=user, session=session, request=request, actor=request.user
+            )
+            self.message_user(request, "The session was ended.", messages.SUCCESS)
+        elif action == "end_all":
+            ended = account_services.account_sessions_end_all(
+                user=user, actor=request.user, request=request
+            )
+            self.message_user(request, f"Ended {ended} session(s).", messages.SUCCESS)
+        elif action == "withdraw":
+            ended = account_services.account_app_withdraw(
+                user=user,
+                client_id=request.POST.get("client", ""),
+                request=request,
+                actor=request.user,
+            )
+            if ended is None:
+                self.message_user(request, "That app has no access any more.", messages.WARNING)
+            else:
+                self.message_user(
+                    request, f"Access withdrawn; {ended} session(s) ended.", messages.SUCCESS
+                )
+        else:
+            self.message_user(request, "Unknown action; nothing was changed.", messages.ERROR)
+        return back
+
     def get_readonly_fields(self, request, obj=None):
         if _grants_rights(request.user):
             return self.readonly_fields
@@ -282,8 +455,19 @@ class UserAdmin(DjangoUserAdmin):
         # non-superuser never changes admin rights.
         if not _grants_rights(request.user) and _privileges_changed(obj, form):
             raise PermissionDenied
+        send_link = email_admin_prepare(
+            user=obj, changed_fields=form.changed_data, created=not change
+        )
         user_admin_save(
             user=obj, changed_fields=form.changed_data, actor=request.user, request=request
+        )
+        # A new address gets a confirmation link unless the admin vouched for it (audited).
+        email_admin_saved(
+            user=obj,
+            changed_fields=form.changed_data,
+            send_link=send_link,
+            actor=request.user,
+            request=request,
         )
         if change and not obj.is_active and "is_active" in form.changed_data:
             user_sessions_revoke(user=obj, reason=Session.RevokeReason.USER_INACTIVE)
@@ -344,6 +528,66 @@ class UserAdmin(DjangoUserAdmin):
             user_sessions_revoke(user=user, reason=Session.RevokeReason.USER_INACTIVE)
             count += 1
         self.message_user(request, f"Deactivated {count} user(s).")
+
+    @admin.action(description="Send a password reset link", permissions=["change"])
+    def send_password_reset(self, request, queryset) -> None:
+        """Mail each selected user a reset link (queued in the outbox; audited per user as
+        admin.password_reset_sent). Who may change a user may send; administrator accounts
+        only by a superuser, as for every other action."""
+        if self._refuse_unmanageable(request, queryset):
+            return
+        sent = skipped = 0
+        for user in queryset:
+            if password_reset_send(user=user, actor=request.user, request=request):
+                sent += 1
+            else:
+                skipped += 1
+        text = f"Queued a password reset link for {sent} user(s)."
+        if skipped:
+            text += (
+                f" Skipped {skipped}: inactive, without an email address, or with password "
+                "sign-in disabled."
+            )
+        self.message_user(request, text, messages.WARNING if skipped else messages.SUCCESS)
+
+    @admin.action(description="Resend email verification", permissions=["change"])
+    def resend_verification(self, request, queryset) -> None:
+        if self._refuse_unmanageable(request, queryset):
+            return
+        sent = 0
+        for user in queryset:
+            if user.email and not user.email_verified:
+                email_verification_send(user=user, request=request, actor=request.user)
+                sent += 1
+        skipped = len(queryset) - sent
+        note = f" ({skipped} already verified or without an address)" if skipped else ""
+        self.message_user(request, f"Sent a confirmation link to {sent} user(s){note}.")
+
+    def invite_view(self, request):
+        # Inviting creates an account later: it needs the add permission.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = InviteForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                invite_send(email=form.cleaned_data["email"], actor=request.user, request=request)
+            except InviteRejected as exc:
+                form.add_error("email", str(exc))
+            else:
+                self.message_user(request, "Invitation sent to " + form.cleaned_data["email"])
+                return HttpResponseRedirect(reverse("admin:accounts_user_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Invite a user",
+            "opts": self.opts,
+            "form": form,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/accounts/user/invite.html", context)
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="Email address", max_length=254)
 
 
 admin.site.unregister(Group)

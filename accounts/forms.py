@@ -23,6 +23,129 @@ class LoginForm(forms.Form):
     )
 
 
+def _email_clean(value: str) -> str:
+    from accounts.emailaddr import EmailInvalid, email_normalize
+
+    try:
+        return email_normalize(value)
+    except EmailInvalid as exc:
+        raise forms.ValidationError(str(exc)) from None
+
+
+class _NewPasswordMixin:
+    """Two password fields, equal, accepted by Django's password validators (against the
+    username and address typed in the same form)."""
+
+    def _check_passwords(self, *, username: str, email: str) -> None:
+        from django.contrib.auth import password_validation
+
+        from accounts.models import User
+
+        password = self.cleaned_data.get("password1")
+        again = self.cleaned_data.get("password2")
+        if password and again and password != again:
+            self.add_error("password2", "The two passwords don\u2019t match.")
+            return
+        if password:
+            try:
+                password_validation.validate_password(
+                    password, user=User(username=username, email=email)
+                )
+            except forms.ValidationError as exc:
+                for message in exc.messages:
+                    self.add_error("password1", message)
+
+
+def _username_field() -> forms.CharField:
+    from django.contrib.auth.validators import UnicodeUsernameValidator
+
+    return forms.CharField(
+        label="Username",
+        max_length=150,
+        validators=[UnicodeUsernameValidator()],
+        error_messages={"required": "Choose a username."},
+        help_text="Up to 150 characters: letters, digits and @ . + - _ only.",
+    )
+
+
+def _password_fields() -> tuple[forms.CharField, forms.CharField]:
+    return (
+        forms.CharField(
+            label="Password",
+            strip=False,
+            max_length=PASSWORD_MAX_LENGTH,
+            widget=forms.PasswordInput(render_value=False),
+            error_messages={"required": "Choose a password."},
+        ),
+        forms.CharField(
+            label="Password again",
+            strip=False,
+            max_length=PASSWORD_MAX_LENGTH,
+            widget=forms.PasswordInput(render_value=False),
+            error_messages={"required": "Type the password again."},
+        ),
+    )
+
+
+class SignupForm(_NewPasswordMixin, forms.Form):
+    """The sign-up page's shape checks. Nothing here looks at existing accounts: whether the
+    address or the name is in use is never a form error (accounts/registration.py)."""
+
+    username = _username_field()
+    email = forms.CharField(
+        label="Email address",
+        max_length=254,
+        error_messages={"required": "Enter your email address."},
+    )
+    password1, password2 = _password_fields()
+
+    def __init__(self, *args, allowed_domains: tuple[str, ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.allowed_domains = allowed_domains
+
+    def clean_email(self) -> str:
+        from accounts.emailaddr import email_domain_allowed
+
+        email = _email_clean(self.cleaned_data["email"])
+        if not email_domain_allowed(email, self.allowed_domains):
+            allowed = ", ".join(self.allowed_domains)
+            raise forms.ValidationError(f"Sign-up is open to addresses at {allowed} only.")
+        return email
+
+    def clean(self):
+        cleaned = super().clean()
+        self._check_passwords(username=cleaned.get("username", ""), email=cleaned.get("email", ""))
+        return cleaned
+
+
+class InviteAcceptForm(_NewPasswordMixin, forms.Form):
+    username = _username_field()
+    password1, password2 = _password_fields()
+
+    def __init__(self, *args, email: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean(self):
+        cleaned = super().clean()
+        self._check_passwords(username=cleaned.get("username", ""), email=self.email)
+        return cleaned
+
+
+class EmailChangeForm(forms.Form):
+    """The new address (the account pages ask for a recent sign-in before it is accepted)."""
+
+    email = forms.CharField(
+        label="New email address",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+        error_messages={"required": "Enter the new email address."},
+    )
+
+    def clean_email(self) -> str:
+        return _email_clean(self.cleaned_data["email"])
+
+
 class PasswordForgotForm(forms.Form):
     login = forms.CharField(
         label="Username or email",

@@ -35,6 +35,10 @@ class User(AbstractUser):
 
     public_id = models.UUIDField("public id (sub)", default=uuid.uuid4, unique=True, editable=False)
     email = models.EmailField("email address", max_length=254)
+    # Whether the person proved they receive mail at `email` (a confirmation link, an
+    # invitation, or an admin vouching for it). Released as the OpenID Connect claim
+    # email_verified. Accounts that existed before the field start unverified (README).
+    email_verified = models.BooleanField("email verified", default=False, db_default=False)
     # Set by accounts.services.user_set_password; sessions started before it cannot refresh.
     password_changed_at = models.DateTimeField("password changed at", null=True, blank=True)
 

@@ -3,7 +3,9 @@
 The mailed link is /password/reset/<token>. Its GET changes nothing (mail scanners fetch links):
 it checks the link, keeps only the token's digest in the browser's session and redirects to the
 token-less /password/reset, so the token is not left in the address bar, the history or a
-Referer. Every page here also sends Referrer-Policy: no-referrer.
+Referer. The responses at the token's URL (the redirect, the "link does not work" page) send
+Referrer-Policy: no-referrer. The pages with forms keep the site's same-origin policy: under
+no-referrer a browser sends `Origin: null` with the POST, which the CSRF check rightly refuses.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ def _no_referrer(view):
 def _invalid(request: HttpRequest, reason: str) -> HttpResponse:
     request.session.pop(SESSION_KEY, None)
     context = {"reason_text": INVALID_TEXT.get(reason, INVALID_TEXT["unknown"])}
-    return render(request, "accounts/password_reset_invalid.html", context, status=400)
+    response = render(request, "accounts/password_reset_invalid.html", context, status=400)
+    response["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 def _forgot(request, form, *, error=None, status=200) -> HttpResponse:
@@ -63,7 +67,6 @@ def _forgot(request, form, *, error=None, status=200) -> HttpResponse:
 
 
 @csrf_protect
-@_no_referrer
 @page_headers
 @require_http_methods(["GET", "HEAD", "POST"])
 def password_forgot_page(request: HttpRequest) -> HttpResponse:
@@ -113,7 +116,6 @@ def password_reset_link(request: HttpRequest, token: str) -> HttpResponse:
 
 @sensitive_post_parameters("new_password1", "new_password2")
 @csrf_protect
-@_no_referrer
 @page_headers
 @require_http_methods(["GET", "HEAD", "POST"])
 def password_reset_page(request: HttpRequest) -> HttpResponse:

@@ -1,9 +1,10 @@
 """The hosted pages, mounted at the site root: /login, /logout, / (signed-in landing) and the
-password reset pages (accounts/reset_views.py)."""
+password reset pages (accounts/reset_views.py), sign-up, address confirmation, and invitations
+(accounts/signup_views.py). The change of address is an account page (selfservice/)."""
 
 from django.urls import path
 
-from accounts import reset_views, views
+from accounts import reset_views, signup_views, views
 from mfa import views as mfa_views
 from passkeys import views as passkey_views
 
@@ -27,4 +28,9 @@ urlpatterns = [
         reset_views.password_reset_link,
         name="password-reset-link",
     ),
+    # Sign-up, address confirmation and invitations (accounts/signup_views.py)
+    path("signup", signup_views.signup_page, name="signup"),
+    path("signup/sent", signup_views.signup_sent_page, name="signup_sent"),
+    path("email/confirm", signup_views.email_confirm_page, name="email_confirm"),
+    path("invite", signup_views.invite_accept_page, name="invite_accept"),
 ]

@@ -32,6 +32,7 @@ from accounts.services import (
 )
 from audit.events import EventType
 from audit.services import audit_event_record
+from authserver.conf import get_config
 from authserver.pages import page_headers
 from mfa.flow import enrol_url, second_step_start
 from mfa.policy import user_must_enrol
@@ -76,6 +77,17 @@ def _client_id_for_audit(next_url: str | None) -> str:
     return values[0][:200] if values else ""
 
 
+def _app_name(next_url: str | None) -> str:
+    """The name of the app whose authorization request the login interrupts (its `next`), for
+    the page to say where the user is going; empty for any other destination."""
+    if not next_url or urlsplit(next_url).path != reverse("oauth:authorize"):
+        return ""
+    from oauth.clients import client_get  # the hosted pages do not otherwise need oauth
+
+    client = client_get(client_id=_client_id_for_audit(next_url))
+    return client.name if client is not None else ""
+
+
 def _wait_text(seconds: int) -> str:
     if seconds < 60:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
@@ -95,9 +107,11 @@ def _render_login(
     context = {
         "form": form,
         "next_url": next_url or "",
+        "app_name": _app_name(next_url),
         "force": force,
         "error": error,
         "reauth_user": request.user if force and request.user.is_authenticated else None,
+        "signup_open": get_config().registration == "open",
     }
     return render(request, "accounts/login.html", context, status=status)
 

@@ -56,6 +56,17 @@ class EventType(models.TextChoices):
     OAUTH_CODE_REPLAYED = "oauth.code_replayed", "Authorization code replayed"
     OAUTH_TOKEN_REVOKED = "oauth.token_revoked", "Token revoked by its client (RFC 7009)"
     OIDC_LOGOUT = "oidc.logout", "RP-initiated logout"
+    # Email verification, sign-up and invitations (accounts/verification.py, registration.py)
+    EMAIL_VERIFICATION_SENT = "email.verification_sent", "Email confirmation link sent"
+    EMAIL_VERIFIED = "email.verified", "Email address confirmed"
+    EMAIL_CHANGE_REQUESTED = "email.change_requested", "Email address change requested"
+    EMAIL_CHANGED = "email.changed", "Email address changed (new address confirmed)"
+    EMAIL_VERIFIED_SET = "email.verified_set", "Admin set the email verified state"
+    SIGNUP_SUBMITTED = "signup.submitted", "Sign-up form submitted"
+    SIGNUP_THROTTLED = "signup.throttled", "Sign-up throttled"
+    USER_SIGNED_UP = "user.signed_up", "Account created by sign-up"
+    INVITE_SENT = "invite.sent", "Invitation sent"
+    INVITE_ACCEPTED = "invite.accepted", "Invitation accepted (account created)"
     # The trail itself (audit/)
     AUDIT_PURGED = "audit.purged", "Audit events past the retention deleted"
 

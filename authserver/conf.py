@@ -42,6 +42,14 @@ class Config:
     lockout_base_seconds: int
     lockout_max_seconds: int
     lockout_reset_seconds: int
+    # Sign-up and email verification (accounts/registration.py, accounts/verification.py)
+    registration: str
+    registration_require_verified: bool
+    registration_email_domains: tuple[str, ...]
+    registration_throttle_per_ip: int
+    registration_throttle_window_seconds: int
+    email_verify_link_seconds: int
+    invite_link_seconds: int
     # Password hashing bound per process (accounts/hash_gate.py)
     password_hash_concurrency: int
     password_hash_queue: int
@@ -109,6 +117,15 @@ def _config_build() -> Config:
         lockout_base_seconds=settings.AUTHSERVER_LOCKOUT_BASE_SECONDS,
         lockout_max_seconds=settings.AUTHSERVER_LOCKOUT_MAX_SECONDS,
         lockout_reset_seconds=settings.AUTHSERVER_LOCKOUT_RESET_SECONDS,
+        registration=settings.AUTHSERVER_REGISTRATION,
+        registration_require_verified=settings.AUTHSERVER_REGISTRATION_REQUIRE_VERIFIED,
+        registration_email_domains=tuple(settings.AUTHSERVER_REGISTRATION_EMAIL_DOMAINS),
+        registration_throttle_per_ip=settings.AUTHSERVER_REGISTRATION_THROTTLE_PER_IP,
+        registration_throttle_window_seconds=(
+            settings.AUTHSERVER_REGISTRATION_THROTTLE_WINDOW_SECONDS
+        ),
+        email_verify_link_seconds=settings.AUTHSERVER_EMAIL_VERIFY_LINK_SECONDS,
+        invite_link_seconds=settings.AUTHSERVER_INVITE_LINK_SECONDS,
         password_hash_concurrency=settings.AUTHSERVER_PASSWORD_HASH_CONCURRENCY,
         password_hash_queue=settings.AUTHSERVER_PASSWORD_HASH_QUEUE,
         key_encryption_key=settings.AUTHSERVER_KEY_ENCRYPTION_KEY,

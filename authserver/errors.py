@@ -47,14 +47,43 @@ def error_response(
     return response
 
 
-def _first_message(detail) -> str:
+def description_sentence(text: str) -> str:
+    """The one style of every error_description: a sentence, capital first, full stop last
+    ("token expired" -> "Token expired."). Field problems read "field: Sentence."."""
+    text = str(text).strip()
+    if not text:
+        return text
+    if text[0].islower() and ":" not in text.split(" ", 1)[0]:
+        text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+def method_not_allowed_description(method: str, allowed: str) -> str:
+    method = "".join(c for c in str(method)[:20] if c.isalnum() or c == "-") or "This"
+    return f"The {method} method is not allowed here; use {allowed}."
+
+
+def _messages(detail) -> list[str]:
+    """Every message of a DRF error detail, each a sentence; a field's prefixed with its name."""
     if isinstance(detail, Mapping):
+        found: list[str] = []
         for field, value in detail.items():
-            message = _first_message(value)
-            return message if field == "non_field_errors" else f"{field}: {message}"
-    if isinstance(detail, list | tuple) and detail:
-        return _first_message(detail[0])
-    return str(detail)
+            for message in _messages(value):
+                found.append(message if field == "non_field_errors" else f"{field}: {message}")
+        return found
+    if isinstance(detail, list | tuple):
+        return [m for item in detail for m in _messages(item)]
+    return [description_sentence(str(detail))]
+
+
+def _all_messages(detail) -> str:
+    """All problems at once (an empty body names every missing field, not only the first)."""
+    return " ".join(_messages(detail)) or "The request is invalid."
+
+
+def _first_message(detail) -> str:
+    messages = _messages(detail)
+    return messages[0] if messages else "The request is invalid."
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -78,10 +107,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.ParseError):
         return error_response("invalid_request", "The request body is not valid JSON.", 400)
     if isinstance(exc, exceptions.ValidationError):
-        return error_response("invalid_request", _first_message(exc.detail), 400)
+        return error_response("invalid_request", _all_messages(exc.detail), 400)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         response = drf_exception_handler(exc, context)
-        description = str(getattr(exc, "detail", "")) or "A valid access token is required."
+        description = description_sentence(
+            str(getattr(exc, "detail", "")) or "A valid access token is required."
+        )
         headers = {}
         if response is not None and response.get("WWW-Authenticate"):
             headers["WWW-Authenticate"] = response["WWW-Authenticate"]
@@ -91,6 +122,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.Throttled):
         headers = {"Retry-After": str(int(exc.wait or 1))}
         return error_response("too_many_requests", "Too many requests.", 429, headers)
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        view = context.get("view")
+        allowed = ", ".join(getattr(view, "allowed_methods", ()) or ())
+        request = context.get("request")
+        description = method_not_allowed_description(getattr(request, "method", ""), allowed)
+        return error_response("method_not_allowed", description, 405, {"Allow": allowed})
     if isinstance(exc, exceptions.APIException):
         code = {
             404: "not_found",

@@ -9,8 +9,16 @@ from collections.abc import Callable
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponsePermanentRedirect, HttpResponseRedirectBase
-from django.urls import NoReverseMatch, ResolverMatch, get_resolver, resolve, reverse
+from django.urls import (
+    NoReverseMatch,
+    Resolver404,
+    ResolverMatch,
+    get_resolver,
+    resolve,
+    reverse,
+)
 
+from authserver.errors import method_not_allowed_description
 from authserver.logs import (
     REQUEST_ID_HEADER,
     request_id_from_header,
@@ -278,3 +286,90 @@ class AdminSecurityHeadersMiddleware:
         if prefix is not None and request.path.startswith(prefix):
             response["Content-Security-Policy"] = ADMIN_CONTENT_SECURITY_POLICY
         return response
+
+
+# Paths whose clients are programs: their errors are JSON, never the HTML pages people see.
+# /api/docs/ is a page; /oauth/authorize, its decision and end-session are pages too.
+API_PREFIXES = ("/api/", "/.well-known/")
+API_EXACT_PATHS = frozenset(
+    {"/oauth/token", "/oauth/revoke", "/oauth/introspect", "/oauth/userinfo"}
+)
+API_PAGE_PREFIXES = ("/api/docs/",)
+_ERROR_CODES = {
+    400: "invalid_request",
+    401: "invalid_token",
+    403: "access_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "invalid_request",
+    415: "invalid_request",
+    429: "too_many_requests",
+    500: "server_error",
+    503: "temporarily_unavailable",
+}
+_ERROR_DESCRIPTIONS = {
+    400: "The request is invalid.",
+    403: "Access to this endpoint is denied.",
+    404: "No such endpoint.",
+    413: "The request body is too large.",
+    429: "Too many requests.",
+    500: "The server could not complete the request.",
+    503: "The service is temporarily unavailable.",
+}
+
+
+def is_api_path(path: str) -> bool:
+    if path in API_EXACT_PATHS or path.rstrip("/") in API_EXACT_PATHS:
+        return True
+    return path.startswith(API_PREFIXES) and not path.startswith(API_PAGE_PREFIXES)
+
+
+def _not_found_description(request: HttpRequest) -> str:
+    """A 404's description; for a trailing slash on an endpoint that exists without it, say so."""
+    path = request.path_info
+    if path.endswith("/") and len(path) > 1:
+        try:
+            resolve(path.rstrip("/"), getattr(request, "urlconf", None))
+        except Resolver404:
+            pass
+        else:
+            return f"No such endpoint. API paths have no trailing slash: {path.rstrip('/')}."
+    return _ERROR_DESCRIPTIONS[404]
+
+
+class ApiErrorsAsJsonMiddleware:
+    """API paths answer every error in their JSON shape, {"error", "error_description"}
+    (authserver/errors.py): an unknown path or a trailing slash under /api/v1/ is a JSON 404,
+    a wrong method on the discovery document or the JWKS a JSON 405 (Allow kept), and so on.
+    Django's own error pages (HTML, for people) would otherwise answer them.
+
+    Only responses that are errors and not JSON already are touched: one status test per
+    response on the paths that succeed, nothing else."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code < 400 or not is_api_path(request.path_info):
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        status = response.status_code
+        if status == 405:
+            allowed = response.get("Allow", "")
+            description = method_not_allowed_description(request.method, allowed or "another")
+        elif status == 404:
+            description = _not_found_description(request)
+        else:
+            description = _ERROR_DESCRIPTIONS.get(status, "The request failed.")
+        body = {
+            "error": _ERROR_CODES.get(status, "invalid_request"),
+            "error_description": description,
+        }
+        replacement = JsonResponse(body, status=status)
+        for name in ("Allow", "Retry-After", "WWW-Authenticate"):
+            if response.get(name):
+                replacement[name] = response[name]
+        replacement["Cache-Control"] = "no-store"
+        return replacement

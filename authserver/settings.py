@@ -233,6 +233,8 @@ MIDDLEWARE = [
     # Turns the HTTPS redirect of the next one into a 308.
     "authserver.middleware.HttpsRedirect308Middleware",
     "django.middleware.security.SecurityMiddleware",
+    # Errors on API paths in the APIs' JSON shape, never an HTML page (an unknown /api/v1 path).
+    "authserver.middleware.ApiErrorsAsJsonMiddleware",
     # The token endpoints, userinfo and the JWKS skip the middleware below (bench/README.md):
     # the browser's, and WhiteNoise, which serves only STATIC_URL (never one of those paths).
     "authserver.middleware.MachinePathsMiddleware",
@@ -350,6 +352,33 @@ if AUTHSERVER_LOCKOUT_MAX_SECONDS < AUTHSERVER_LOCKOUT_BASE_SECONDS:
     )
 if AUTHSERVER_LOCKOUT_MAX_SECONDS > 30 * 86_400:
     config_fail("AUTHSERVER_LOCKOUT_MAX_SECONDS", "must be at most 2592000 (30 days)")
+
+# --- Sign-up and email verification (accounts/registration.py, accounts/verification.py) ----
+# closed: no sign-up page (404), accounts come from admins; open: anyone may sign up; invite:
+# only through an invitation link an admin sent (admin action or `manage.py invite_user`).
+AUTHSERVER_REGISTRATION = (_str("AUTHSERVER_REGISTRATION", "closed") or "closed").lower()
+if AUTHSERVER_REGISTRATION not in {"closed", "open", "invite"}:
+    config_fail("AUTHSERVER_REGISTRATION", "must be one of closed, open, invite")
+# An account made on the sign-up page stays inactive (cannot sign in) until its address is
+# confirmed; false lets it sign in at once, with email_verified false in its tokens.
+AUTHSERVER_REGISTRATION_REQUIRE_VERIFIED = _bool("AUTHSERVER_REGISTRATION_REQUIRE_VERIFIED", True)
+# Comma-separated domains the sign-up page accepts (exactly: example.com admits no subdomain);
+# empty: any. Invitations and admins are not limited.
+AUTHSERVER_REGISTRATION_EMAIL_DOMAINS = [
+    d.lower().lstrip("@") for d in _list("AUTHSERVER_REGISTRATION_EMAIL_DOMAINS", [])
+]
+# Sign-up attempts per client IP (IPv6 per /64) per window, counted whether or not they succeed.
+AUTHSERVER_REGISTRATION_THROTTLE_PER_IP = _int(
+    "AUTHSERVER_REGISTRATION_THROTTLE_PER_IP", 10, minimum=1
+)
+AUTHSERVER_REGISTRATION_THROTTLE_WINDOW_SECONDS = _int(
+    "AUTHSERVER_REGISTRATION_THROTTLE_WINDOW_SECONDS", 3600, minimum=10
+)
+# Lifetimes of a confirmation link (sign-up, new address) and of an invitation link.
+AUTHSERVER_EMAIL_VERIFY_LINK_SECONDS = _int(
+    "AUTHSERVER_EMAIL_VERIFY_LINK_SECONDS", 86_400, minimum=60
+)
+AUTHSERVER_INVITE_LINK_SECONDS = _int("AUTHSERVER_INVITE_LINK_SECONDS", 7 * 86_400, minimum=60)
 if AUTHSERVER_LOCKOUT_RESET_SECONDS < AUTHSERVER_LOCKOUT_MAX_SECONDS:
     # Otherwise the lockout level would be forgotten while the account is still locked.
     config_fail(

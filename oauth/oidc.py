@@ -26,11 +26,12 @@ from tokens.verification import MAX_TOKEN_LENGTH, REFUSED_HEADER_PARAMETERS
 logger = logging.getLogger(__name__)
 
 ID_TOKEN_TYP = "JWT"  # noqa: S105 - a media type
-# Claims released per scope (OpenID Connect Core §5.4). We hold no verified-email flag, so
-# email_verified is not asserted.
+# Claims released per scope (OpenID Connect Core §5.4). email_verified is the account's
+# email_verified field: true only once the person confirmed the address (accounts/verification.py)
+# or an admin vouched for it.
 SCOPE_CLAIMS = {
     "profile": ("name", "given_name", "family_name", "preferred_username"),
-    "email": ("email",),
+    "email": ("email", "email_verified"),
     GROUPS_SCOPE: ("groups",),
 }
 ID_TOKEN_CLAIMS = (
@@ -72,6 +73,7 @@ def user_claims(user, scopes: list[str], source: UserClaims | None = None) -> di
         claims.update({k: v for k, v in values.items() if v})
     if "email" in scopes and user.email:
         claims["email"] = user.email
+        claims["email_verified"] = bool(user.email_verified)
     if GROUPS_SCOPE in scopes:
         claims["groups"] = (source or UserClaims(user)).groups()
     return claims

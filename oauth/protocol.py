@@ -23,6 +23,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, QueryDict
 
 from accounts.network import client_ip
+from authserver.errors import method_not_allowed_description
 from oauth.client_auth import client_auth_failure_record, client_id_attempted
 from tokens.keys import KeyStoreUnavailable
 
@@ -139,7 +140,8 @@ def protocol_endpoint(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if request.method != "POST":
-            return error_response("invalid_request", "Use POST.", 405, {"Allow": "POST"})
+            description = method_not_allowed_description(request.method, "POST")
+            return error_response("invalid_request", description, 405, {"Allow": "POST"})
         try:
             return view(request, *args, **kwargs)
         except BadRequest as exc:

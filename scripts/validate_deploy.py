@@ -11,8 +11,10 @@
 - deploy/Dockerfile: hadolint, plus multi-stage / non-root / no build tools in the final stage.
 - deploy/nginx.conf: `nginx -t` on a copy pointed at loopback ports and a throwaway certificate
   (skipped when nginx is not installed: apt-get install nginx).
-- deploy/systemd/authserver.service: `systemd-analyze verify` on a copy whose ExecStart points at
-  this checkout's gunicorn (skipped without systemd-analyze).
+- deploy/systemd/*.service, *.timer: `systemd-analyze verify` on copies whose programs point at
+  this checkout's virtualenv (skipped without systemd-analyze); every job unit has a timer.
+- scheduled jobs: the same manage.py command lines as systemd timers and as Kubernetes CronJobs
+  (tests/deploy/test_deploy_files.py also parses each one with the command's own parser).
 
 tests/deploy/test_deploy_files.py runs the same functions, so `make test` runs them too.
 """
@@ -92,7 +94,10 @@ def check_kubernetes(directory: Path = DEPLOY / "k8s") -> Result:
             kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
         except kubernetes_validate.ValidationError as exc:
             problems.append(f"{path.name}: {doc.get('kind')}: {exc.message}")
-    kinds = {doc["kind"]: doc for _, doc in docs}
+    kinds: dict[str, dict] = {}
+    for _, doc in docs:  # the first of each kind; Deployments are picked by name below
+        kinds.setdefault(doc["kind"], doc)
+    deployments = {doc["metadata"]["name"]: doc for _, doc in docs if doc["kind"] == "Deployment"}
     for wanted in (
         "Deployment",
         "Service",
@@ -102,7 +107,19 @@ def check_kubernetes(directory: Path = DEPLOY / "k8s") -> Result:
     ):
         if wanted not in kinds:
             problems.append(f"no {wanted} manifest")
-    deployment = kinds.get("Deployment")
+    deployment = deployments.get("authserver")
+    if deployment is None:
+        problems.append("no Deployment named authserver")
+    worker = deployments.get("authserver-mail-worker")
+    if worker is None:
+        problems.append("no Deployment named authserver-mail-worker (manage.py deliver_email)")
+    else:
+        (container,) = _containers(worker)
+        if container.get("command", [])[:3] != ["python", "manage.py", "deliver_email"]:
+            problems.append("authserver-mail-worker: must run manage.py deliver_email")
+        missing = {"SECRET_KEY", "DATABASE_URL", "EMAIL_URL"} - _secret_keys(container)
+        if missing:
+            problems.append(f"authserver-mail-worker: {sorted(missing)} must come from a Secret")
     if deployment:
         (container,) = _containers(deployment)
         if container.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
@@ -117,6 +134,22 @@ def check_kubernetes(directory: Path = DEPLOY / "k8s") -> Result:
             problems.append("Deployment: pods must run as non-root")
         if not any(v.get("secret", {}).get("secretName") for v in pod.get("volumes", [])):
             problems.append("Deployment: the key-encryption key must be a mounted Secret")
+    for _, doc in docs:
+        if doc["kind"] != "CronJob":
+            continue
+        name = doc["metadata"]["name"]
+        if doc["spec"].get("concurrencyPolicy") != "Forbid":
+            problems.append(f"CronJob {name}: concurrencyPolicy must be Forbid")
+        pod = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        if not pod.get("securityContext", {}).get("runAsNonRoot"):
+            problems.append(f"CronJob {name}: pods must run as non-root")
+        for container in pod["containers"]:
+            missing = {"SECRET_KEY", "DATABASE_URL"} - _secret_keys(container)
+            if missing:
+                problems.append(f"CronJob {name}: {sorted(missing)} must come from a Secret")
+    cron_commands = {" ".join(argv) for _, argv in scheduled_jobs_kubernetes(directory)}
+    if cron_commands != set(SCHEDULED_JOBS):
+        problems.append(f"CronJobs {sorted(cron_commands)} != {sorted(SCHEDULED_JOBS)}")
     job = kinds.get("Job")
     if job:
         (container,) = _containers(job)
@@ -160,6 +193,16 @@ def check_compose(path: Path = DEPLOY / "docker-compose.yml") -> Result:
             f"nginx upstream {sorted(servers)} != authserver services {sorted(serving)}"
         )
     nginx_ip = services["nginx"]["networks"]["backend"]["ipv4_address"]
+    workers = [
+        name
+        for name in instances
+        if services[name].get("command", [])[:3] == ["python", "manage.py", "deliver_email"]
+    ]
+    if not workers:
+        problems.append("compose must run the email worker (manage.py deliver_email)")
+    for name in workers:
+        if "EMAIL_URL" not in services[name].get("environment", {}):
+            problems.append(f"{name}: must be given EMAIL_URL")
     for name in serving:
         env = services[name]["environment"]
         if env.get("AUTHSERVER_TRUSTED_PROXIES") != nginx_ip:
@@ -280,22 +323,100 @@ def check_nginx(path: Path = DEPLOY / "nginx.conf") -> Result:
 # --- systemd ---------------------------------------------------------------------------------
 
 
-def check_systemd(path: Path = DEPLOY / "systemd" / "authserver.service") -> Result:
+SYSTEMD = DEPLOY / "systemd"
+# Template units are verified as one instance of each.
+SYSTEMD_INSTANCES = {"authserver@.service": "8000", "authserver-migrate@.service": "1.0.0"}
+VENV_BINS = ("/opt/authserver/current/.venv/bin/", "/opt/authserver/releases/%i/.venv/bin/")
+
+
+def check_systemd(directory: Path = SYSTEMD) -> Result:
+    """`systemd-analyze verify` on every unit of deploy/systemd, their programs pointed at this
+    checkout's virtualenv (systemd checks that they exist), template units as an instance."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        return Result("systemd unit", skipped="systemd-analyze is not installed")
-    text = path.read_text()
-    target = "/opt/authserver/.venv/bin/gunicorn"
-    if target not in text:
-        return Result("systemd unit", (f"ExecStart no longer runs {target}",))
+        return Result("systemd units", skipped="systemd-analyze is not installed")
+    problems: list[str] = []
+    units = sorted([*directory.glob("*.service"), *directory.glob("*.timer")])
     with tempfile.TemporaryDirectory(prefix="authserver-systemd-") as tmp:
-        unit = Path(tmp) / path.name
-        unit.write_text(text.replace(target, str(BIN / "gunicorn")))
-        result = _run([analyze, "verify", str(unit)])
+        copies = []
+        for path in units:
+            text = path.read_text()
+            if not any(prefix in text for prefix in VENV_BINS) and path.suffix == ".service":
+                problems.append(f"{path.name}: ExecStart runs nothing from the release's .venv")
+            for prefix in VENV_BINS:
+                text = text.replace(prefix, f"{BIN}/")
+            name = path.name
+            if name in SYSTEMD_INSTANCES:
+                name = name.replace("@.", f"@{SYSTEMD_INSTANCES[name]}.")
+            copy = Path(tmp) / name
+            copy.write_text(text)
+            copies.append(str(copy))
+        result = _run([analyze, "verify", *copies])
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0 or output:
-        return Result("systemd unit", (output or f"exit {result.returncode}",))
-    return Result("systemd unit")
+        problems.append(output or f"exit {result.returncode}")
+    for service, timer in scheduled_job_units(directory):
+        if timer is None:
+            problems.append(f"{service.name}: no timer of the same name")
+    commands = {" ".join(argv) for _, argv in scheduled_jobs_systemd(directory)}
+    if commands != set(SCHEDULED_JOBS):
+        problems.append(f"systemd jobs {sorted(commands)} != {sorted(SCHEDULED_JOBS)}")
+    return Result("systemd units", tuple(problems))
+
+
+# --- scheduled jobs (systemd timers and Kubernetes CronJobs) ---------------------------------
+
+# manage.py command lines that must run on a schedule, in both layouts.
+SCHEDULED_JOBS = (
+    "purge_expired_sessions",
+    "purge_authorization_codes",
+    "rotate_signing_keys --if-due",
+    "purge_audit_events",
+)
+
+
+def unit_directives(text: str) -> dict[str, list[str]]:
+    """KEY=VALUE lines of a unit file, each key's values in order (comments skipped)."""
+    found: dict[str, list[str]] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";", "[")) or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+def scheduled_job_units(directory: Path = SYSTEMD) -> list[tuple[Path, Path | None]]:
+    """(service, its timer or None) for every oneshot authserver job unit (not the templates)."""
+    pairs = []
+    for service in sorted(directory.glob("authserver-*.service")):
+        if "@" in service.name or unit_directives(service.read_text()).get("Type") != ["oneshot"]:
+            continue
+        timer = service.with_suffix(".timer")
+        pairs.append((service, timer if timer.exists() else None))
+    return pairs
+
+
+def scheduled_jobs_systemd(directory: Path = SYSTEMD) -> list[tuple[str, list[str]]]:
+    """(unit name, manage.py arguments) of each job unit's ExecStart."""
+    jobs = []
+    for service, _ in scheduled_job_units(directory):
+        (exec_start,) = unit_directives(service.read_text())["ExecStart"]
+        argv = exec_start.split()
+        jobs.append((service.name, argv[argv.index("manage.py") + 1 :]))
+    return jobs
+
+
+def scheduled_jobs_kubernetes(directory: Path = DEPLOY / "k8s") -> list[tuple[str, list[str]]]:
+    jobs = []
+    for _, doc in k8s_documents(directory):
+        if doc["kind"] == "CronJob":
+            pod = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            (container,) = pod["containers"]
+            argv = container.get("command", [])
+            jobs.append((doc["metadata"]["name"], argv[argv.index("manage.py") + 1 :]))
+    return jobs
 
 
 CHECKS = (check_kubernetes, check_compose, check_dockerfile, check_nginx, check_systemd)

@@ -85,13 +85,23 @@ def device_summary(user_agent: str) -> str:
 # --- Sessions ----------------------------------------------------------------------------------
 
 
+# What the pages call each kind of session.
+KIND_NAMES = {
+    Session.Kind.BROWSER: "Browser sign-in",
+    Session.Kind.FIRST_PARTY: "First-party app",
+    Session.Kind.OAUTH: "App sign-in",
+}
+
+
 @dataclass(frozen=True)
 class SessionRow:
     id: str
     kind: str
+    is_browser: bool
+    is_app: bool
     app: str
     device: str
-    ip: str
+    ip: str  # for an app's sign-in: the app server's address
     created_at: datetime
     last_used_at: datetime
     current: bool
@@ -104,12 +114,27 @@ def account_sessions(*, user, current: Session | None) -> list[SessionRow]:
     sessions = session_list_live(user=user)
     names = session_app_names(sessions)
     current_id = current.pk if current is not None else None
+    # An app's sign-in is made by the app's server (its user agent and IP are the server's):
+    # the device is that of the browser sign-in it came from, when that is still known.
+    parents = {s.pk: s for s in sessions if s.kind == Session.Kind.BROWSER}
+    missing = {s.parent_id for s in sessions if s.parent_id and s.parent_id not in parents}
+    if missing:
+        parents.update({s.pk: s for s in Session.objects.filter(pk__in=missing, user=user)})
+
+    def device(session: Session) -> str:
+        parent = parents.get(session.parent_id) if session.parent_id else None
+        if parent is not None:
+            return device_summary(parent.user_agent)
+        return device_summary(session.user_agent)
+
     rows = [
         SessionRow(
             id=str(session.pk),
-            kind=Session.Kind(session.kind).label,
+            kind=KIND_NAMES[session.kind],
+            is_browser=session.kind == Session.Kind.BROWSER,
+            is_app=session.kind == Session.Kind.OAUTH,
             app=names.get(session.client_id, "Unknown app"),
-            device=device_summary(session.user_agent),
+            device=device(session),
             ip=session.ip or "",
             created_at=session.created_at,
             last_used_at=session.last_used_at,

@@ -30,17 +30,27 @@ from sessions.services import client_sessions_revoke, session_revoke, user_sessi
 
 NAME_MAX_LENGTH = 150
 
+
+class AccountDeleteRefused(Exception):
+    """An account with admin rights is not deleted from the account pages: another
+    administrator deletes it in the admin (so the last superuser cannot remove itself by a
+    stolen session and a password)."""
+
+
 __all__ = [
+    "AccountDeleteRefused",
     "LoginFailed",
     "LoginThrottled",
     "LoginUnavailable",
     "PasswordRejected",
     "account_app_withdraw",
     "account_delete",
+    "account_may_delete",
     "account_password_change",
     "account_password_check",
     "account_profile_update",
     "account_session_end",
+    "account_sessions_end_all",
     "account_sessions_end_others",
 ]
 
@@ -93,13 +103,23 @@ def account_password_change(
         return user_sessions_revoke(user=user, reason=Session.RevokeReason.PASSWORD_CHANGED)
 
 
-def account_session_end(*, user: User, session: Session, request) -> bool:
-    """End one of the user's own sessions (and, for a browser sign-in, the app sign-ins it
+def _actor_details(user: User, actor) -> dict[str, str]:
+    """Who acted, when it is not the user (an administrator on the user's admin page)."""
+    if actor is None or getattr(actor, "pk", None) in (None, user.pk):
+        return {"via": "account_page"}
+    return {"via": "admin", "actor": actor.get_username(), "actor_sub": str(actor.public_id)}
+
+
+def account_session_end(*, user: User, session: Session, request, actor=None) -> bool:
+    """End one of the user's sessions (and, for a browser sign-in, the app sign-ins it
     approved); audited. The caller looked `session` up for this user
-    (selfservice.selectors.account_session_get). False if it had already ended."""
+    (selfservice.selectors.account_session_get). `actor`: an administrator acting for the user
+    (None: the user). False if it had already ended."""
     if session.user_id != user.pk:
         raise PermissionError("not the user's session")
-    ended = session_revoke(session=session, reason=Session.RevokeReason.USER_ENDED)
+    by_admin = actor is not None and actor.pk != user.pk
+    reason = Session.RevokeReason.ADMIN if by_admin else Session.RevokeReason.USER_ENDED
+    ended = session_revoke(session=session, reason=reason)
     if ended:
         audit_event_record(
             event=EventType.SESSION_REVOKED,
@@ -107,8 +127,20 @@ def account_session_end(*, user: User, session: Session, request) -> bool:
             request=request,
             client_id=session.client_id,
             session_id=session.pk,
-            details={"reason": Session.RevokeReason.USER_ENDED, "via": "account_page"},
+            details={"reason": reason.value, **_actor_details(user, actor)},
         )
+    return ended
+
+
+def account_sessions_end_all(*, user: User, actor, request) -> int:
+    """An administrator ends every session of the user; audited as logout_all."""
+    ended = user_sessions_revoke(user=user, reason=Session.RevokeReason.ADMIN)
+    audit_event_record(
+        event=EventType.LOGOUT_ALL,
+        user=user,
+        request=request,
+        details={"sessions_ended": ended, **_actor_details(user, actor)},
+    )
     return ended
 
 
@@ -126,20 +158,26 @@ def account_sessions_end_others(*, user: User, keep: Session | None, request) ->
     return ended
 
 
-def account_app_withdraw(*, user: User, client_id: str, request) -> int | None:
+def account_app_withdraw(*, user: User, client_id: str, request, actor=None) -> int | None:
     """Withdraw what the user allowed the client `client_id`: the consent goes and the client's
     grants for this user end (refresh tokens refused, unredeemed codes expired; see
     oauth.consents.consent_withdraw). For a client holding grants without a consent (it skips
-    the consent page) the grants end. Audited as consent.withdrawn. Returns how many sessions
-    ended, or None if the user has nothing with that client."""
-    consent = Consent.objects.filter(user=user, client__client_id=client_id).select_related(
-        "client", "user"
+    the consent page) the grants end. Audited as consent.withdrawn. `actor`: an administrator
+    acting for the user (None: the user). Returns how many sessions ended, or None if the user
+    has nothing with that client."""
+    actor = actor if actor is not None else user
+    found = (
+        Consent.objects.filter(user=user, client__client_id=client_id)
+        .select_related("client", "user")
+        .first()
     )
-    found = consent.first()
     if found is not None:
-        return consent_withdraw(consent=found, actor=user, request=request)
+        return consent_withdraw(consent=found, actor=actor, request=request)
+    by_admin = actor.pk != user.pk
     ended = client_sessions_revoke(
-        client_id=client_id, user=user, reason=Session.RevokeReason.USER_ENDED
+        client_id=client_id,
+        user=user,
+        reason=Session.RevokeReason.ADMIN if by_admin else Session.RevokeReason.USER_ENDED,
     )
     if not ended:
         return None
@@ -148,9 +186,13 @@ def account_app_withdraw(*, user: User, client_id: str, request) -> int | None:
         user=user,
         client_id=client_id,
         request=request,
-        details={"sessions_ended": len(ended), "consent": "none"},
+        details={"sessions_ended": len(ended), "consent": "none", **_actor_details(user, actor)},
     )
     return len(ended)
+
+
+def account_may_delete(*, user: User) -> bool:
+    return not (user.is_staff or user.is_superuser)
 
 
 @sensitive_variables("password")
@@ -160,7 +202,10 @@ def account_delete(*, user: User, password: str, request) -> None:
     consent and authorization code. The audit trail keeps its rows (the user reference cleared,
     the `sub` kept) until AUTHSERVER_AUDIT_RETENTION_DAYS, with an account.deleted event.
 
-    Raises LoginFailed/LoginThrottled/LoginUnavailable; nothing changes then."""
+    Raises AccountDeleteRefused (an account with admin rights) or
+    LoginFailed/LoginThrottled/LoginUnavailable; nothing changes then."""
+    if not account_may_delete(user=user):
+        raise AccountDeleteRefused
     account_password_check(user=user, password=password, request=request)
     with transaction.atomic():
         ended = user_sessions_revoke(user=user, reason=Session.RevokeReason.USER_ENDED)

@@ -4,12 +4,13 @@ from django.urls import path
 
 from mfa import views as mfa_views
 from passkeys import views as passkey_views
-from selfservice import views
+from selfservice import email_views, views
 
 app_name = "account"
 
 urlpatterns = [
     path("", views.profile, name="profile"),
+    path("email", email_views.email_change, name="email"),
     path("password", views.password_change, name="password"),
     path("mfa", mfa_views.overview, name="mfa"),
     path("mfa/totp", mfa_views.totp_enrol, name="mfa-totp"),

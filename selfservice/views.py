@@ -24,7 +24,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from accounts.login_flow import auth_time_record, login_url, sign_in_carry
+from accounts.login_flow import auth_time_record, login_url, session_amr, sign_in_carry
 from accounts.models import User
 from accounts.services import LoginFailed, LoginThrottled, LoginUnavailable, PasswordRejected
 from accounts.views import UNAVAILABLE_RETRY_AFTER, _wait_text
@@ -154,8 +154,9 @@ def password_change(request: HttpRequest) -> HttpResponse:
             # Every session ended with the change, this browser's too; it signs in again now,
             # after the change, so it stays signed in and its password check is fresh.
             carried = sign_in_carry(request)
+            amr = session_amr(request) or ["pwd"]  # a second factor presented still counts
             session_login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
-            auth_time_record(request, carried=carried)
+            auth_time_record(request, carried=carried, amr=amr)
             others = max(0, ended - 1)
             messages.success(
                 request,
@@ -271,6 +272,8 @@ def activity(request: HttpRequest) -> HttpResponse:
 @account_page("GET", "POST")
 @recent_sign_in
 def delete(request: HttpRequest) -> HttpResponse:
+    if not services.account_may_delete(user=request.user):
+        return _render(request, "delete.html", "delete", status=403, refused=True)
     if request.method != "POST":
         return _render(request, "delete.html", "delete", form=DeleteAccountForm())
     form = DeleteAccountForm(request.POST)

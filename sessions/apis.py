@@ -303,13 +303,22 @@ class JsonApi(APIView):
             raise ApiError("invalid_request", "The request body must be application/json.", 415)
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string and nothing else: DRF's CharField turns 123 into "123", so a password sent
+    as a number would be tried (and fail as a wrong password, 401) instead of being refused as
+    malformed (400)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
 class AuthLoginApi(JsonApi):
     class InputSerializer(serializers.Serializer):
-        username = serializers.CharField(
-            max_length=_MAX_LOGIN, help_text="Username or email address."
-        )
-        password = serializers.CharField(max_length=_MAX_PASSWORD, trim_whitespace=False)
+        username = StrictCharField(max_length=_MAX_LOGIN, help_text="Username or email address.")
+        password = StrictCharField(max_length=_MAX_PASSWORD, trim_whitespace=False)
 
     @extend_schema(
         request=InputSerializer,

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from accounts.selectors import user_get_by_sub
+from authserver.errors import description_sentence
 from tokens.verification import TokenInvalid, access_token_verify
 
 _ERROR_ATTRIBUTE = "_authserver_bearer_error"
@@ -28,7 +29,9 @@ class InvalidBearerToken(exceptions.AuthenticationFailed):
     default_code = "invalid_token"
 
     def __init__(self, reason: str):
-        super().__init__(reason, code="invalid_token")
+        # The reason as a sentence, as every error_description ("token expired" -> "Token
+        # expired."); `reason` stays the verifier's own words.
+        super().__init__(description_sentence(reason), code="invalid_token")
         self.reason = reason
 
 
@@ -72,5 +75,6 @@ class AccessTokenAuthentication(JWTAuthentication):
         if reason is None:
             reason = getattr(getattr(request, "_request", None), _ERROR_ATTRIBUTE, None)
         if reason is not None:
+            reason = description_sentence(reason)
             value += f', error="invalid_token", error_description="{reason}"'
         return value

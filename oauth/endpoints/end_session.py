@@ -3,8 +3,10 @@
 GET or POST from the relying party shows a confirmation page and changes nothing; the user's
 POST to /oauth/end-session/confirm (CSRF-protected) signs the browser out of authserver, which
 ends its sign-in and every grant that sign-in approved, and returns to the client's registered
-post_logout_redirect_uri with `state`. A post_logout_redirect_uri that is not registered for the
-client identified by id_token_hint or client_id is never redirected to.
+post_logout_redirect_uri with `state`. "Stay signed in" (decision=stay) keeps the authserver
+sign-in, ends only the app's hinted session, and returns to the app the same way. A
+post_logout_redirect_uri that is not registered for the client identified by id_token_hint or
+client_id is never redirected to.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from oauth.models import Client
 from oauth.oidc import id_token_hint_verify
 from sessions.browser import browser_session
 from sessions.models import Session
+from sessions.services import session_revoke
 
+# The confirmation page's second button: keep the authserver sign-in, go back to the app.
+STAY = "stay"
 _PARAMETERS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
 MAX_STATE_LENGTH = 2048
 
@@ -102,6 +107,28 @@ def _finish(parsed: EndSessionRequest) -> HttpResponse:
     return HttpResponseRedirect(reverse("logout"))  # "You're signed out"
 
 
+def _stay(request, parsed: EndSessionRequest, user, signed_in, session) -> HttpResponse:
+    """ "Stay signed in": the browser keeps its authserver sign-in, the app's own sign-in (the
+    hinted session, when this browser's sign-in approved it) ends as the app asked, and the
+    browser goes back to the app, which already signed the user out, with `state`; without a
+    registered post-logout URI, to the signed-in page."""
+    own = session is not None and signed_in is not None and session.parent_id == signed_in.pk
+    if user is not None:
+        if own:
+            session_revoke(session=session, reason=Session.RevokeReason.LOGOUT)
+        audit_event_record(
+            event=EventType.OIDC_LOGOUT,
+            user=user,
+            client_id=parsed.client.client_id if parsed.client else "",
+            session_id=session.id if own else None,
+            request=request,
+            details={"browser_session": False, "session_revoked": own},
+        )
+    if parsed.redirect_uri:
+        return _finish(parsed)
+    return HttpResponseRedirect(reverse("home"))
+
+
 def _error_page(request: HttpRequest, message: str) -> HttpResponse:
     context = {
         "title": "This sign-out link is not valid",
@@ -145,6 +172,8 @@ def end_session_confirm(request: HttpRequest) -> HttpResponse:
     user = request.user if request.user.is_authenticated else None
     signed_in = browser_session(request)
     session = _hint_session(parsed)
+    if request.POST.get("decision") == STAY:
+        return _stay(request, parsed, user, signed_in, session)
     # Only what hangs from this browser's own sign-in ends: signing the browser out ends its
     # Session row and every grant it approved (sessions/browser.py), the hinted one included
     # when it is one of them. A hint for someone else's session only signs this browser out.

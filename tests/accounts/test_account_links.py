@@ -114,3 +114,19 @@ def test_twenty_concurrent_uses_of_one_link_have_exactly_one_winner(make_user):
     assert crashes == []
     assert len(winners) == 1 and len(losers) == 19
     assert set(losers) == {"used"}
+
+
+@pytest.mark.django_db
+def test_purge_command_deletes_only_long_expired_links(make_user):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    user = make_user()
+    old, _ = issue(user, now=timezone.now() - timedelta(days=10))
+    live, _ = issue(user)
+    out = StringIO()
+    call_command("purge_account_links", stdout=out)
+    assert "deleted 1 account link(s)" in out.getvalue()
+    assert list(AccountLink.objects.values_list("pk", flat=True)) == [live.pk]
+    assert old.pk != live.pk

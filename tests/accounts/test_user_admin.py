@@ -82,3 +82,46 @@ def test_admin_login_page_renders(client):
     response = client.get("/admin/login/")
     assert response.status_code == 200
     assert re.search(r'name="username"', response.content.decode())
+
+
+def test_send_password_reset_action_queues_a_link_and_audits(admin_client, make_user):
+    from audit.models import AuthEvent
+    from mail.models import Outbox
+
+    target = make_user(username="forgetful", email="forgetful@example.com")
+    inactive = make_user(username="gone", email="gone@example.com", is_active=False)
+    response = admin_client.post(
+        "/admin/accounts/user/",
+        {"action": "send_password_reset", "_selected_action": [target.pk, inactive.pk]},
+        follow=True,
+    )
+    assert b"Queued a password reset link for 1 user(s)" in response.content
+    assert b"Skipped 1" in response.content
+    assert list(Outbox.objects.values_list("to", "template")) == [
+        ("forgetful@example.com", "password_reset")
+    ]
+    event = AuthEvent.objects.get(event_type="admin.password_reset_sent")
+    assert event.user_id == target.pk and event.details["actor_username"] == "admin"
+
+
+def test_send_password_reset_needs_change_permission_and_spares_admin_accounts(client, make_user):
+    from django.contrib.auth.models import Permission
+
+    from mail.models import Outbox
+
+    staff = make_user(username="helpdesk", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(codename__in=["view_user", "change_user"]))
+    client.force_login(staff)
+    root = make_user(username="root", is_staff=True, is_superuser=True)
+    response = client.post(
+        "/admin/accounts/user/",
+        {"action": "send_password_reset", "_selected_action": [root.pk]},
+        follow=True,
+    )
+    assert b"Only a superuser may act on an administrator account" in response.content
+    assert not Outbox.objects.exists()
+    plain = make_user(username="plain")
+    client.post(
+        "/admin/accounts/user/", {"action": "send_password_reset", "_selected_action": [plain.pk]}
+    )
+    assert Outbox.objects.count() == 1

@@ -161,3 +161,62 @@ def test_two_workers_never_send_one_message_twice(settings):
     assert errors == []
     assert sorted(backends.SENT) == sorted(f"user{n}@example.com" for n in range(40))
     assert set(Outbox.objects.filter(status="sent").values_list("pk", flat=True)) == ids
+
+
+@pytest.mark.django_db
+def test_the_worker_command_delivers_what_is_due_once():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    enqueue()
+    out = StringIO()
+    call_command("deliver_email", "--once", stdout=out)
+    assert "delivered 1 message(s), 0 failed" in out.getvalue()
+    assert len(mail.outbox) == 1
+
+
+def test_the_worker_refuses_to_start_without_an_smtp_server_in_production(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.EMAIL_CONFIGURED = False
+    with pytest.raises(CommandError, match="EMAIL_URL is not set"):
+        call_command("deliver_email", "--once")
+
+
+def test_email_url_is_read_from_the_environment():
+    import subprocess
+    import sys
+
+    from tests.live import ROOT, base_env
+
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.EMAIL_BACKEND, s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS, s.EMAIL_HOST_USER)"
+    )
+    env = base_env(EMAIL_URL="smtp+tls://mailer:s3cret@smtp.example.com:587")
+    done = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        "django.core.mail.backends.smtp.EmailBackend",
+        "smtp.example.com",
+        "587",
+        "True",
+        "mailer",
+    ]
+    bad = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=base_env(EMAIL_URL="http://smtp.example.com"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode != 0 and "EMAIL_URL" in bad.stderr

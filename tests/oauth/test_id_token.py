@@ -49,6 +49,7 @@ def test_id_token_claims(browser, confidential, alice):
     access = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     assert claims["sid"] == access["sid"]
     assert claims["email"] == alice.email
+    assert claims["email_verified"] is False
 
 
 def test_no_nonce_when_none_was_sent(browser, confidential):

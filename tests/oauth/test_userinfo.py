@@ -20,11 +20,19 @@ def http():
     ("scope", "claims"),
     [
         ("openid", {"sub"}),
-        ("openid email", {"sub", "email"}),
+        ("openid email", {"sub", "email", "email_verified"}),
         ("openid profile", {"sub", "name", "given_name", "family_name", "preferred_username"}),
         (
             "openid profile email",
-            {"sub", "name", "given_name", "family_name", "preferred_username", "email"},
+            {
+                "sub",
+                "name",
+                "given_name",
+                "family_name",
+                "preferred_username",
+                "email",
+                "email_verified",
+            },
         ),
     ],
 )
@@ -38,6 +46,8 @@ def test_claims_follow_the_granted_scope(browser, http, confidential, alice, sco
     assert body["sub"] == alice.sub
     if "email" in claims:
         assert body["email"] == alice.email
+        # A JSON boolean, false until the address is confirmed (OpenID Connect Core §5.1).
+        assert body["email_verified"] is False
     if "name" in claims:
         assert body["name"] == "Alice Liddell" and body["preferred_username"] == "alice"
 

@@ -19,6 +19,7 @@ from django.urls import URLPattern, reverse
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.password_reset import password_reset_send
 from accounts.services import LoginFailed, user_authenticate
 from accounts.throttling import login_lockout_status
 from oauth.clients import client_create
@@ -40,6 +41,8 @@ KNOWN_ACTIONS = {
     "deactivate_users",
     "revoke_selected",
     "revoke_sessions",
+    "send_password_reset",
+    "retry_now",
 }
 
 # The views every ModelAdmin has; anything else get_urls() returns is a custom view.
@@ -74,6 +77,7 @@ def rows(make_user):
     consent_grant(user=alice, client=confidential.client, scopes=["openid"])
     first = session_start(user=alice, client_id="authserver", audience=["api"])
     refresh_token_rotate(value=first.refresh_token, client_id="authserver")  # a chain of two
+    password_reset_send(user=alice, actor=None)  # an outbox row and an account link
     return {"alice": alice}
 
 
@@ -198,7 +202,11 @@ def test_custom_admin_views_refuse_a_view_only_user(client, rows, viewer):
                 assert client.get(url).status_code == 403, url
                 assert client.post(url, form).status_code == 403, url
             checked.append(pattern.name)
-    assert {"auth_user_password_change", "tokens_signingkey_rotate"} <= set(checked)
+    assert {
+        "auth_user_password_change",
+        "tokens_signingkey_rotate",
+        "accounts_user_access",
+    } <= set(checked)
     assert database_snapshot() == before
 
     assert User.objects.get(username="alice").check_password(PASSWORD)

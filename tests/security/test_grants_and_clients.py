@@ -172,7 +172,7 @@ def test_first_party_api_checks_the_client_id_not_only_the_audience(server, sett
     assert bearer_get(server, "/oauth/userinfo", legacy).status_code == 200  # a valid token
     response = bearer_get(server, "/api/v1/me", legacy)
     assert response.status_code == 401
-    assert response.json()["error_description"] == "token not issued for this API"
+    assert response.json()["error_description"] == "Token not issued for this API."
 
 
 def test_client_audience_may_not_be_the_first_party_audience(admin_browser, settings):

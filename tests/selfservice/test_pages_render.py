@@ -84,3 +84,35 @@ def test_anonymous_visitors_go_to_the_login_page(client, name):
 )
 def test_device_summary(agent, summary):
     assert device_summary(agent) == summary
+
+
+def test_a_name_change_is_saved_and_audited_and_bad_input_is_a_form_error(client, alice):
+    from audit.models import AuthEvent
+
+    response = client.post(reverse("account:profile"), {"first_name": "Al\u0007ice"})
+    assert response.status_code == 200
+    assert b"Use letters, spaces and punctuation only." in response.content
+    too_long = client.post(reverse("account:profile"), {"first_name": "x" * 151})
+    assert too_long.status_code == 200 and b'aria-invalid="true"' in too_long.content
+    alice.refresh_from_db()
+    assert alice.first_name == "Alice"
+    assert not AuthEvent.objects.filter(event_type="account.profile_changed").exists()
+
+    saved = client.post(reverse("account:profile"), {"first_name": "Alicia", "last_name": "B"})
+    assert saved.status_code == 303
+    alice.refresh_from_db()
+    assert (alice.first_name, alice.last_name) == ("Alicia", "B")
+    event = AuthEvent.objects.get(event_type="account.profile_changed")
+    assert event.user_id == alice.pk and event.details == {"fields": ["first_name", "last_name"]}
+
+
+def test_an_administrator_account_is_not_deleted_from_the_account_pages(client, make_user):
+    from accounts.models import User
+
+    make_user(username="root", is_staff=True, is_superuser=True)
+    client.post(reverse("login"), {"username": "root", "password": PASSWORD})
+    page = client.get(reverse("account:delete"))
+    assert page.status_code == 403 and b"administrator rights" in page.content
+    refused = client.post(reverse("account:delete"), {"password": PASSWORD, "confirm": "on"})
+    assert refused.status_code == 403
+    assert User.objects.filter(username="root").exists()

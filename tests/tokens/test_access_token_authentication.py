@@ -54,8 +54,10 @@ def assert_invalid_token(response, reason: str | None = None):
         'Bearer realm="authserver", error="invalid_token"'
     )
     if reason:
-        assert body["error_description"] == reason
-        assert f'error_description="{reason}"' in response["WWW-Authenticate"]
+        # The verifier's reason, written as every error_description is: a sentence.
+        sentence = reason[0].upper() + reason[1:] + "."
+        assert body["error_description"] == sentence
+        assert f'error_description="{sentence}"' in response["WWW-Authenticate"]
 
 
 def test_valid_token_authenticates_the_user(client, make_user):

@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -32,6 +33,11 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="deliver what is due, then exit")
         parser.add_argument(
             "--interval", type=float, default=2.0, help="seconds between polls (default 2)"
+        )
+        parser.add_argument(
+            "--heartbeat-file",
+            default=None,
+            help="touch this file at every poll (for a liveness check of the worker)",
         )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -62,7 +68,10 @@ class Command(BaseCommand):
         logger.info("mail: worker started (poll every %s s)", interval)
         last_purge = 0.0
         db_wait = interval
+        heartbeat = Path(options["heartbeat_file"]) if options["heartbeat_file"] else None
         while not stop.is_set():
+            if heartbeat is not None:
+                heartbeat.touch()
             try:
                 close_old_connections()
                 done = mail_deliver_due(limit=BATCH)
