@@ -235,6 +235,13 @@ _EVENT_TEXT = {
     EventType.ADMIN_USER_CHANGED: "Account changed by an administrator",
     EventType.ADMIN_USER_CREATED: "Account created by an administrator",
     EventType.ADMIN_USER_DEACTIVATED: "Account deactivated by an administrator",
+    EventType.MFA_ENROLLED: "Two-step verification turned on",
+    EventType.MFA_REMOVED: "Two-step verification turned off",
+    EventType.MFA_RESET: "Two-step verification reset by an administrator",
+    EventType.MFA_SUCCEEDED: "Second sign-in step passed",
+    EventType.MFA_FAILED: "Wrong or reused sign-in code",
+    EventType.MFA_RECOVERY_CODE_USED: "Recovery code used",
+    EventType.MFA_RECOVERY_CODES_GENERATED: "New recovery codes made",
 }
 # Routine, high-volume machine events that say nothing a person would act on.
 _HIDDEN = {

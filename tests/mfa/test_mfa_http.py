@@ -355,3 +355,43 @@ def test_discovery_lists_acr_values(server):
     document = requests.get(server.url + "/.well-known/openid-configuration", timeout=10).json()
     assert document["acr_values_supported"] == ["urn:authserver:acr:pwd", ACR_MFA]
     assert {"acr", "amr"} <= set(document["claims_supported"])
+
+
+@pytest.fixture
+def strict_server(child_env, settings) -> Iterator[Gunicorn]:
+    """AUTHSERVER_MFA=staff, and a small per-IP failure budget."""
+    settings.PASSWORD_HASHERS = app_settings.PASSWORD_HASHERS
+    user_create(username="admin", email="admin@example.com", password=PASSWORD, is_staff=True)
+    user_create(username="dave", email="dave@example.com", password=PASSWORD)
+    running = Gunicorn(child_env, workers=2)
+    running.env["AUTHSERVER_ISSUER"] = running.url
+    running.env["AUTHSERVER_MFA"] = "staff"
+    running.env["AUTHSERVER_LOGIN_THROTTLE_PER_IP"] = "3"
+    with running:
+        yield running
+
+
+def test_policy_forces_enrolment_and_bad_mfa_tokens_spend_the_ip_budget(strict_server):
+    server = strict_server
+    login = server.url + "/api/v1/auth/login"
+    # A staff account without a factor: the browser is sent to set one up, the API refuses.
+    browser = requests.Session()
+    first = password_step(server, browser, "admin")
+    assert first.status_code == 302 and first.headers["Location"].startswith("/account/mfa/totp")
+    refused = requests.post(login, json={"username": "admin", "password": PASSWORD}, timeout=10)
+    assert refused.status_code == 403 and refused.json()["error"] == "mfa_enrollment_required"
+    # Others are not asked.
+    assert password_step(server, requests.Session(), "dave").headers["Location"] == "/"
+    ok = requests.post(login, json={"username": "dave", "password": PASSWORD}, timeout=10)
+    assert ok.status_code == 200 and _claims(ok.json()["access_token"])["amr"] == ["pwd"]
+
+    # Forged mfa_tokens are failures of this address: the fourth answer is 429.
+    statuses = [
+        requests.post(
+            server.url + "/api/v1/auth/mfa",
+            json={"mfa_token": f"forged.{n}", "code": "123456"},
+            timeout=10,
+        ).status_code
+        for n in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
