@@ -83,6 +83,10 @@ REASONS = {
 }
 
 
+# What py_webauthn (and the CBOR/ASN.1 parsers under it) raise for input it cannot accept.
+_BAD_INPUT = (WebAuthnException, ValueError, TypeError, KeyError, IndexError, AttributeError)
+
+
 class PasskeyRefused(Exception):
     """An answer from the browser was not accepted; `reason` is a key of REASONS."""
 
@@ -217,7 +221,7 @@ def _parse(parser, credential_json: str):
         raise PasskeyRefused("malformed")
     try:
         return parser(credential_json)
-    except (WebAuthnException, ValueError, TypeError, KeyError, AttributeError):
+    except _BAD_INPUT:
         raise PasskeyRefused("malformed") from None
 
 
@@ -263,7 +267,7 @@ def assertion_verify(*, credential_json: str, purpose: str, binding: str, user=N
             credential_current_sign_count=passkey.sign_count,
             require_user_verification=user is None,
         )
-    except WebAuthnException as exc:
+    except _BAD_INPUT as exc:
         reason = _reason(str(exc))
         if reason == "sign_count_regressed":
             passkey_flag(passkey)
@@ -311,7 +315,7 @@ def registration_verify(*, user, credential_json: str, binding: str, name: str) 
             expected_origin=rp_origin(),
             require_user_verification=False,
         )
-    except WebAuthnException as exc:
+    except _BAD_INPUT as exc:
         raise PasskeyRefused(_reason(str(exc))) from None
     passkey = Passkey(
         user=user,

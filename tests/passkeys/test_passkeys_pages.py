@@ -4,6 +4,7 @@ sign-in, another person's passkey is a 404, the admin lists passkeys without key
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from audit.events import EventType
 from audit.models import AuthEvent
 from mfa import selectors, services
 from passkeys.models import Passkey
+from tests.passkeys.softkey import SoftKey, b64u
 
 CREDENTIAL_ID = "Y3JlZGVudGlhbC1pZC1vZi1hbGljZQ"
 PUBLIC_KEY = b"\xa5\x01\x02\x03\x26 not a real cose key"
@@ -128,3 +130,55 @@ def test_turning_two_step_verification_off_removes_passkeys(make_user):
     _passkey(alice)
     assert services.second_factors_remove(user=alice) == 1
     assert not Passkey.objects.filter(user=alice).exists()
+
+
+@pytest.mark.django_db
+def test_security_log_says_which_events_were_a_passkey(client, make_user):
+    alice = make_user(username="alice")
+    passkey = _passkey(alice)
+    _sign_in(client, alice, recent=True)
+    client.post(reverse("account:passkey-remove", args=[passkey.pk]))
+    page = client.get(reverse("account:activity")).content.decode()
+    assert "passkey" in page and CREDENTIAL_ID not in page
+
+
+@pytest.mark.django_db
+def test_bad_registrations_are_refused_with_a_readable_error(client, make_user, settings):
+    settings.AUTHSERVER_ISSUER = "https://id.example.com"
+    alice = make_user(username="alice")
+    _sign_in(client, alice, recent=True)
+    url = reverse("account:passkey-add")
+
+    def attempt(bend) -> str:
+        options = client.post(reverse("account:passkey-options")).json()
+        key = SoftKey(rp_id="id.example.com", origin="https://id.example.com")
+        credential = json.loads(key.register(options))
+        bend(credential, key, options)
+        response = client.post(url, {"name": "x", "credential": json.dumps(credential)})
+        assert response.status_code == 400
+        assert "The passkey was not added." in response.content.decode()
+        return (
+            AuthEvent.objects.filter(event_type=EventType.MFA_FAILED).latest("id").details["reason"]
+        )
+
+    def other_origin(credential, key, options):
+        key.origin = "https://evil.example"
+        credential.update(json.loads(key.register(options)))
+
+    def other_rp(credential, key, options):
+        key.rp_id = "evil.example"
+        credential.update(json.loads(key.register(options)))
+
+    def garbage(credential, key, options):
+        credential["response"]["attestationObject"] = b64u(b"\xa3garbage")
+
+    def stale(credential, key, options):
+        key.register(options)  # the challenge of these options ...
+        client.post(url, {"name": "x", "credential": json.dumps(credential)})  # ... used once
+
+    assert attempt(other_origin) == "origin_mismatch"
+    assert attempt(other_rp) == "rp_id_mismatch"
+    assert attempt(garbage) == "malformed"
+    assert attempt(stale) == "challenge_mismatch"
+    # Only the one registration that was accepted (the stale case's first use) is stored.
+    assert Passkey.objects.filter(user=alice).count() == 1
