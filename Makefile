@@ -9,7 +9,7 @@ PORT   ?= 8000
 # The issuer `make run` serves as: AUTHSERVER_ISSUER from the environment, else this address.
 RUN_ISSUER = $(or $(AUTHSERVER_ISSUER),http://127.0.0.1:$(PORT))
 
-.PHONY: run test lint format bench bench-scale clean
+.PHONY: run test resilience lint format bench bench-scale clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "authserver needs Python 3.11 or newer")'
@@ -40,6 +40,11 @@ run: $(VENV)/.prod-installed
 
 test: $(VENV)/.test-installed
 	$(PY) scripts/runtests.py $(ARGS)
+
+# The resilience test alone, with its figures printed (about 1.5 minutes; `make test` runs it
+# too): nginx + TLS, two instances, a throwaway PostgreSQL and Redis, and each fault in turn.
+resilience: $(VENV)/.test-installed
+	$(PY) scripts/runtests.py tests/resilience -s -p no:cacheprovider $(ARGS)
 
 $(VENV)/.bench-installed: requirements/base.txt requirements/prod.txt requirements/bench.txt | $(VENV)/bin/python
 	$(PIP) install --quiet -r requirements/bench.txt

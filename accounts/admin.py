@@ -45,6 +45,7 @@ from accounts.throttling import login_lockout_status
 from accounts.verification import (
     email_admin_prepare,
     email_admin_saved,
+    email_signup_pending,
     email_verification_send,
 )
 from authserver.counters import CacheUnavailable
@@ -334,6 +335,7 @@ class UserAdmin(DjangoUserAdmin):
     def get_urls(self):
         return [
             # Invitations (a page of the user admin: `invite_user` does the same from a shell).
+            # Before Django's "<path:object_id>/", which would take "invite/" for a user id.
             path(
                 "invite/",
                 self.admin_site.admin_view(self.invite_view),
@@ -556,11 +558,18 @@ class UserAdmin(DjangoUserAdmin):
             return
         sent = 0
         for user in queryset:
-            if user.email and not user.email_verified:
-                email_verification_send(user=user, request=request, actor=request.user)
-                sent += 1
+            if not user.email or user.email_verified:
+                continue
+            # A pending sign-up's new link also activates it; a deactivated account gets none.
+            signup = email_signup_pending(user)
+            if not user.is_active and not signup:
+                continue
+            email_verification_send(user=user, request=request, actor=request.user, signup=signup)
+            sent += 1
         skipped = len(queryset) - sent
-        note = f" ({skipped} already verified or without an address)" if skipped else ""
+        note = (
+            f" ({skipped} already verified, without an address, or deactivated)" if skipped else ""
+        )
         self.message_user(request, f"Sent a confirmation link to {sent} user(s){note}.")
 
     def invite_view(self, request):

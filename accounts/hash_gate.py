@@ -9,12 +9,20 @@ slot; any further sign-in is refused at once with 503 and Retry-After (accounts.
 raises LoginBusy, a LoginUnavailable), before any password work. The defaults together take at
 most half of AUTHSERVER_THREADS (authserver/settings.py), leaving the other half to everything
 else.
+
+The hashes themselves run on this gate's own threads, at a lower CPU priority (nice +10; the
+Argon2id lane threads they start inherit it): while sign-ins hash, the threads serving
+everything else get the CPU first, so a flood's hashes slow each other rather than the rest.
+`hash_run(fn, ...)` runs one there; the caller must hold a slot.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from authserver.conf import get_config
 
@@ -28,10 +36,26 @@ class HashGateFull(Exception):
     """Every hashing slot and every queue place of this process is taken."""
 
 
+# How much lower than the serving threads the hashing threads run (nice values add).
+HASH_NICE_INCREMENT = 10
+
+
+def _lower_priority() -> None:
+    """Thread initializer: this thread (and the threads it starts) at a lower CPU priority. On
+    Linux the nice value is per thread; elsewhere, or if refused, the thread keeps its own."""
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + HASH_NICE_INCREMENT))
+
+
 class HashGate:
     def __init__(self, slots: int, queue: int) -> None:
         self.slots = slots
         self.queue = queue
+        # One hashing thread per slot, started on first use (a preloaded master forks none).
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
         self._busy = 0
         self._waiting = 0
@@ -59,6 +83,26 @@ class HashGate:
         with self._cond:
             self._busy -= 1
             self._cond.notify()
+
+    def run(self, fn, /, *args):
+        """fn(*args) on one of the low-priority hashing threads; the caller holds a slot, so
+        one is always free."""
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                pool = self._pool
+                if pool is None:
+                    pool = self._pool = ThreadPoolExecutor(
+                        max_workers=self.slots,
+                        thread_name_prefix="password-hash",
+                        initializer=_lower_priority,
+                    )
+        return pool.submit(fn, *args).result()
+
+    @property
+    def full(self) -> bool:
+        """Would acquire() refuse at once? (A peek without the lock, for an early answer.)"""
+        return self._busy >= self.slots and self._waiting >= self.queue
 
     @property
     def busy(self) -> int:

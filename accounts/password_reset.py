@@ -26,11 +26,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.links import account_link_check, account_link_consume, account_link_issue
 from accounts.models import AccountLink, User
-from accounts.services import PasswordRejected, _actor_details, _user_for_login, user_set_password
+from accounts.services import PasswordRejected, _actor_details, _user_for_login
 from accounts.throttling import ip_bucket, login_digest, login_lockout_reset, login_normalize
 from audit.events import EventType
 from audit.services import audit_event_record
@@ -94,7 +95,10 @@ def _throttle(*, ip: str, name: str, now: datetime) -> None:
 def password_reset_url(token: str) -> str:
     """The link in the mail. Built from AUTHSERVER_ISSUER, never from the request's Host
     header (which an attacker chooses, and would receive the token through)."""
-    return settings.AUTHSERVER_ISSUER + reverse("password-reset-link", args=[token])
+    # In the query string, which the access log never records (deploy/gunicorn.conf.py).
+    return (
+        settings.AUTHSERVER_ISSUER + reverse("password-reset") + "?" + urlencode({"token": token})
+    )
 
 
 def _may_reset(user: User | None) -> bool:
@@ -174,17 +178,30 @@ def password_reset_complete(
 
     Raises AccountLinkInvalid (dead link; also for the losers of a race on one link: the
     UPDATE that uses it admits one winner) or PasswordRejected (the validators; the link stays
-    usable). The change, the link's use, the audit event and the notice commit together."""
+    usable). The password is hashed before the transaction, so the link's row is locked only
+    for milliseconds (concurrent submissions wait on it, under the database lock_timeout). The
+    use of the link, the change (whose save ends every session of the user), the audit events
+    and the notice commit together."""
     link = account_link_check(purpose=RESET, digest=digest)
+    user = link.user
     try:
-        password_validation.validate_password(password, user=link.user)
+        password_validation.validate_password(password, user=user)
     except ValidationError as exc:
         raise PasswordRejected(exc.error_list) from None
+    user.set_password(password)  # the hash: CPU work, done before any lock is taken
     with transaction.atomic():
         link = account_link_consume(purpose=RESET, digest=digest)
-        user = User.objects.select_for_update().get(pk=link.user_id)
+        user.password_changed_at = timezone.now()
         # Sets password_changed_at; User.save ends every session (browser and tokens).
-        user_set_password(user=user, password=password, request=request)
+        user.save(update_fields=["password", "password_changed_at"])
+        audit_event_record(
+            event=EventType.PASSWORD_CHANGED,
+            user=user,
+            request=request,
+            ip=ip or None,
+            user_agent=user_agent,
+            details={"change": "reset"},
+        )
         audit_event_record(
             event=EventType.PASSWORD_RESET,
             user=user,

@@ -19,6 +19,7 @@ address nor its username any more: the next sign-up for either deletes it.
 
 from __future__ import annotations
 
+import secrets
 import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -143,69 +144,86 @@ def user_signup(*, username: str, email: str, password: str, request=None) -> No
     """
     now = timezone.now()
     username = username_normalize(username)
-    with _hashing_slot(), transaction.atomic():
+    # The one hash of every path, before the transaction: no row is locked while it runs.
+    with _hashing_slot():
+        hashed = make_password(password)
+    with transaction.atomic():
         for field, value in (("email", email), ("username", username)):
-            holder = User.objects.matching(field, value).select_for_update().first()
+            holder = User.objects.matching(field, value).first()
             if holder is not None and _stale_pending(holder, now):
-                holder.delete()
-        login_url = _absolute(request, reverse("login"))
+                # Conditional, so an account confirmed or signed in meanwhile stays.
+                User.objects.filter(
+                    pk=holder.pk,
+                    is_active=False,
+                    email_verified=False,
+                    last_login__isnull=True,
+                    date_joined=holder.date_joined,
+                ).delete()
         if User.objects.matching("email", email).exists():
-            make_password(password)
-            mail_enqueue(
-                to=email,
-                template="signup_existing",
-                context={
-                    "login_url": login_url,
-                    "reset_url": _reset_url(request),
-                },
-            )
-            outcome = "existing_email"
+            outcome, notice = "existing_email", "signup_existing"
         elif User.objects.matching("username", username).exists():
-            make_password(password)
+            outcome, notice = "username_taken", "signup_username_taken"
+        else:
+            outcome, notice = "created", None
+        # The same writes in every path: the account, its link, its confirmation mail and its
+        # audit row are made for real, or, when the address or name is taken, for a throwaway
+        # account inside a savepoint that is rolled back. Then the notice of the other paths
+        # is queued. The answer's timing does not tell the paths apart.
+        real = notice is None
+        try:
+            with transaction.atomic():
+                _account_create(
+                    username=username if real else f"~{secrets.token_hex(8)}",
+                    email=email if real else f"{secrets.token_hex(8)}@example.invalid",
+                    hashed=hashed,
+                    request=request,
+                )
+                if not real:
+                    raise _Rehearsal
+        except _Rehearsal:
+            pass
+        except IntegrityError:
+            # A concurrent sign-up took the name or address between the check and here.
+            outcome, notice = "race", "signup_username_taken"
+        if notice is not None:
             mail_enqueue(
                 to=email,
-                template="signup_username_taken",
+                template=notice,
                 context={
                     "username": username,
+                    "login_url": _absolute(request, reverse("login")),
+                    "reset_url": _reset_url(request),
                     "signup_url": _absolute(request, reverse("signup")),
                 },
             )
-            outcome = "username_taken"
-        else:
-            user = User(
-                username=username,
-                email=email,
-                is_active=not get_config().registration_require_verified,
-            )
-            user.set_password(password)
-            try:
-                with transaction.atomic():
-                    user.save()
-            except IntegrityError:
-                # A concurrent sign-up took the name or address between the check and here.
-                mail_enqueue(
-                    to=email,
-                    template="signup_username_taken",
-                    context={
-                        "username": username,
-                        "signup_url": _absolute(request, reverse("signup")),
-                    },
-                )
-                outcome = "race"
-            else:
-                email_verification_send(user=user, request=request, signup=True)
-                audit_event_record(
-                    event=EventType.USER_SIGNED_UP,
-                    user=user,
-                    request=request,
-                    details={"active": user.is_active},
-                )
-                outcome = "created"
         audit_event_record(
             event=EventType.SIGNUP_SUBMITTED,
             request=request,
             details={"outcome": outcome, "email_domain": email.rsplit("@", 1)[1]},
         )
+
+
+class _Rehearsal(Exception):
+    """Rolls back the throwaway account of a sign-up whose address or name is taken."""
+
+
+def _account_create(*, username: str, email: str, hashed: str, request) -> User:
+    user = User(
+        username=username,
+        email=email,
+        is_active=not get_config().registration_require_verified,
+    )
+    user.password = hashed
+    with transaction.atomic():
+        user.save()
+    email_verification_send(user=user, request=request, signup=True)
+    audit_event_record(
+        event=EventType.USER_SIGNED_UP,
+        user=user,
+        request=request,
+        details={"active": user.is_active},
+    )
+    return user
 
 
 def _reset_url(request) -> str:

@@ -1,11 +1,12 @@
 """The password reset pages: /password/forgot (ask for a link) and /password/reset (use it).
 
-The mailed link is /password/reset/<token>. Its GET changes nothing (mail scanners fetch links):
-it checks the link, keeps only the token's digest in the browser's session and redirects to the
-token-less /password/reset, so the token is not left in the address bar, the history or a
-Referer. The responses at the token's URL (the redirect, the "link does not work" page) send
-Referrer-Policy: no-referrer. The pages with forms keep the site's same-origin policy: under
-no-referrer a browser sends `Origin: null` with the POST, which the CSRF check rightly refuses.
+The mailed link is /password/reset?token=<token> (in the query string, which the access log never
+records). Its GET changes nothing (mail scanners fetch links): it checks the link, keeps only the
+token's digest in the browser's session and redirects to the token-less /password/reset, so the
+token is not left in the address bar, the history or a Referer. The responses at the token's URL
+(the redirect, the "link does not work" page) send Referrer-Policy: no-referrer. The pages with
+forms keep the site's same-origin policy: under no-referrer a browser sends `Origin: null` with
+the POST, which the CSRF check rightly refuses.
 """
 
 from __future__ import annotations
@@ -103,9 +104,7 @@ def password_forgot_page(request: HttpRequest) -> HttpResponse:
 
 
 @_no_referrer
-@page_headers
-@require_http_methods(["GET", "HEAD"])
-def password_reset_link(request: HttpRequest, token: str) -> HttpResponse:
+def _link_landing(request: HttpRequest, token: str) -> HttpResponse:
     try:
         link = password_reset_link_check(token=token)
     except AccountLinkInvalid as exc:
@@ -119,6 +118,8 @@ def password_reset_link(request: HttpRequest, token: str) -> HttpResponse:
 @page_headers
 @require_http_methods(["GET", "HEAD", "POST"])
 def password_reset_page(request: HttpRequest) -> HttpResponse:
+    if request.method in ("GET", "HEAD") and "token" in request.GET:
+        return _link_landing(request, request.GET.get("token", ""))
     digest = request.session.get(SESSION_KEY)
     if not isinstance(digest, str):
         return _invalid(request, "unknown")

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from datetime import datetime
 
 from django.contrib.auth import password_validation
-from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.auth.hashers import check_password, make_password, verify_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -190,6 +190,17 @@ def user_authenticate(
 
 
 @sensitive_variables("password")
+def _password_verified(gate, user: User, password: str) -> bool:
+    """user.check_password, with the hash on the gate's low-priority thread. A right password
+    stored with an outdated hasher or parameters is re-hashed and saved by Django's own
+    check_password (here, on this thread: rare, and it needs the database)."""
+    correct, must_update = gate.run(verify_password, password, user.password)
+    if correct and must_update:
+        return user.check_password(password)
+    return correct
+
+
+@sensitive_variables("password")
 def _user_authenticate_gated(
     *, login: str, name: str, password: str, now: datetime, context: dict
 ) -> User:
@@ -215,12 +226,13 @@ def _user_authenticate_gated(
         metrics.login_attempted(outcome="throttled")
         raise LoginThrottled(hit.retry_after)
 
+    gate = hash_gate()  # the caller holds one of its slots
     user = _user_for_login(unicodedata.normalize("NFKC", login or "").strip())
     if user is None:
-        _password_hash_burn(password)
+        gate.run(_password_hash_burn, password)
         reason = FailureReason.UNKNOWN_USER
     elif not user.is_active:
-        check_password(password, user.password)  # same cost; result irrelevant
+        gate.run(check_password, password, user.password)  # same cost; result irrelevant
         reason = FailureReason.INACTIVE
     else:
         try:
@@ -230,9 +242,9 @@ def _user_authenticate_gated(
             raise LoginUnavailable from None
         if locked:
             # Even the right password fails while locked, after the same hash work.
-            check_password(password, user.password)
+            gate.run(check_password, password, user.password)
             reason = FailureReason.LOCKED
-        elif user.check_password(password):  # re-hashes with the preferred hasher on success
+        elif _password_verified(gate, user, password):
             try:
                 login_budget_release(reservation)
                 if not _second_factor_follows(user):

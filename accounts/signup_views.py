@@ -203,13 +203,15 @@ def _digest_from_link(request: HttpRequest, key: str, check) -> str | HttpRespon
 def email_confirm_page(request: HttpRequest) -> HttpResponse:
     try:
         found = _digest_from_link(
-            request, CONFIRM_SESSION_KEY, lambda token: email_link_check(token=token)
+            request, CONFIRM_SESSION_KEY, lambda token: email_link_check(token=token).digest
         )
         if isinstance(found, HttpResponse):
             return _no_referrer(found)
         if request.method != "POST":
-            email_link_check(digest=found or None)
-            return _no_referrer(render(request, "accounts/email_confirm.html"))
+            pending = email_link_check(digest=found or None)
+            return _no_referrer(
+                render(request, "accounts/email_confirm.html", {"pending": pending})
+            )
         result = email_confirm(digest=found, request=request)
     except EmailConfirmFailed as exc:
         return _no_referrer(_link_problem(request, exc.reason))

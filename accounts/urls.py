@@ -22,12 +22,8 @@ urlpatterns = [
     ),
     path("logout", views.logout_page, name="logout"),
     path("password/forgot", reset_views.password_forgot_page, name="password-forgot"),
+    # The mailed link is /password/reset?token=...: the token never enters a path (logged).
     path("password/reset", reset_views.password_reset_page, name="password-reset"),
-    path(
-        "password/reset/<str:token>",
-        reset_views.password_reset_link,
-        name="password-reset-link",
-    ),
     # Sign-up, address confirmation and invitations (accounts/signup_views.py)
     path("signup", signup_views.signup_page, name="signup"),
     path("signup/sent", signup_views.signup_sent_page, name="signup_sent"),

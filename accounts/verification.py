@@ -18,7 +18,8 @@ from django.urls import reverse
 
 from accounts import emaillinks
 from accounts.emailaddr import EmailInvalid, email_normalize
-from accounts.models import User
+from accounts.links import account_links_end
+from accounts.models import AccountLink, User
 from audit.events import EventType
 from audit.services import audit_event_record
 from authserver.conf import get_config
@@ -105,6 +106,21 @@ def email_verification_send(
         )
 
 
+def email_signup_pending(user: User) -> bool:
+    """Whether `user` is a sign-up waiting for its confirmation (inactive, unverified, never
+    signed in, and its latest confirmation link was a sign-up's): a new link for it must also
+    activate it. An account an admin deactivated is not one."""
+    if user.is_active or user.email_verified or user.last_login is not None:
+        return False
+    latest = (
+        AccountLink.objects.filter(user=user, purpose=AccountLink.Purpose.VERIFY_EMAIL)
+        .order_by("-created_at", "-id")
+        .only("data")
+        .first()
+    )
+    return bool(latest and latest.data.get("signup"))
+
+
 def email_change_request(*, user: User, new_email: str, request=None) -> None:
     """Ask to change the account's address to `new_email`: a confirmation link goes to the new
     address, which replaces the current one only when it is confirmed (email_confirm).
@@ -139,13 +155,24 @@ def email_change_request(*, user: User, new_email: str, request=None) -> None:
         email_verification_send(user=user, email=new_email, request=request)
 
 
-def email_link_check(*, token: str | None = None, digest: str | None = None) -> str:
-    """The digest of a live confirmation link given its token or digest (for the page a GET
-    shows; only the POST consumes it), or EmailConfirmFailed("invalid")."""
+@dataclass(frozen=True, slots=True)
+class PendingConfirmation:
+    digest: str
+    email: str  # the address the link confirms
+    username: str  # the account it is for (the mail named it too)
+    signup: bool
+
+
+def email_link_check(*, token: str | None = None, digest: str | None = None) -> PendingConfirmation:
+    """What a live confirmation link (given its token or digest) would confirm, for the page a
+    GET shows (only the POST consumes it); EmailConfirmFailed("invalid") otherwise."""
     link = emaillinks.link_peek(purpose=emaillinks.VERIFY_EMAIL, token=token, digest=digest)
-    if link is None:
+    user = User.objects.filter(pk=link.user_id).first() if link is not None else None
+    if link is None or user is None:
         raise EmailConfirmFailed("invalid")
-    return link.digest
+    return PendingConfirmation(
+        digest=link.digest, email=link.email, username=user.get_username(), signup=link.signup
+    )
 
 
 def email_confirm(*, digest: str, request=None) -> EmailConfirmed:
@@ -181,6 +208,9 @@ def email_confirm(*, digest: str, request=None) -> EmailConfirmed:
                 # An account an admin deactivated is not brought back by a link.
                 raise EmailConfirmFailed("inactive")
         user.save(update_fields=fields)
+        if changed:
+            # A reset link mailed to the old address no longer opens the account.
+            account_links_end(user=user, purpose=AccountLink.Purpose.RESET)
         if changed and old:
             mail_enqueue(
                 to=old,

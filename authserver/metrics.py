@@ -244,6 +244,45 @@ class SigningKeyCollector:
                 yield age
 
 
+class OutboxCollector:
+    """Gauges of the email outbox (mail/), one indexed query per scrape: how many messages wait,
+    how many of them have failed at least once, and the age of the oldest. A growing age means
+    the worker is down or the SMTP server refuses (README "Email and password reset")."""
+
+    def collect(self) -> Iterator[Metric]:
+        from django.db.models import Count, Min, Q
+
+        from mail.models import Outbox
+
+        try:
+            row = Outbox.objects.filter(status=Outbox.Status.PENDING).aggregate(
+                pending=Count("id"),
+                failing=Count("id", filter=Q(attempts__gt=0)),
+                oldest=Min("created_at"),
+            )
+        except Exception as exc:  # noqa: BLE001 - a scrape must still answer
+            _record_failed("outbox_gauges", exc)
+            return
+        pending = GaugeMetricFamily(
+            "authserver_mail_outbox_pending", "Email messages queued and not yet delivered."
+        )
+        pending.add_metric([], float(row["pending"]))
+        yield pending
+        failing = GaugeMetricFamily(
+            "authserver_mail_outbox_failing",
+            "Queued messages whose delivery failed at least once (being retried).",
+        )
+        failing.add_metric([], float(row["failing"]))
+        yield failing
+        oldest = GaugeMetricFamily(
+            "authserver_mail_outbox_oldest_pending_age_seconds",
+            "Age of the oldest undelivered message (0 when none waits).",
+        )
+        age = (timezone.now() - row["oldest"]).total_seconds() if row["oldest"] else 0.0
+        oldest.add_metric([], max(0.0, age))
+        yield oldest
+
+
 def metrics_exposition() -> bytes:
     """Every metric in the Prometheus text format: all workers' values, then the key gauges."""
     if getattr(values.ValueClass, "_multiprocess", False):
@@ -254,6 +293,7 @@ def metrics_exposition() -> bytes:
         registry = REGISTRY
     keys = CollectorRegistry(auto_describe=False)
     keys.register(SigningKeyCollector())
+    keys.register(OutboxCollector())
     return generate_latest(registry) + generate_latest(keys)
 
 

@@ -18,6 +18,7 @@ from django.urls import (
     reverse,
 )
 
+from accounts.hash_gate import BUSY_RETRY_AFTER, hash_gate
 from authserver.errors import method_not_allowed_description
 from authserver.logs import (
     REQUEST_ID_HEADER,
@@ -218,6 +219,28 @@ MACHINE_PATHS = frozenset(
 )
 
 
+API_LOGIN_PATH = "/api/v1/auth/login"
+
+
+def sign_in_busy_response() -> JsonResponse:
+    """The first-party login API's 503 while every password-hashing slot is taken (the same
+    answer AuthLoginApi gives for LoginBusy)."""
+    from authserver import metrics
+
+    metrics.login_attempted(outcome="busy")
+    response = JsonResponse(
+        {
+            "error": "temporarily_unavailable",
+            "error_description": "Sign-in is busy; try again in a few seconds.",
+        },
+        status=503,
+    )
+    response["Retry-After"] = str(BUSY_RETRY_AFTER)
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
 class MachinePathsMiddleware:
     """Serve MACHINE_PATHS without the browser middleware that follows it in MIDDLEWARE.
 
@@ -238,6 +261,10 @@ class MachinePathsMiddleware:
         if request.path_info not in MACHINE_PATHS:
             return self.get_response(request)
         request.get_host()  # DisallowedHost -> 400, as on every other path
+        if request.path_info == API_LOGIN_PATH and request.method == "POST" and hash_gate().full:
+            # A sign-in flood: refused before the body is even parsed (accounts/hash_gate.py),
+            # so each refusal gives its thread back within a fraction of a millisecond.
+            return sign_in_busy_response()
         match = self.views.match(request)
         request.resolver_match = match
         response = match.func(request, *match.args, **match.kwargs)

@@ -640,9 +640,15 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "authserver API",
-    "DESCRIPTION": "First-party authentication API: login, refresh-token rotation, logout, "
-    "profile and sessions. OAuth 2.0 / OpenID Connect endpoints are described by "
-    "/.well-known/openid-configuration.",
+    "DESCRIPTION": "authserver's HTTP API: the first-party sign-in API (login, refresh-token "
+    "rotation, logout, profile and sessions) and the OAuth 2.0 / OpenID Connect back channel "
+    "(token, revocation, introspection, userinfo, discovery, JWKS). Errors are "
+    '{"error", "error_description"} (RFC 6749 §5.2 style) everywhere.',
+    # The OAuth endpoints (plain Django views) and the tags by area: oauth/openapi.py.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "oauth.openapi.openapi_add_oauth",
+    ],
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI assets from drf-spectacular-sidecar, served by us: no CDN.

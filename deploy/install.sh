@@ -189,7 +189,7 @@ release $version is installed (not running yet). Next:
   $release/deploy/install.sh --prefix $prefix --activate $version
   first install: systemctl enable --now authserver@8000 authserver@8001 authserver-mail-worker \\
       authserver-purge-sessions.timer authserver-purge-codes.timer \\
-      authserver-rotate-keys.timer authserver-purge-audit.timer
+      authserver-rotate-keys.timer authserver-purge-audit.timer authserver-purge-links.timer
   upgrade: systemctl restart authserver@8000, wait for its /readyz, then authserver@8001,
     then authserver-mail-worker
 EOF

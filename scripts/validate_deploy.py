@@ -372,6 +372,7 @@ SCHEDULED_JOBS = (
     "purge_authorization_codes",
     "rotate_signing_keys --if-due",
     "purge_audit_events",
+    "purge_account_links",
 )
 
 

@@ -30,7 +30,7 @@ def jwks(request: HttpRequest) -> HttpResponse:
         response = JsonResponse(
             {
                 "error": "temporarily_unavailable",
-                "error_description": "signing keys are unavailable; see /readyz",
+                "error_description": "Signing keys are unavailable; see /readyz.",
             },
             status=503,
         )

@@ -132,6 +132,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if limit_ms:
                 stall_breaker.answered()  # refused at once: down, not stalled; no need to wait
             raise
+        if limit_ms:
+            stall_breaker.answered()  # the server completed the handshake: it answers again
         if limit_ms and type(connection) is psycopg.Connection:
             connection.__class__ = DeadlineConnection
             connection.authserver_wait_seconds = limit_ms / 1000

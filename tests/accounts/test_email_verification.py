@@ -192,3 +192,36 @@ def test_mailed_links_are_built_from_the_issuer_not_the_host_header(client, sett
     body = Outbox.objects.get().body_text
     assert "https://id.example.com/email/confirm?token=" in body
     assert "other.example.net" not in body
+
+
+def test_a_confirmed_change_ends_reset_links_sent_to_the_old_address(make_user):
+    from accounts.links import AccountLinkInvalid, account_link_check, account_link_issue
+
+    alice = make_user(username="alice", email="alice@example.com")
+    _, reset_token = account_link_issue(
+        purpose=AccountLink.Purpose.RESET, email=alice.email, ttl=1800, user=alice
+    )
+    email_change_request(user=alice, new_email="new@example.org")
+    email_confirm(digest=digest_in(Outbox.objects.get(to="new@example.org"), "/email/confirm"))
+    with pytest.raises(AccountLinkInvalid):
+        account_link_check(purpose=AccountLink.Purpose.RESET, token=reset_token)
+
+
+def test_expired_and_foreign_purpose_links_get_the_clear_page(client, make_user):
+    from accounts.links import account_link_issue
+
+    alice = make_user(username="alice")
+    email_verification_send(user=alice)
+    expired = re.search(r"token=([A-Za-z0-9_-]{43})", Outbox.objects.get().body_text).group(1)
+    AccountLink.objects.filter(user=alice).update(expires_at=timezone.now() - timedelta(1))
+    _, reset = account_link_issue(
+        purpose=AccountLink.Purpose.RESET, email=alice.email, ttl=1800, user=alice
+    )
+    for token in (expired, reset):  # a reset link's token is no confirmation link
+        page = client.get(reverse("email_confirm"), {"token": token})
+        assert page.status_code == 400
+        assert "This link can\u2019t be used" in page.content.decode()
+        invite = client.get(reverse("invite_accept"), {"token": token})
+        assert invite.status_code == 400
+    alice.refresh_from_db()
+    assert not alice.email_verified

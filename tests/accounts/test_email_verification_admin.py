@@ -132,3 +132,23 @@ def test_invite_page(admin_client, make_user):
     link = AccountLink.objects.get(purpose="invite")
     assert link.user is None and link.email == "new@example.org"
     assert AuthEvent.objects.filter(event_type="invite.sent").count() == 1
+
+
+def test_resending_to_a_pending_sign_up_still_activates_it(admin_client, make_user):
+    from accounts.links import account_link_digest
+    from accounts.registration import user_signup
+    from accounts.verification import email_confirm
+
+    user_signup(username="late", email="late@example.org", password="a fresh and long phrase 7")
+    late = User.objects.get(username="late")
+    gone = make_user(username="gone", is_active=False)
+    admin_client.post(
+        "/admin/accounts/user/",
+        {"action": "resend_verification", "_selected_action": [late.pk, gone.pk]},
+    )
+    newest = Outbox.objects.filter(to="late@example.org").order_by("-id").first()
+    assert not Outbox.objects.filter(to=gone.email).exists()  # deactivated: no link
+    token = newest.body_text.split("token=", 1)[1].split()[0]
+    assert email_confirm(digest=account_link_digest(token)).activated
+    late.refresh_from_db()
+    assert late.is_active and late.email_verified

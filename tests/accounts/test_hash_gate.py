@@ -7,6 +7,7 @@ gunicorn: a burst of wrong-password sign-ins leaves threads for the health probe
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from accounts.hash_gate import HashGate, HashGateFull, hash_gate
+from accounts.hash_gate import HASH_NICE_INCREMENT, HashGate, HashGateFull, hash_gate
 from authserver import settings as app_settings
 from tests.accounts.test_login_page import login_post
 from tests.live import Gunicorn
@@ -69,6 +70,24 @@ def test_a_queued_sign_in_gives_up_after_its_wait():
         gate.acquire(wait=0.2)
     assert 0.15 < time.monotonic() - started < 1.0
     gate.release()
+
+
+def test_hashes_run_on_lower_priority_threads():
+    """The Argon2id lanes inherit the hashing thread's nice value: while sign-ins hash, the
+    serving threads get the CPU first."""
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    caller = niceness()
+    gate = HashGate(slots=1, queue=0)
+    gate.acquire()
+    try:
+        assert gate.run(niceness) == min(19, caller + HASH_NICE_INCREMENT)
+        assert gate.run(threading.current_thread).name.startswith("password-hash")
+    finally:
+        gate.release()
+    assert niceness() == caller  # the serving thread itself keeps its priority
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from tests.conftest import PASSWORD
 pytestmark = pytest.mark.django_db
 
 NEW_PASSWORD = "a brand new passphrase 77"
-LINK = re.compile(r"(https?://[^\s\"<>]+/password/reset/([A-Za-z0-9_-]{43}))")
+LINK = re.compile(r"(https?://[^\s\"<>]+/password/reset\?token=([A-Za-z0-9_-]{43}))")
 CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
@@ -98,10 +98,10 @@ def test_full_reset_ends_every_session_and_notifies(client, make_user, settings)
     tokens = session_start(user=user, client_id="authserver", audience=["api"])
     assert forgot(client, "ADA@example.com").status_code == 200
     url, token = mailed_link()
-    assert url.startswith(settings.AUTHSERVER_ISSUER + "/password/reset/")
+    assert url.startswith(settings.AUTHSERVER_ISSUER + "/password/reset?token=")
     assert not AccountLink.objects.filter(digest__contains=token).exists()
 
-    landing = client.get(f"/password/reset/{token}")
+    landing = client.get(f"/password/reset?token={token}")
     assert landing.status_code == 302 and landing["Location"] == "/password/reset"
     assert landing["Referrer-Policy"] == "no-referrer"
     form = client.get("/password/reset")
@@ -128,7 +128,7 @@ def test_full_reset_ends_every_session_and_notifies(client, make_user, settings)
     assert notice.to == ["ada@example.com"] and "was changed" in notice.subject
 
     # Replaying the link (fresh browser, or the same one) shows the clear "used" page.
-    again = Client().get(f"/password/reset/{token}")
+    again = Client().get(f"/password/reset?token={token}")
     assert again.status_code == 400 and b"already been used" in again.content
     assert client.get("/password/reset").status_code == 400
 
@@ -154,7 +154,7 @@ def test_tampered_links_show_the_clear_page(client, make_user, mangle, text):
     make_user("ada", email="ada@example.com")
     forgot(client, "ada")
     _, token = mailed_link()
-    page = client.get(f"/password/reset/{mangle(token)}")
+    page = client.get(f"/password/reset?token={mangle(token)}")
     assert page.status_code == 400 and text in page.content
     assert page["Referrer-Policy"] == "no-referrer"
     assert b'<meta name="referrer" content="no-referrer">' in page.content
@@ -170,13 +170,13 @@ def test_expired_superseded_and_password_changed_links_die(client, make_user, se
         ttl=60,
         now=timezone.now() - timedelta(hours=1),
     )
-    assert b"expired" in client.get(f"/password/reset/{old}").content
+    assert b"expired" in client.get(f"/password/reset?token={old}").content
     forgot(client, "ada")
     _, first = mailed_link()
     forgot(client, "ada")
     _, second = mailed_link()
-    assert b"newer link" in client.get(f"/password/reset/{first}").content
-    assert client.get(f"/password/reset/{second}").status_code == 302
+    assert b"newer link" in client.get(f"/password/reset?token={first}").content
+    assert client.get(f"/password/reset?token={second}").status_code == 302
     user.set_password("changed elsewhere 1234")
     user.save()
     assert client.get("/password/reset").status_code == 400
@@ -188,7 +188,7 @@ def test_a_foreign_users_link_resets_only_its_owner(client, make_user):
     forgot(client, "bob")
     _, token = mailed_link()
     client.force_login(ada)
-    client.get(f"/password/reset/{token}")
+    client.get(f"/password/reset?token={token}")
     set_password(client, NEW_PASSWORD)
     ada.refresh_from_db()
     bob.refresh_from_db()
@@ -219,7 +219,7 @@ def test_no_token_reaches_the_logs(client, make_user, caplog):
     caplog.set_level(logging.DEBUG)
     forgot(client, "ada")
     _, token = mailed_link()
-    client.get(f"/password/reset/{token}")
+    client.get(f"/password/reset?token={token}")
     set_password(client, NEW_PASSWORD)
     mail_deliver_due()
     assert token not in caplog.text
@@ -235,3 +235,20 @@ def test_no_csrf_token_no_request(make_user):
     page = Client(enforce_csrf_checks=True).post("/password/forgot", {"login": "ada"})
     assert page.status_code == 403
     assert not Outbox.objects.exists()
+
+
+def test_a_reset_lifts_a_login_lockout(client, make_user):
+    from accounts.services import LoginFailed, user_authenticate
+    from accounts.throttling import login_lockout_status
+
+    user = make_user("ada", email="ada@example.com")
+    for _ in range(5):
+        with pytest.raises(LoginFailed):
+            user_authenticate(login="ada", password="wrong guess", ip="198.51.100.7")
+    assert login_lockout_status(user=user, now=timezone.now()).locked
+    forgot(client, "ada")
+    _, token = mailed_link()
+    client.get(f"/password/reset?token={token}")
+    set_password(client, NEW_PASSWORD)
+    assert not login_lockout_status(user=user, now=timezone.now()).locked
+    assert user_authenticate(login="ada", password=NEW_PASSWORD, ip="198.51.100.8") == user

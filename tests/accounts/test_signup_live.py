@@ -139,7 +139,10 @@ def test_sign_up_mail_confirm_and_sign_in_over_http(open_server, mailbox):
     assert len(token) == 43 and not AccountLink.objects.filter(digest=token).exists()
 
     # A GET (a mail scanner, a link preview) changes nothing.
-    assert requests.get(link, timeout=10).status_code == 200
+    scanned = requests.get(link, timeout=10)
+    assert scanned.status_code == 200
+    # The page names what it confirms: someone else's sign-up is recognisable as such.
+    assert "carol@example.org" in scanned.text and "<strong>carol</strong>" in scanned.text
     carol.refresh_from_db()
     assert not carol.is_active
     done = confirm(server, link)

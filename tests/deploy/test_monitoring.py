@@ -201,6 +201,13 @@ CASES = [
         f"authserver_signing_key_active_age_seconds{{{A}}}": f"{30 * 86400}+60x90",
     }, "80m", False),
     ("AuthserverInstanceDown", {f"up{{{A}}}": "1 0 0 0 0"}, "4m", True),
+    ("AuthserverMailNotDelivered", {
+        f"authserver_mail_outbox_oldest_pending_age_seconds{{{A}}}": "600+60x20",
+    }, "15m", True),
+    # Mail that goes out within a minute or two never pages.
+    ("AuthserverMailNotDelivered", {
+        f"authserver_mail_outbox_oldest_pending_age_seconds{{{A}}}": "0 30 90 0 45 0 0 60 0 0x12",
+    }, "15m", False),
     ("AuthserverNotReady", {
         'probe_success{job="authserver-readyz",instance="https://a:8000/readyz"}': "1 0 0 0 0",
     }, "4m", True),

@@ -1,7 +1,8 @@
 """A real browser signs up: the sign-up page, the mail (delivered by the deliver_email worker
 over SMTP to aiosmtpd), the confirmation link, then signing in. Chromium (Debian's
 /usr/bin/chromium, driven by Playwright) on a desktop screen with scripts on, where axe-core
-checks each new page (tests/a11y.py), and on a phone-sized screen with JavaScript off.
+checks each new page in the light and dark schemes (tests/a11y.py), and on a phone-sized screen
+with JavaScript off.
 
 Screenshots go to test-artifacts/. Without Chromium the test is skipped and says why.
 """
@@ -57,6 +58,13 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def accessible(page: Page, name: str) -> None:
+    """axe-core finds no serious or critical violation, in the light and the dark scheme."""
+    for scheme in ("dark", "light"):
+        page.emulate_media(color_scheme=scheme)
+        assert_accessible(page, f"{name} ({scheme})")
+
+
 def fits_the_screen(page: Page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
@@ -64,7 +72,7 @@ def fits_the_screen(page: Page) -> bool:
 def sign_up_and_confirm(
     page: Page, server: Gunicorn, mailbox: Mailbox, username: str, label: str, *, axe: bool
 ) -> None:
-    check = assert_accessible if axe else (lambda page, name="": None)
+    check = accessible if axe else (lambda page, name="": None)
     page.goto(server.url + "/login")
     page.get_by_role("link", name="Create an account").click()
     expect(page.get_by_role("heading", name="Create an account")).to_be_visible()
@@ -129,7 +137,7 @@ def test_sign_up_mail_confirm_sign_in_in_chromium(stack):
             # The change-of-address page and the invitation page pass axe too.
             page.goto(server.url + "/account/email")
             expect(page.get_by_role("heading", name="Change your email address")).to_be_visible()
-            assert_accessible(page, "change of address page")
+            accessible(page, "change of address page")
             shot(page, "account-email-desktop")
             made = manage("invite_user", "ivy@example.org", env=server.env)
             assert made.returncode == 0, made.stderr
@@ -138,7 +146,7 @@ def test_sign_up_mail_confirm_sign_in_in_chromium(stack):
             (link,) = invite.links("/invite?token=")
             page.goto(link)
             expect(page.get_by_role("heading", name="Accept your invitation")).to_be_visible()
-            assert_accessible(page, "invitation page")
+            accessible(page, "invitation page")
             shot(page, "invite-desktop")
             desktop.close()
 

@@ -73,7 +73,7 @@ def mail_for(smtp: SmtpServer, address: str, count: int) -> tuple[str, str]:
 
 def open_link(base: str, token: str) -> tuple[requests.Session, requests.Response]:
     browser = requests.Session()
-    landing = browser.get(f"{base}/password/reset/{token}", allow_redirects=False, timeout=10)
+    landing = browser.get(f"{base}/password/reset?token={token}", allow_redirects=False, timeout=10)
     return browser, landing
 
 
@@ -89,7 +89,7 @@ def test_link_replay_and_tamper_probes(live):
     server, smtp = live
     assert ask(server.url, "ada").status_code == 200
     url, token = mail_for(smtp, "ada@example.com", 1)
-    assert url == f"{server.url}/password/reset/{token}"
+    assert url == f"{server.url}/password/reset?token={token}"
 
     # Tampered and made-up links: the same clear page, which names no account.
     probes = [
@@ -104,7 +104,7 @@ def test_link_replay_and_tamper_probes(live):
     ]
     bodies = set()
     for probe in probes:
-        page = requests.get(f"{server.url}/password/reset/{probe}", timeout=10)
+        page = requests.get(f"{server.url}/password/reset", params={"token": probe}, timeout=10)
         assert page.status_code in (400, 404), probe[:60]
         if page.status_code == 400:
             assert "This link does not work" in page.text and "ada" not in page.text
@@ -158,7 +158,12 @@ def test_twenty_concurrent_submissions_of_one_link_change_the_password_once(live
     ]
     losers = [n for n, (status, text) in results.items() if status == 400 and "already" in text]
     assert len(winners) == 1, {n: s for n, (s, _) in results.items()}
-    assert len(losers) == 19
+    others = {
+        n: (status, re.sub(r"\s+", " ", text)[:300])
+        for n, (status, text) in results.items()
+        if n not in winners and n not in losers
+    }
+    assert len(losers) == 19, others
     user = User.objects.get(username="bob")
     assert user.check_password(f"{NEW_PASSWORD} racer {winners[0]:02d}")
     assert AuthEvent.objects.filter(event_type="password.reset", user_id=user.pk).count() == 1

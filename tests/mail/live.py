@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 
 from tests.live import ROOT, free_port
 
-LINK = re.compile(r"(https?://[^\s\"<>]+/password/reset/([A-Za-z0-9_-]{43}))")
+LINK = re.compile(r"(https?://[^\s\"<>]+/password/reset\?token=([A-Za-z0-9_-]{43}))")
 
 
 class _Recorder:

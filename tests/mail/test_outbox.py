@@ -220,3 +220,22 @@ def test_email_url_is_read_from_the_environment():
         check=False,
     )
     assert bad.returncode != 0 and "EMAIL_URL" in bad.stderr
+
+
+@pytest.mark.django_db
+def test_metrics_show_the_outbox_backlog(client, settings):
+    settings.AUTHSERVER_METRICS_ALLOWED_IPS = ["127.0.0.1"]
+    settings.EMAIL_BACKEND = "tests.mail.backends.RefusingBackend"
+    row = enqueue()
+    Outbox.objects.filter(pk=row.pk).update(created_at=timezone.now() - timedelta(minutes=20))
+    mail_deliver_due()
+    text = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert "authserver_mail_outbox_pending 1.0" in text
+    assert "authserver_mail_outbox_failing 1.0" in text
+    (line,) = [
+        line
+        for line in text.splitlines()
+        if line.startswith("authserver_mail_outbox_oldest_pending_age_seconds ")
+    ]
+    age = float(line.split()[1])
+    assert 1150 < age < 1300

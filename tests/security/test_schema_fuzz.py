@@ -45,38 +45,40 @@ CHECKS = ",".join(
 )
 
 
-def _run(server, token: str, *extra: str, budget: int = 10) -> subprocess.CompletedProcess[str]:
+def _command(server, *, budget: int = 10) -> list[str]:
     """schemathesis on the live schema; `budget`: seconds of generation at most (the machine's
     load decides how many examples fit, the seed decides which come first)."""
+    return [
+        str(SCHEMATHESIS),
+        "run",
+        server.url + "/api/schema/",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        "6",
+        "--seed",
+        "20261204",
+        "--generation-deterministic",  # implies no example database
+        "--no-shrink",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "15",
+        "--max-time",
+        str(budget),
+        "--max-failures",
+        "1",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--warnings",
+        "off",
+    ]
+
+
+def _run(server, token: str, *extra: str, budget: int = 10) -> subprocess.CompletedProcess[str]:
+    """schemathesis with a bearer token (the first-party API's)."""
     return subprocess.run(
-        [
-            str(SCHEMATHESIS),
-            "run",
-            server.url + "/api/schema/",
-            "--checks",
-            CHECKS,
-            "--header",
-            f"Authorization: Bearer {token}",
-            "--max-examples",
-            "6",
-            "--seed",
-            "20261204",
-            "--generation-deterministic",  # implies no example database
-            "--no-shrink",
-            "--workers",
-            "1",
-            "--request-timeout",
-            "15",
-            "--max-time",
-            str(budget),
-            "--max-failures",
-            "1",
-            "--phases",
-            "examples,coverage,fuzzing",
-            "--warnings",
-            "off",
-            *extra,
-        ],
+        [*_command(server, budget=budget), "--header", f"Authorization: Bearer {token}", *extra],
         # schemathesis keeps a .schemathesis/ folder in its working directory: not the checkout
         cwd=tempfile.gettempdir(),
         capture_output=True,
@@ -140,3 +142,36 @@ def test_session_delete_answers_json_for_any_path_value(child_env, settings):
     documented content type (JSON) for any path value schemathesis sends."""
     with serve(child_env, settings, **LIMITS) as server:
         _passed(_run(server, server.tokens()["access_token"], "--include-name", SESSION_DELETE))
+
+
+def test_oauth_endpoints_conform_to_the_schema_with_a_real_client(child_env, settings):
+    """Issue 18.5: the OAuth back channel (token, revocation, introspection: form bodies) is in
+    the schema and answers as it documents when a real confidential client authenticates with
+    HTTP Basic, so schemathesis gets past client authentication to the grants' own checks."""
+    import base64
+
+    from oauth.clients import client_create
+
+    with serve(child_env, settings, **LIMITS) as server:
+        created = client_create(
+            name="Fuzzed",
+            client_type="confidential",
+            grant_types=["authorization_code", "refresh_token", "client_credentials"],
+            redirect_uris=["https://app.example.com/callback"],
+            scopes=["openid", "orders:read"],
+            is_resource_server=True,
+        )
+        raw = f"{created.client.client_id}:{created.secret}".encode()
+        basic = "Basic " + base64.b64encode(raw).decode()
+        # With the client's credentials.
+        command_header = ["--header", f"Authorization: {basic}"]
+        result = subprocess.run(
+            [*_command(server, budget=30), *command_header, "--include-tag", "OAuth 2.0"],
+            cwd=tempfile.gettempdir(),
+            capture_output=True,
+            text=True,
+            timeout=150,
+            check=False,
+        )
+        _passed(result)
+        assert "3 selected" in result.stdout, result.stdout[-2000:]
