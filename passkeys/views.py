@@ -93,6 +93,7 @@ def add(request: HttpRequest) -> HttpResponse:
     form = NameForm(request.POST if request.method == "POST" else None)
     error, status = None, 200
     if request.method == "POST" and form.is_valid():
+        first = not mfa_selectors.user_has_second_factor(user=request.user)
         try:
             passkey = services.passkey_register(
                 user=request.user,
@@ -107,6 +108,13 @@ def add(request: HttpRequest) -> HttpResponse:
             error, status = "Adding a passkey is temporarily unavailable. Try again soon.", 503
         else:
             messages.success(request, f"Your passkey “{passkey.name}” was added.")
+            if first:
+                # The account's first second factor: recovery codes, shown once, as for TOTP,
+                # so losing the passkey does not lock its owner out.
+                codes = mfa_services.recovery_codes_generate(user=request.user, request=request)
+                return _render(
+                    request, "mfa_recovery_codes.html", "mfa", codes=codes, enrolled=True
+                )
             return HttpResponseRedirect(reverse("account:mfa"), status=303)
     return _render(request, "passkey_add.html", "mfa", status=status, form=form, error=error)
 
