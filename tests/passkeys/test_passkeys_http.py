@@ -275,3 +275,30 @@ def test_malformed_answers_get_a_readable_error(server):
         response = post_assertion(server, browser, token, credential)
         assert response.status_code == 400, response.text[:200]
         assert "could not be read" in response.text or "not registered" in response.text
+
+
+def test_refused_second_factor_passkeys_count_toward_the_lockout(server):
+    key = register(server, "carol")
+    browser = requests.Session()
+    password_sign_in(server, browser, "carol")
+    token = fields(browser.get(server.url + "/login/mfa", timeout=10).text)["csrfmiddlewaretoken"]
+    for _ in range(6):  # AUTHSERVER_LOCKOUT_THRESHOLD
+        opts = options(server, browser, "/login/mfa/passkey/options", token)
+        refused = post_assertion(
+            server,
+            browser,
+            token,
+            key.assert_(opts["challenge"], rp_id="evil.example"),
+            path="/login/mfa/passkey",
+        )
+        assert refused.status_code == 400 and "another website" in refused.text
+    assert AuthEvent.objects.filter(
+        event_type=EventType.ACCOUNT_LOCKED, user__username="carol"
+    ).exists()
+    # Locked: the right passkey is refused too, and nobody is signed in.
+    opts = options(server, browser, "/login/mfa/passkey/options", token)
+    locked = post_assertion(
+        server, browser, token, key.assert_(opts["challenge"]), path="/login/mfa/passkey"
+    )
+    assert locked.status_code == 400 and not signed_in(server, browser)
+    assert last_failure(EventType.MFA_FAILED).details["reason"] == "locked"
