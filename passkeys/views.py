@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
@@ -31,7 +32,7 @@ from accounts.views import (
     safe_next_url,
     sign_in_complete,
 )
-from authserver.counters import CacheUnavailable
+from authserver.counters import CacheUnavailable, window_count
 from authserver.pages import page_headers
 from mfa import selectors as mfa_selectors
 from mfa import services as mfa_services
@@ -55,6 +56,25 @@ def _unavailable() -> JsonResponse:
         {"error": "temporarily_unavailable", "error_description": "Try again in a minute."}, 503
     )
     response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+    return response
+
+
+# Sign-in options (a challenge kept in the shared cache, often a new session row) are cheap but
+# not free: at most this many per client IP and minute.
+OPTIONS_PER_IP_PER_MINUTE = 60
+
+
+def _options_throttled(request: HttpRequest) -> JsonResponse | None:
+    hit = window_count(
+        name="passkey:options", bucket=client_ip(request), window_seconds=60, now=timezone.now()
+    )
+    if hit.count <= OPTIONS_PER_IP_PER_MINUTE:
+        return None
+    response = _json(
+        {"error": "slow_down", "error_description": "Too many passkey requests; wait a minute."},
+        429,
+    )
+    response["Retry-After"] = str(hit.remaining)
     return response
 
 
@@ -158,6 +178,8 @@ def remove(request: HttpRequest, passkey_id) -> HttpResponse:
 @require_http_methods(["POST"])
 def sign_in_options(request: HttpRequest) -> HttpResponse:
     try:
+        if (throttled := _options_throttled(request)) is not None:
+            return throttled
         options = ceremony.authentication_options(
             purpose=ceremony.PASSWORDLESS, binding=ceremony.session_binding(request)
         )
@@ -236,6 +258,8 @@ def second_factor_options(request: HttpRequest) -> HttpResponse:
             400,
         )
     try:
+        if (throttled := _options_throttled(request)) is not None:
+            return throttled
         options = ceremony.authentication_options(
             purpose=ceremony.SECOND_FACTOR, binding=ceremony.session_binding(request), user=user
         )

@@ -267,6 +267,15 @@ def test_second_step_passkey_options_need_a_pending_sign_in(server):
     no_csrf = requests.post(server.url + "/login/passkey/options", timeout=10)
     assert no_csrf.status_code == 403
 
+    # Options are limited per client IP and minute.
+    statuses = [
+        browser.post(
+            server.url + "/login/passkey/options", headers={"X-CSRFToken": token}, timeout=10
+        ).status_code
+        for _ in range(61)
+    ]
+    assert 429 in statuses and statuses.count(200) <= 60
+
 
 def test_malformed_answers_get_a_readable_error(server):
     browser = requests.Session()
