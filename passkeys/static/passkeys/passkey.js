@@ -140,6 +140,7 @@
       if (!available) return;
       conditional = new AbortController();
       var signal = conditional.signal;
+      var started = Date.now();
       fetchOptions(form)
         .then(function (json) {
           return navigator.credentials.get({
@@ -152,8 +153,12 @@
           if (credential) submitWith(form, credential);
         })
         .catch(function (error) {
-          // Timed out while the page stayed open: offer autofill again with a new challenge.
-          if (error && error.name === "NotAllowedError" && !signal.aborted) autofill(form);
+          // Timed out while the page stayed open (the challenge lives 2 minutes): offer
+          // autofill again with a new one. A quick refusal (no passkey here) is final.
+          var timedOut = Date.now() - started > 60000;
+          if (error && error.name === "NotAllowedError" && !signal.aborted && timedOut) {
+            autofill(form);
+          }
         });
     });
   }
