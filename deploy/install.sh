@@ -110,9 +110,11 @@ case "$action" in
     ln -sfn "releases/$version" "$prefix/.current.new"
     mv -Tf "$prefix/.current.new" "$prefix/current"
     echo "current: $previous -> releases/$version"
-    echo "now restart the instances one at a time, each once the other is ready:"
-    echo "  systemctl restart authserver@8000 && curl -fsS http://127.0.0.1:8000/readyz"
-    echo "  systemctl restart authserver@8001 && curl -fsS http://127.0.0.1:8001/readyz"
+    echo "now restart the instances one at a time (README \"Host install\"), for each PORT:"
+    echo "  mark 127.0.0.1:PORT down in nginx's upstream; systemctl reload nginx"
+    echo "  systemctl restart authserver@PORT; curl -fsS http://127.0.0.1:PORT/readyz"
+    echo "  remove the down mark; systemctl reload nginx"
+    echo "then: systemctl restart authserver-mail-worker"
     exit 0
     ;;
 esac
@@ -190,6 +192,6 @@ release $version is installed (not running yet). Next:
   first install: systemctl enable --now authserver@8000 authserver@8001 authserver-mail-worker \\
       authserver-purge-sessions.timer authserver-purge-codes.timer \\
       authserver-rotate-keys.timer authserver-purge-audit.timer authserver-purge-links.timer
-  upgrade: systemctl restart authserver@8000, wait for its /readyz, then authserver@8001,
-    then authserver-mail-worker
+  upgrade: drain, restart and readd authserver@8000, then @8001 (see --activate's output),
+    then systemctl restart authserver-mail-worker
 EOF

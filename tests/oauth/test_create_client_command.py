@@ -199,3 +199,57 @@ def test_create_user_prints_one_line(child_env):
     assert result.stderr == ""
     assert result.stdout.strip().startswith("created user hal")
     assert len(result.stdout.strip().splitlines()) == 1
+
+
+def test_claim_mappings_from_the_command_line():
+    data = json.loads(
+        run(
+            "--name",
+            "Reports",
+            "--type",
+            "confidential",
+            "--redirect-uri",
+            "https://app.example.com/cb",
+            "--grant",
+            "authorization_code",
+            "--scope",
+            "openid groups email",
+            "--access-token-claim",
+            "roles=groups",
+            "--id-token-claim",
+            "roles = groups",
+            "--userinfo-claim",
+            "contact=email",
+            "--json",
+        )
+    )
+    assert data["claims"] == {
+        "id_token": ["roles = groups"],
+        "userinfo": ["contact = email"],
+        "access_token": ["roles = groups"],
+    }
+    client = Client.objects.get(client_id=data["client_id"])
+    assert client.access_token_claims == "roles = groups"
+
+
+@pytest.mark.parametrize(
+    ("claim", "message"),
+    [("sub=username", "'sub' is a reserved claim"), ("roles=shoe_size", "not a user attribute")],
+)
+def test_a_bad_claim_mapping_is_a_one_line_command_error(claim, message):
+    with pytest.raises(CommandError, match=message):
+        run(
+            "--name",
+            "Reports",
+            "--type",
+            "confidential",
+            "--redirect-uri",
+            "https://app.example.com/cb",
+            "--grant",
+            "authorization_code",
+            "--scope",
+            "openid groups",
+            "--access-token-claim",
+            claim,
+        )
+    assert not Client.objects.exists()

@@ -69,6 +69,21 @@ class Command(BaseCommand):
             help="legacy confidential clients only: accept authorization requests without "
             "code_challenge (PKCE is required by default, RFC 9700 §2.1.1)",
         )
+        for kind, label in (
+            ("id-token", "ID token"),
+            ("userinfo", "userinfo response"),
+            ("access-token", "access token"),
+        ):
+            parser.add_argument(
+                f"--{kind}-claim",
+                action="append",
+                default=[],
+                metavar="CLAIM=ATTRIBUTE",
+                dest=f"{kind.replace('-', '_')}_claims",
+                help=f"an extra claim of the {label} from a user attribute, e.g. roles=groups "
+                "(repeatable; attributes: username, first_name, last_name, full_name, email, "
+                "groups, each released only with its scope)",
+            )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, **options) -> None:
@@ -89,6 +104,9 @@ class Command(BaseCommand):
                     skip_consent=options["first_party"],
                     is_resource_server=options["resource_server"],
                     refresh_without_offline_access=options["refresh_without_offline_access"],
+                    id_token_claims="\n".join(options["id_token_claims"]),
+                    userinfo_claims="\n".join(options["userinfo_claims"]),
+                    access_token_claims="\n".join(options["access_token_claims"]),
                 )
         except ClientError as exc:
             raise CommandError(str(exc)) from None
@@ -104,6 +122,11 @@ class Command(BaseCommand):
                 "grant_types": client.grant_type_list,
                 "scope": client.scopes,
                 "pkce_required": client.pkce_required,
+                "claims": {
+                    "id_token": client.id_token_claims.splitlines(),
+                    "userinfo": client.userinfo_claims.splitlines(),
+                    "access_token": client.access_token_claims.splitlines(),
+                },
             }
             self.stdout.write(json.dumps(payload, indent=2))
             return
