@@ -144,6 +144,11 @@ def test_register_a_passkey_and_sign_in_without_a_password(server):
     # The account page lists it, never its key material.
     page = browser.get(server.url + "/account/mfa", timeout=10).text
     assert "My laptop" in page and passkey.credential_id not in page
+    # A passkey sign-in is a fresh sign-in for the sensitive actions (here: removing it).
+    remove = browser.get(
+        server.url + f"/account/mfa/passkeys/{passkey.pk}/remove", allow_redirects=False, timeout=10
+    )
+    assert remove.status_code == 200 and "Remove passkey" in remove.text
 
 
 def test_bad_assertions_are_refused_audited_and_counted(server):
