@@ -7,13 +7,15 @@
 - assets/bench-latest.png: the benchmark chart (bench/results/latest.png) of the performance
   page.
 
-Django is set up with the development settings (as `make run` does); no database is touched.
+Django is set up with the development settings (as `make run` does, with throwaway secrets when
+none are set); no database is touched.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -27,6 +29,10 @@ def _django() -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authserver.settings")
+    # Throwaway secrets when none are set: the build signs and decrypts nothing, and development
+    # mode would otherwise write them into var/ (racing any other process doing the same).
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
+    os.environ.setdefault("AUTHSERVER_KEY_ENCRYPTION_KEY", secrets.token_urlsafe(32))
     import django
 
     django.setup()

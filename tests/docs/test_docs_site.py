@@ -12,6 +12,7 @@ import ast
 import html
 import json
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,17 @@ GENERATED = {
 }
 
 
+def docs_env(**extra: str) -> dict[str, str]:
+    """Development settings with throwaway secrets (nothing is written into var/; the tests run
+    on several pytest-xdist workers at once)."""
+    return base_env(
+        AUTHSERVER_MODE="development",
+        SECRET_KEY=secrets.token_urlsafe(64),
+        AUTHSERVER_KEY_ENCRYPTION_KEY=secrets.token_urlsafe(32),
+        **extra,
+    )
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("site")
@@ -39,7 +51,7 @@ def site(tmp_path_factory) -> Path:
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(folder)],
         cwd=ROOT,
         check=False,
-        env=base_env(AUTHSERVER_MODE="development", NO_MKDOCS_2_WARNING="1"),
+        env=docs_env(NO_MKDOCS_2_WARNING="1"),
         capture_output=True,
         text=True,
         timeout=180,
@@ -88,7 +100,7 @@ def project_commands_from_manage_py_help() -> set[str]:
     """The commands `manage.py help` lists under the project's own apps (help names an app by
     its last module part, so [sessions] holds Django's clearsessions too: a command is the
     project's when its file is in the project's app)."""
-    result = run_python("manage.py", "help", env=base_env(AUTHSERVER_MODE="development"))
+    result = run_python("manage.py", "help", env=docs_env())
     assert result.returncode == 0, result.stderr
     commands, app = set(), None
     for line in result.stdout.splitlines():
