@@ -4,8 +4,9 @@
 PostgreSQL, in this order: $DATABASE_URL; the local server on 127.0.0.1:5432; a throwaway cluster
 made from the PostgreSQL server binaries (initdb) when they are installed. Redis likewise:
 $REDIS_URL; 127.0.0.1:6379; a throwaway redis-server. With neither, stop with one line saying
-what to install. Without arguments the suite runs on one pytest-xdist worker per core (up to 4),
-then tests/resilience alone; extra arguments go to one plain pytest run (`make test ARGS="-k jwks"`).
+what to install. Without arguments the suite runs on one pytest-xdist worker per core (up to
+4), then tests/resilience alone; extra arguments go to one plain pytest run
+(`make test ARGS="-k jwks"`).
 """
 
 from __future__ import annotations
