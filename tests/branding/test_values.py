@@ -30,7 +30,11 @@ def test_anything_else_is_not_a_colour(bad):
 
 @pytest.mark.parametrize(
     "good",
-    ["https://cdn.example.com/logo.svg", "https://example.com:8443/a/b.png?v=2", "/static/logo.png"],
+    [
+        "https://cdn.example.com/logo.svg",
+        "https://example.com:8443/a/b.png?v=2",
+        "/static/logo.png",
+    ],
 )
 def test_https_and_static_logo_urls_are_accepted(good):
     assert values.logo_url_problem(good, static_url=STATIC, allow_http=False) is None
