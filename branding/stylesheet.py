@@ -97,5 +97,8 @@ def brand_stylesheet(brand: BrandValues) -> str:
         out.append(
             ".btn-primary { background: var(--brand-primary); color: var(--brand-primary-text); }\n"
             ".btn-primary:hover { background: var(--brand-primary-hover); }\n"
+            # The admin paints its header name in --accent, which is the hosted pages' link
+            # colour here: use the text colour computed for the header instead.
+            "#site-name a:link, #site-name a:visited { color: var(--header-branding-color); }\n"
         )
     return "".join(out)
