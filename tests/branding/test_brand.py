@@ -217,3 +217,14 @@ def test_site_name_is_the_older_name_of_brand_name():
         "-c", code, env=base_env(AUTHSERVER_SITE_NAME="Old Name", AUTHSERVER_BRAND_NAME="New Name")
     )
     assert both.stdout.strip() == "New Name"
+
+
+def test_oauth_pages_carry_the_brand(client, brand_settings, make_user):
+    error = client.get("/oauth/authorize?client_id=no-such-client&response_type=code")
+    body = error.content.decode()
+    assert " · Acme ID</title>" in body and "Go to your Acme ID account" in body
+    assert "authserver" not in body.replace("authserver/", "")
+    client.force_login(make_user("frank"))
+    body = client.get("/oauth/end-session").content.decode()
+    assert "You are signed in to Acme ID as" in body
+    assert "ends your Acme ID session" in body
