@@ -51,6 +51,7 @@ from accounts.verification import (
 from authserver.counters import CacheUnavailable
 from mfa.models import Factor, RecoveryCode
 from mfa.services import second_factors_reset
+from passkeys.models import Passkey
 from selfservice import selectors as account_selectors
 from selfservice import services as account_services
 from sessions.models import Session
@@ -244,7 +245,8 @@ class UserAdmin(DjangoUserAdmin):
         if obj.pk is None:
             return "-"
         factors = Factor.objects.filter(user=obj, confirmed_at__isnull=False).order_by("created_at")
-        if not factors:
+        passkeys = Passkey.objects.filter(user=obj).order_by("created_at")
+        if not factors and not passkeys:
             return "none"
         left = RecoveryCode.objects.filter(user=obj, used_at__isnull=True).count()
         rows = format_html_join(
@@ -257,6 +259,20 @@ class UserAdmin(DjangoUserAdmin):
                     f"{f.last_used_at:%Y-%m-%d %H:%M} UTC" if f.last_used_at else "never",
                 )
                 for f in factors
+            ),
+        )
+        # Passkeys: name and dates only, never the credential id or public key.
+        rows += format_html_join(
+            "",
+            "<li>passkey {} (added {} UTC, last used {}){}</li>",
+            (
+                (
+                    p.name,
+                    f"{p.created_at:%Y-%m-%d %H:%M}",
+                    f"{p.last_used_at:%Y-%m-%d %H:%M} UTC" if p.last_used_at else "never",
+                    " blocked: sign count went backwards" if p.flagged_at else "",
+                )
+                for p in passkeys
             ),
         )
         return format_html(

@@ -9,11 +9,14 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 from django.views import csrf, defaults
 
-# The pages load only our own stylesheet and images; no script runs at all. There is no
-# `form-action`: browsers apply it to the redirects that follow a form post, and the login and
-# consent forms legitimately end in a redirect to the client's registered redirect_uri.
+# The pages load only our own stylesheet, images and scripts (files under /static/, never inline:
+# the one script is passkeys/passkey.js, which calls the WebAuthn API and fetches its options
+# from this origin). There is no `form-action`: browsers apply it to the redirects that follow a
+# form post, and the login and consent forms legitimately end in a redirect to the client's
+# registered redirect_uri.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+    "img-src 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 
 

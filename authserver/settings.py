@@ -224,6 +224,7 @@ INSTALLED_APPS = [
     "oauth.apps.OauthConfig",
     "mail.apps.MailConfig",
     "mfa.apps.MfaConfig",
+    "passkeys.apps.PasskeysConfig",
     "branding.apps.BrandingConfig",
 ]
 

@@ -1,7 +1,8 @@
 """Second factors of an account.
 
-A `Factor` is one registered authenticator: today a TOTP app (RFC 6238); a passkey is another
-`method` with its own columns added later. Its secret is sealed with the key-encryption key
+A `Factor` is one registered authenticator: a TOTP app (RFC 6238). Passkeys keep their own
+rows (passkeys.models.Passkey: public keys, sign counts) and join as the method "passkey" in
+mfa.selectors and mfa.services.METHOD_VERIFIERS. Its secret is sealed with the key-encryption key
 (mfa/sealing.py), bound to the factor's id, and never leaves the server except once, on the
 enrolment page. A factor counts only once `confirmed_at` is set (a first code was accepted).
 

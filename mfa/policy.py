@@ -1,11 +1,12 @@
 """Who must use a second factor, and what a sign-in's methods are worth (`amr`, `acr`).
 
 `amr` values are RFC 8176's: "pwd" (password), "otp" (a one-time code: TOTP or a recovery code),
-"hwk"/"swk" (reserved for passkeys and security keys), and "mfa" once more than one factor was
-presented. `acr` is one of two values of our own, listed in discovery:
+"hwk"/"swk" (a passkey or security key: device-bound / synced, passkeys.models), and "mfa"
+once more than one factor was presented. `acr` is one of two values of our own, listed in discovery:
 
 - ACR_PWD "urn:authserver:acr:pwd": a password only;
-- ACR_MFA "urn:authserver:acr:mfa": a password and a second factor.
+- ACR_MFA "urn:authserver:acr:mfa": a password and a second factor, or a passkey with user
+  verification (passwordless: amr [hwk|swk, "user", "mfa"]).
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from mfa.models import Factor, RecoveryCode
+from passkeys.models import Passkey
 
 # The second-factor methods a sign-in can offer, in the order the page shows them. A new kind of
 # factor (passkeys) adds its name here and a verifier in mfa.services.METHOD_VERIFIERS.
 TOTP = "totp"
 RECOVERY_CODE = "recovery_code"
+PASSKEY = "passkey"  # passkeys/: a WebAuthn credential (not flagged as cloned)
 
 
 def user_methods(*, user) -> list[str]:
@@ -18,13 +20,26 @@ def user_methods(*, user) -> list[str]:
         .values_list("method", flat=True)
         .distinct()
     )
+    if user_passkeys(user=user, usable=True):
+        methods.append(PASSKEY)
     if methods and RecoveryCode.objects.filter(user=user, used_at__isnull=True).exists():
         methods.append(RECOVERY_CODE)
     return methods
 
 
 def user_has_second_factor(*, user) -> bool:
-    return Factor.objects.filter(user=user, confirmed_at__isnull=False).exists()
+    return (
+        Factor.objects.filter(user=user, confirmed_at__isnull=False).exists()
+        or Passkey.objects.filter(user=user, flagged_at__isnull=True).exists()
+    )
+
+
+def user_passkeys(*, user, usable: bool = False) -> list[Passkey]:
+    """The user's passkeys, oldest first; `usable`: without the ones flagged as cloned."""
+    rows = Passkey.objects.filter(user=user)
+    if usable:
+        rows = rows.filter(flagged_at__isnull=True)
+    return list(rows.order_by("created_at"))
 
 
 def user_totp_factor(*, user) -> Factor | None:

@@ -10,6 +10,7 @@ registers a verifier there and its name in mfa.selectors.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import unicodedata
@@ -45,6 +46,8 @@ from mail.services import mail_enqueue
 from mfa import selectors
 from mfa.models import Factor, RecoveryCode
 from mfa.sealing import SecretUnavailable, secret_open, secret_seal
+from passkeys import ceremony
+from passkeys.models import Passkey
 
 TOTP_DIGITS = 6
 TOTP_INTERVAL = 30  # seconds (RFC 6238 §5.2)
@@ -232,13 +235,46 @@ def _verify_recovery_code(user, code: str, now: datetime) -> bool:
     )
 
 
+# --- Passkeys (passkeys/) ----------------------------------------------------------------------
+
+
+def passkey_response(*, credential_json: str, binding: str) -> str:
+    """The `response` of second_factor_verify for a passkey: the browser's answer and this
+    browser session's challenge binding (passkeys.ceremony.session_binding), which the view
+    takes from the session, never from the request."""
+    return json.dumps({"credential": credential_json, "binding": binding})
+
+
+def _verify_passkey(user, response: str, now: datetime) -> str:
+    try:
+        data = json.loads(response)
+        credential_json, binding = data["credential"], data["binding"]
+    except (ValueError, KeyError, TypeError):
+        raise SecondFactorFailed("malformed") from None
+    try:
+        asserted = ceremony.assertion_verify(
+            credential_json=credential_json,
+            purpose=ceremony.SECOND_FACTOR,
+            binding=binding,
+            user=user,
+        )
+    except ceremony.PasskeyRefused as exc:
+        raise SecondFactorFailed(exc.reason) from None
+    return asserted.passkey.amr
+
+
 # --- Verification (every method) ---------------------------------------------------------------
 
-# method name -> (RFC 8176 amr value, verifier(user, response, now) -> bool)
-METHOD_VERIFIERS: dict[str, tuple[str, Callable[[object, str, datetime], bool]]] = {
+# method name -> (RFC 8176 amr value, verifier(user, response, now) -> bool, or the amr value
+# of this very factor (a passkey: "hwk" or "swk"); a verifier may raise SecondFactorFailed to
+# give the audit trail its reason)
+METHOD_VERIFIERS: dict[str, tuple[str, Callable[[object, str, datetime], bool | str]]] = {
     selectors.TOTP: ("otp", _verify_totp),
     selectors.RECOVERY_CODE: ("otp", _verify_recovery_code),
+    selectors.PASSKEY: ("hwk", _verify_passkey),
 }
+# Methods whose response is not a typed code (not normalised, not cut to MAX_CODE_LENGTH).
+RAW_RESPONSE_METHODS = frozenset({selectors.PASSKEY})
 
 
 def _clean_code(code: str) -> str:
@@ -303,8 +339,10 @@ def second_factor_verify(
                 **context,
             )
         raise LoginThrottled(reservation.retry_after)
-    response = _clean_code(response) if isinstance(response, str) else ""
+    response = response if isinstance(response, str) else ""
     method = method or code_method(response)
+    if method not in RAW_RESPONSE_METHODS:
+        response = _clean_code(response)
     details = {"method": method}
     if via:
         details["via"] = via
@@ -313,12 +351,14 @@ def second_factor_verify(
     except CacheUnavailable:
         raise LoginUnavailable from None
     reason = "locked" if locked else "bad_code"
-    accepted = False
+    accepted: bool | str = False
     if not locked and user.is_active and method in METHOD_VERIFIERS:
         try:
             accepted = METHOD_VERIFIERS[method][1](user, response, now)
         except SecretUnavailable:
             reason = "secret_unavailable"
+        except SecondFactorFailed as exc:
+            reason = exc.reason
     if accepted:
         try:
             login_budget_release(reservation)
@@ -335,7 +375,8 @@ def second_factor_verify(
                 **context,
             )
             _mail_recovery_code_used(user, now, left)
-        return Verified(method=method, amr=METHOD_VERIFIERS[method][0])
+        amr = accepted if isinstance(accepted, str) else METHOD_VERIFIERS[method][0]
+        return Verified(method=method, amr=amr)
     second_factor_failure_record(
         user=user, reason=reason, details=details, context=context, count=not locked
     )
@@ -376,6 +417,7 @@ def second_factor_failure_record(
 def second_factors_remove(*, user, request=None) -> int:
     """The owner removes their second factors (and so their recovery codes). Returns how many."""
     count = Factor.objects.filter(user=user).delete()[1].get("mfa.Factor", 0)
+    count += Passkey.objects.filter(user=user).delete()[1].get("passkeys.Passkey", 0)
     RecoveryCode.objects.filter(user=user).delete()
     audit_event_record(
         event=EventType.MFA_REMOVED, user=user, request=request, details={"count": count}
@@ -386,8 +428,9 @@ def second_factors_remove(*, user, request=None) -> int:
 @transaction.atomic
 def second_factors_reset(*, user, actor, request=None) -> int:
     """An administrator removes every second factor and recovery code of `user` (who lost
-    them); audited, and the user is told by mail."""
+    them); audited, and the user is told by mail. Passkeys are second factors too."""
     count = Factor.objects.filter(user=user).delete()[1].get("mfa.Factor", 0)
+    count += Passkey.objects.filter(user=user).delete()[1].get("passkeys.Passkey", 0)
     RecoveryCode.objects.filter(user=user).delete()
     audit_event_record(
         event=EventType.MFA_RESET,

@@ -123,6 +123,7 @@ def login_second_factor(request: HttpRequest) -> HttpResponse:
         "step_up": step_up,
         "has_totp": selectors.TOTP in methods,
         "has_recovery": selectors.RECOVERY_CODE in methods,
+        "has_passkey": selectors.PASSKEY in methods,
     }
     response = render(request, "accounts/login_mfa.html", context, status=status)
     for name, value in headers.items():
@@ -141,6 +142,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "mfa_overview.html",
         "mfa",
         totp=selectors.user_totp_factor(user=user),
+        passkeys=selectors.user_passkeys(user=user),
         recovery_left=selectors.recovery_codes_left(user=user),
         must_enrol=user_must_enrol(user),
         policy=mfa_policy(),

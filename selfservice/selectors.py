@@ -277,6 +277,8 @@ def _event_text(event_type: str) -> str:
 def _note(event: AuthEvent) -> str:
     # Only fixed, known values from `details`: never free text, ids or anything secret.
     details = event.details if isinstance(event.details, dict) else {}
+    if details.get("method") == "passkey":  # added, removed, used or refused: which kind
+        return "passkey"
     if event.event_type == EventType.LOGIN_FAILED:
         reason = details.get("reason")
         return _FAILURE_TEXT.get(reason, "") if isinstance(reason, str) else ""

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from mfa import views as mfa_views
+from passkeys import views as passkey_views
 from selfservice import email_views, views
 
 app_name = "account"
@@ -15,6 +16,10 @@ urlpatterns = [
     path("mfa/totp", mfa_views.totp_enrol, name="mfa-totp"),
     path("mfa/recovery-codes", mfa_views.recovery_codes, name="mfa-recovery"),
     path("mfa/remove", mfa_views.remove, name="mfa-remove"),
+    path("mfa/passkeys/add", passkey_views.add, name="passkey-add"),
+    path("mfa/passkeys/options", passkey_views.register_options, name="passkey-options"),
+    path("mfa/passkeys/<uuid:passkey_id>/rename", passkey_views.rename, name="passkey-rename"),
+    path("mfa/passkeys/<uuid:passkey_id>/remove", passkey_views.remove, name="passkey-remove"),
     path("sessions", views.sessions, name="sessions"),
     path("sessions/end-others", views.sessions_end_others, name="sessions-end-others"),
     path("sessions/<str:session_id>/end", views.session_end, name="session-end"),

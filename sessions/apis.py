@@ -240,7 +240,8 @@ MFA_REQUIRED_SCHEMA = inline_serializer(
             child=serializers.CharField(),
             required=False,
             help_text='With mfa_required: the second factors the user has ("totp", '
-            '"recovery_code").',
+            '"recovery_code", "passkey"). This endpoint takes codes; a passkey is presented on '
+            "the hosted sign-in pages.",
         ),
     },
 )

@@ -9,8 +9,10 @@ import base64
 import hashlib
 import html
 import itertools
+import json
 import re
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
@@ -27,7 +29,7 @@ from authserver import settings as app_settings
 from mail.models import Outbox
 from oauth.clients import client_create
 from tests.conftest import PASSWORD
-from tests.live import Gunicorn
+from tests.live import Gunicorn, json_response
 
 pytestmark = pytest.mark.slow
 
@@ -395,3 +397,41 @@ def test_policy_forces_enrolment_and_bad_mfa_tokens_spend_the_ip_budget(strict_s
         for n in range(4)
     ]
     assert statuses == [401, 401, 401, 429]
+
+
+def _posts_at_once(url: str, bodies: list[dict]) -> list[int]:
+    """POST each JSON body on its own connection, all in flight together; the statuses."""
+    parts = urlsplit(url)
+    sockets = []
+    for body in bodies:
+        payload = json.dumps(body).encode()
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        sockets.append((sock, payload))
+    for sock, payload in sockets:
+        sock.sendall(
+            (
+                f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
+            + payload
+        )
+    return [json_response(sock)[0] for sock, _ in sockets]
+
+
+def test_one_code_in_parallel_sign_ins_is_accepted_once(server):
+    """The same TOTP code sent at once with six different mfa_tokens: exactly one sign-in
+    completes (the time step is moved forward by one conditional UPDATE)."""
+    secret, _ = enrol(server, "alice")
+    login = server.url + "/api/v1/auth/login"
+    tokens = [
+        requests.post(login, json={"username": "alice", "password": PASSWORD}, timeout=10).json()[
+            "mfa_token"
+        ]
+        for _ in range(6)
+    ]
+    code = code_at(secret)
+    statuses = _posts_at_once(
+        server.url + "/api/v1/auth/mfa", [{"mfa_token": t, "code": code} for t in tokens]
+    )
+    assert sorted(statuses) == [200, 401, 401, 401, 401, 401], statuses

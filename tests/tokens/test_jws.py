@@ -109,7 +109,15 @@ def _claims(**overrides):
     return {k: v for k, v in base.items() if v is not _DROP}
 
 
-_DROP = object()
+class _Drop:
+    """A claim left out of the token (a stable repr, so every pytest-xdist worker collects the
+    same test ids)."""
+
+    def __repr__(self) -> str:
+        return "<dropped>"
+
+
+_DROP = _Drop()
 
 
 def _raw_token(claims, private, header=None) -> str:

@@ -1,0 +1,318 @@
+"""Passkeys over HTTP against gunicorn on PostgreSQL, with a software authenticator written in
+the test (tests/passkeys/softkey.py) as an independent client: register on the account page,
+sign in without a password, use one as the second factor; and the bad input of issue 17 (an
+assertion for another RP ID, origin or challenge, a replayed one, one from another browser, one
+without user verification, a sign count going backwards), each refused with a clear message,
+audited, and counted by the sign-in throttle and lockout."""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from accounts.services import user_create
+from audit.events import EventType
+from audit.models import AuthEvent
+from authserver import settings as app_settings
+from passkeys.models import Passkey
+from tests.conftest import PASSWORD
+from tests.live import Gunicorn
+from tests.passkeys.softkey import UP, SoftKey, b64u
+
+pytestmark = pytest.mark.slow
+
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
+
+
+@pytest.fixture
+def server(child_env, settings) -> Iterator[Gunicorn]:
+    settings.PASSWORD_HASHERS = app_settings.PASSWORD_HASHERS
+    for name in ("alice", "bob", "carol"):
+        user_create(username=name, email=f"{name}@example.com", password=PASSWORD)
+    running = Gunicorn(child_env, workers=2)
+    running.env["AUTHSERVER_ISSUER"] = running.url
+    running.env["AUTHSERVER_LOCKOUT_THRESHOLD"] = "6"
+    with running:
+        yield running
+
+
+def fields(page: str) -> dict[str, str]:
+    return {name: html.unescape(value) for name, value in _HIDDEN.findall(page)}
+
+
+def token_of(browser, url: str) -> str:
+    return fields(browser.get(url, timeout=10).text)["csrfmiddlewaretoken"]
+
+
+def options(server, browser, path: str, token: str, **data) -> dict:
+    response = browser.post(
+        server.url + path, data=data, headers={"X-CSRFToken": token}, timeout=10
+    )
+    assert response.status_code == 200, response.text[:300]
+    assert "no-store" in response.headers["Cache-Control"]
+    return response.json()
+
+
+def password_sign_in(server, browser, username: str) -> requests.Response:
+    token = token_of(browser, server.url + "/login")
+    return browser.post(
+        server.url + "/login",
+        data={"csrfmiddlewaretoken": token, "username": username, "password": PASSWORD},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
+def signed_in(server, browser) -> bool:
+    return (
+        browser.get(server.url + "/account/", allow_redirects=False, timeout=10).status_code == 200
+    )
+
+
+def register(server, username: str, name: str = "My laptop") -> SoftKey:
+    """Sign in with the password and add a passkey on the account page."""
+    browser = requests.Session()
+    assert password_sign_in(server, browser, username).status_code == 302
+    add_url = server.url + "/account/mfa/passkeys/add"
+    page = browser.get(add_url, timeout=10)
+    assert page.status_code == 200 and "Create a passkey" in page.text
+    token = fields(page.text)["csrfmiddlewaretoken"]
+    opts = options(server, browser, "/account/mfa/passkeys/options", token)
+    host = urlsplit(server.url).hostname
+    assert opts["rp"]["id"] == host and opts["authenticatorSelection"]["residentKey"] == "preferred"
+    key = SoftKey(rp_id=host, origin=server.url)
+    done = browser.post(
+        add_url,
+        data={"csrfmiddlewaretoken": token, "name": name, "credential": key.register(opts)},
+        allow_redirects=False,
+        timeout=10,
+    )
+    # The account's first second factor: ten recovery codes, shown once.
+    assert done.status_code == 200, done.text[:500]
+    assert "Two-step verification is on" in done.text
+    assert len(re.findall(r"<li><code>[a-z0-9]{5}-[a-z0-9]{5}</code></li>", done.text)) == 10
+    return key
+
+
+def passwordless(server, key: SoftKey, browser=None, **bend) -> tuple[requests.Response, str]:
+    """Ask for passwordless options and answer with `key` (bent by `bend`): (response, the
+    assertion posted)."""
+    browser = browser or requests.Session()
+    token = token_of(browser, server.url + "/login")
+    opts = options(server, browser, "/login/passkey/options", token)
+    assert opts["allowCredentials"] == [] and opts["userVerification"] == "required"
+    challenge = bend.pop("challenge", opts["challenge"])
+    assertion = key.assert_(challenge, **bend)
+    return post_assertion(server, browser, token, assertion), assertion
+
+
+def post_assertion(server, browser, token, assertion, path="/login/passkey") -> requests.Response:
+    return browser.post(
+        server.url + path,
+        data={"csrfmiddlewaretoken": token, "credential": assertion},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
+def last_failure(event=EventType.LOGIN_FAILED) -> AuthEvent:
+    return AuthEvent.objects.filter(event_type=event).order_by("-id").first()
+
+
+def test_register_a_passkey_and_sign_in_without_a_password(server):
+    key = register(server, "alice")
+    passkey = Passkey.objects.get(user__username="alice")
+    assert passkey.name == "My laptop" and passkey.discoverable is True
+    assert passkey.transports == ["internal"] and passkey.credential_id == b64u(key.credential_id)
+    enrolled = AuthEvent.objects.get(event_type=EventType.MFA_ENROLLED)
+    assert enrolled.details["method"] == "passkey"
+
+    browser = requests.Session()
+    response, _ = passwordless(server, key, browser)
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+    assert signed_in(server, browser)
+    success = AuthEvent.objects.filter(event_type=EventType.LOGIN_SUCCEEDED).order_by("-id")[0]
+    assert success.details["method"] == "passkey" and success.user.username == "alice"
+    passkey.refresh_from_db()
+    assert passkey.sign_count == 1 and passkey.last_used_at is not None
+    # The account page lists it, never its key material.
+    page = browser.get(server.url + "/account/mfa", timeout=10).text
+    assert "My laptop" in page and passkey.credential_id not in page
+    # A passkey sign-in is a fresh sign-in for the sensitive actions (here: removing it).
+    remove = browser.get(
+        server.url + f"/account/mfa/passkeys/{passkey.pk}/remove", allow_redirects=False, timeout=10
+    )
+    assert remove.status_code == 200 and "Remove passkey" in remove.text
+
+
+def test_bad_assertions_are_refused_audited_and_counted(server):
+    key = register(server, "alice")
+    host = urlsplit(server.url).hostname
+    # A good assertion (which resets the failure count, as a good password does), then the same
+    # one again: the challenge was single-use.
+    browser = requests.Session()
+    response, assertion = passwordless(server, key, browser)
+    assert response.status_code == 303
+    token = token_of(browser, server.url + "/login")
+    replay = post_assertion(server, browser, token, assertion)
+    assert replay.status_code == 400 and "expired or was already used" in replay.text
+    assert last_failure().details["reason"] == "challenge_mismatch"
+
+    # A challenge given to one browser is worth nothing in another.
+    first, second = requests.Session(), requests.Session()
+    opts = options(server, first, "/login/passkey/options", token_of(first, server.url + "/login"))
+    other = post_assertion(
+        server, second, token_of(second, server.url + "/login"), key.assert_(opts["challenge"])
+    )
+    assert other.status_code == 400 and last_failure().details["reason"] == "challenge_mismatch"
+
+    cases = [
+        ("rp_id_mismatch", {"rp_id": "evil.example"}),
+        ("origin_mismatch", {"origin": "https://evil.example"}),
+        ("challenge_mismatch", {"challenge": b64u(secrets.token_bytes(32))}),
+        ("user_not_verified", {"flags": UP}),
+    ]
+    for reason, bend in cases:
+        browser = requests.Session()
+        response, _ = passwordless(server, key, browser, **bend)
+        assert response.status_code == 400, (reason, response.status_code)
+        assert "sign you in with that passkey." in response.text
+        assert not signed_in(server, browser)
+        event = last_failure()
+        assert event.details == {"method": "passkey", "reason": reason}, event.details
+        assert event.user.username == "alice"
+
+    # Six refusals (AUTHSERVER_LOCKOUT_THRESHOLD): the account is locked, and now even a good
+    # passkey is refused, as a good password would be.
+    assert AuthEvent.objects.filter(
+        event_type=EventType.ACCOUNT_LOCKED, user__username="alice"
+    ).exists()
+    locked, _ = passwordless(server, key)
+    assert locked.status_code == 400 and last_failure().details["reason"] == "locked"
+    assert host  # the RP ID is the issuer's host
+
+
+def test_sign_count_going_backwards_blocks_the_credential(server):
+    key = register(server, "bob")
+    response, _ = passwordless(server, key, count=10)
+    assert response.status_code == 303
+    cloned, _ = passwordless(server, key, count=5)
+    assert cloned.status_code == 400 and "may have been copied" in cloned.text
+    assert last_failure().details["reason"] == "sign_count_regressed"
+    passkey = Passkey.objects.get(user__username="bob")
+    assert passkey.flagged_at is not None and passkey.sign_count == 10
+    # Blocked from now on, even with a count that moves forward.
+    again, _ = passwordless(server, key, count=11)
+    assert again.status_code == 400 and last_failure().details["reason"] == "credential_flagged"
+    # Its owner sees it blocked on the account page.
+    browser = requests.Session()
+    password_sign_in(server, browser, "bob")
+    assert "Blocked" in browser.get(server.url + "/account/mfa", timeout=10).text
+
+
+def test_a_passkey_as_the_second_factor(server):
+    key = register(server, "carol", name="Blue key")
+    browser = requests.Session()
+    first = password_sign_in(server, browser, "carol")
+    assert first.status_code == 303 and first.headers["Location"].startswith("/login/mfa")
+    assert not signed_in(server, browser)
+    page = browser.get(server.url + "/login/mfa", timeout=10)
+    assert "Use a passkey" in page.text and 'src="/static/passkeys/passkey.js"' in page.text
+    token = fields(page.text)["csrfmiddlewaretoken"]
+
+    # A challenge for passwordless sign-in is not one for the second step.
+    wrong_purpose = options(server, browser, "/login/passkey/options", token)["challenge"]
+    refused = post_assertion(
+        server, browser, token, key.assert_(wrong_purpose), path="/login/mfa/passkey"
+    )
+    assert refused.status_code == 400 and "expired or was already used" in refused.text
+    failed = last_failure(EventType.MFA_FAILED)
+    assert (
+        failed.details["method"] == "passkey" and failed.details["reason"] == "challenge_mismatch"
+    )
+
+    opts = options(server, browser, "/login/mfa/passkey/options", token)
+    assert [c["id"] for c in opts["allowCredentials"]] == [b64u(key.credential_id)]
+    other_origin = post_assertion(
+        server,
+        browser,
+        token,
+        key.assert_(opts["challenge"], origin="https://evil.example"),
+        path="/login/mfa/passkey",
+    )
+    assert other_origin.status_code == 400 and "another website" in other_origin.text
+    assert last_failure(EventType.MFA_FAILED).details["reason"] == "origin_mismatch"
+    assert not signed_in(server, browser)
+
+    opts = options(server, browser, "/login/mfa/passkey/options", token)
+    done = post_assertion(
+        server, browser, token, key.assert_(opts["challenge"]), path="/login/mfa/passkey"
+    )
+    assert done.status_code == 303 and done.headers["Location"] == "/"
+    assert signed_in(server, browser)
+    ok = AuthEvent.objects.filter(event_type=EventType.MFA_SUCCEEDED).order_by("-id")[0]
+    assert ok.details["method"] == "passkey" and ok.user.username == "carol"
+
+
+def test_second_step_passkey_options_need_a_pending_sign_in(server):
+    browser = requests.Session()
+    token = token_of(browser, server.url + "/login")
+    response = browser.post(
+        server.url + "/login/mfa/passkey/options",
+        headers={"X-CSRFToken": token},
+        timeout=10,
+    )
+    assert response.status_code == 400 and response.json()["error"] == "no_pending_sign_in"
+    no_csrf = requests.post(server.url + "/login/passkey/options", timeout=10)
+    assert no_csrf.status_code == 403
+
+    # Options are limited per client IP and minute.
+    statuses = [
+        browser.post(
+            server.url + "/login/passkey/options", headers={"X-CSRFToken": token}, timeout=10
+        ).status_code
+        for _ in range(61)
+    ]
+    assert 429 in statuses and statuses.count(200) <= 60
+
+
+def test_malformed_answers_get_a_readable_error(server):
+    browser = requests.Session()
+    token = token_of(browser, server.url + "/login")
+    for credential in ("", "not json", '{"id": 1}', "x" * 20_000, '{"id":"AA","rawId":"AA"}'):
+        response = post_assertion(server, browser, token, credential)
+        assert response.status_code == 400, response.text[:200]
+        assert "could not be read" in response.text or "not registered" in response.text
+
+
+def test_refused_second_factor_passkeys_count_toward_the_lockout(server):
+    key = register(server, "carol")
+    browser = requests.Session()
+    password_sign_in(server, browser, "carol")
+    token = fields(browser.get(server.url + "/login/mfa", timeout=10).text)["csrfmiddlewaretoken"]
+    for _ in range(6):  # AUTHSERVER_LOCKOUT_THRESHOLD
+        opts = options(server, browser, "/login/mfa/passkey/options", token)
+        refused = post_assertion(
+            server,
+            browser,
+            token,
+            key.assert_(opts["challenge"], rp_id="evil.example"),
+            path="/login/mfa/passkey",
+        )
+        assert refused.status_code == 400 and "another website" in refused.text
+    assert AuthEvent.objects.filter(
+        event_type=EventType.ACCOUNT_LOCKED, user__username="carol"
+    ).exists()
+    # Locked: the right passkey is refused too, and nobody is signed in.
+    opts = options(server, browser, "/login/mfa/passkey/options", token)
+    locked = post_assertion(
+        server, browser, token, key.assert_(opts["challenge"]), path="/login/mfa/passkey"
+    )
+    assert locked.status_code == 400 and not signed_in(server, browser)
+    assert last_failure(EventType.MFA_FAILED).details["reason"] == "locked"
