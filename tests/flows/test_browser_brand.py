@@ -73,7 +73,7 @@ def test_hosted_pages_and_admin_sign_in_carry_the_brand(
             page = browser.new_context(viewport=DESKTOP, color_scheme=scheme).new_page()
             page.goto(server.url + "/login")
             check_branded(page, "Sign in", "login", scheme)
-            page.get_by_role("button", name="Sign in").click()  # empty: field errors
+            page.get_by_role("button", name="Sign in", exact=True).click()  # empty: field errors
             expect(page.get_by_role("alert")).to_be_visible()
             check_branded(page, "Sign in", "login-errors", scheme)
 
