@@ -71,6 +71,14 @@ def _merge(base: BrandValues, row) -> BrandValues:
     )
 
 
+def brand_for_request(request) -> BrandValues:
+    """brand_get() once per request: the page's template and its CSP header share one read."""
+    brand = getattr(request, "_authserver_brand", None)
+    if brand is None:
+        brand = request._authserver_brand = brand_get()
+    return brand
+
+
 def brand_get() -> BrandValues:
     from branding.models import Brand
 

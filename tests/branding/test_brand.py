@@ -79,6 +79,23 @@ def test_the_brand_is_one_cached_read_and_no_query_where_not_printed(client, bra
     assert brand_queries(captured) == []
 
 
+def test_a_page_reads_the_cached_brand_once(client, brand_settings, monkeypatch):
+    from django.core.cache import caches
+
+    client.get("/login")  # fills the cache
+    backend = type(caches["default"])
+    real_get = backend.get
+    keys = []
+
+    def counting_get(self, key, *args, **kwargs):
+        keys.append(key)
+        return real_get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "get", counting_get)
+    assert client.get("/login").status_code == 200  # its template and its CSP header
+    assert len([k for k in keys if k.startswith("branding:")]) == 1
+
+
 def test_a_hostile_name_and_colour_written_past_validation_cannot_break_out(client, settings):
     # Written with update(), around the model's validators: the templates escape the name and
     # the stylesheet drops the colour.
