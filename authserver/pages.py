@@ -20,6 +20,18 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+def content_security_policy(request: HttpRequest) -> str:
+    """The policy above; with an absolute logo URL (README "Branding"), img-src also names that
+    one origin, so the logo loads and nothing else does. The brand is a cached read, and these
+    pages print it anyway."""
+    from branding.selectors import brand_for_request
+
+    origin = brand_for_request(request).logo_origin
+    if origin is None:
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace("img-src 'self'", f"img-src 'self' {origin}")
+
+
 def page_headers(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Strict Content-Security-Policy and no caching (pages carry CSRF tokens and who is signed
     in). Clickjacking is already refused site-wide (X-Frame-Options: DENY)."""
@@ -27,7 +39,7 @@ def page_headers(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         response = view(request, *args, **kwargs)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(request))
         add_never_cache_headers(response)
         return response
 

@@ -21,6 +21,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from authserver.startup import config_fail
+from branding import values as brand_values
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Local state of the development server (SQLite file, generated secrets). Ignored by git.
@@ -225,6 +226,7 @@ INSTALLED_APPS = [
     "mail.apps.MailConfig",
     "mfa.apps.MfaConfig",
     "passkeys.apps.PasskeysConfig",
+    "branding.apps.BrandingConfig",
 ]
 
 MIDDLEWARE = [
@@ -254,18 +256,22 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "authserver.urls"
+# An operator's template folder, searched before the built-in templates (README "Branding"):
+# AUTHSERVER_TEMPLATE_DIR; AUTHSERVER_EMAIL_TEMPLATE_DIR is its older name (mail only at first)
+# and is still honoured, searched after it.
 _template_dirs = []
-if _email_template_dir := _str("AUTHSERVER_EMAIL_TEMPLATE_DIR"):
-    if not Path(_email_template_dir).is_dir():
-        config_fail("AUTHSERVER_EMAIL_TEMPLATE_DIR", f"{_email_template_dir!r} is not a directory")
-    _template_dirs.append(Path(_email_template_dir))
+for _name in ("AUTHSERVER_TEMPLATE_DIR", "AUTHSERVER_EMAIL_TEMPLATE_DIR"):
+    if _template_dir := _str(_name):
+        if not Path(_template_dir).is_dir():
+            config_fail(_name, f"{_template_dir!r} is not a directory")
+        _template_dirs.append(Path(_template_dir))
 WSGI_APPLICATION = "authserver.wsgi.application"
 
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        # An operator's folder first (AUTHSERVER_EMAIL_TEMPLATE_DIR), so its email/<name>/
-        # files replace the built-in ones.
+        # An operator's folder first (AUTHSERVER_TEMPLATE_DIR), so its files (email/<name>/...,
+        # authserver/base.html, accounts/login.html, ...) replace the built-in ones.
         "DIRS": [*_template_dirs, BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
@@ -273,6 +279,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # {{ brand }}: lazy, read only by templates that print it.
+                "branding.context.brand",
             ],
         },
     },
@@ -600,8 +608,32 @@ if AUTHSERVER_EMAIL_RETRY_MAX_SECONDS < AUTHSERVER_EMAIL_RETRY_BASE_SECONDS:
     )
 # Delivered messages (their bodies already blanked) are deleted after this many days.
 AUTHSERVER_EMAIL_RETENTION_DAYS = _int("AUTHSERVER_EMAIL_RETENTION_DAYS", 30, minimum=1)
-# The name in the mail's greeting and signature.
-AUTHSERVER_SITE_NAME = _str("AUTHSERVER_SITE_NAME", "authserver")
+
+# --- Branding (branding/; README "Branding") ---------------------------------------------------
+# Product name, logo and colours of the hosted pages, the emails and the admin. The admin's Brand
+# row overrides each one that it sets. AUTHSERVER_SITE_NAME is the older name of
+# AUTHSERVER_BRAND_NAME (mail only at first), still read when the new one is unset.
+AUTHSERVER_BRAND_NAME = _str("AUTHSERVER_BRAND_NAME") or _str("AUTHSERVER_SITE_NAME", "authserver")
+AUTHSERVER_SITE_NAME = AUTHSERVER_BRAND_NAME
+AUTHSERVER_BRAND_LOGO_URL = _str("AUTHSERVER_BRAND_LOGO_URL", "")
+AUTHSERVER_BRAND_PRIMARY_COLOR = _str("AUTHSERVER_BRAND_PRIMARY_COLOR", "")
+AUTHSERVER_BRAND_PRIMARY_COLOR_DARK = _str("AUTHSERVER_BRAND_PRIMARY_COLOR_DARK", "")
+if _problem := brand_values.name_problem(AUTHSERVER_BRAND_NAME):
+    config_fail("AUTHSERVER_BRAND_NAME", _problem)
+for _name, _color in (
+    ("AUTHSERVER_BRAND_PRIMARY_COLOR", AUTHSERVER_BRAND_PRIMARY_COLOR),
+    ("AUTHSERVER_BRAND_PRIMARY_COLOR_DARK", AUTHSERVER_BRAND_PRIMARY_COLOR_DARK),
+):
+    if _color and (_problem := brand_values.color_problem(_color)):
+        config_fail(_name, _problem)
+if AUTHSERVER_BRAND_LOGO_URL and (
+    _problem := brand_values.logo_url_problem(
+        AUTHSERVER_BRAND_LOGO_URL,
+        static_url=brand_values.static_prefix(STATIC_URL),
+        allow_http=not PRODUCTION,
+    )
+):
+    config_fail("AUTHSERVER_BRAND_LOGO_URL", _problem)
 
 # --- Password reset (accounts/password_reset.py) ----------------------------------------------
 # Lifetime of a reset link, in seconds (default 30 minutes, at most one day).

@@ -4,9 +4,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from authserver import api_docs, health, metrics
+from branding import views as branding_views
 from oauth.endpoints import discovery as oauth_discovery
 from tokens import views as token_views
 
+# The admin's header and title name the brand (templates/admin/base_site.html); these are the
+# fallbacks for a template that reads them directly.
 admin.site.site_header = "authserver administration"
 admin.site.site_title = "authserver admin"
 admin.site.index_title = "Users, clients, keys and sessions"
@@ -21,6 +24,8 @@ urlpatterns = [
     ),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
+    # The brand colours as CSS custom properties (branding/stylesheet.py).
+    path("brand.css", branding_views.brand_css, name="brand-css"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("sessions.urls")),
     # OAuth 2.0 / OpenID Connect: authorize, token, userinfo, revoke, introspect, end-session.

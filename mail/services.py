@@ -27,6 +27,7 @@ from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from branding.email import brand_email_context
 from mail.models import Outbox
 
 logger = logging.getLogger(__name__)
@@ -63,10 +64,11 @@ def _one_line(text: str, limit: int) -> str:
 def mail_render(*, template: str, context: dict[str, Any]) -> tuple[str, str, str]:
     """(subject, text body, HTML body or "") from templates/email/<template>/: subject.txt,
     body.txt and the optional body.html. An operator overrides any of them by putting a file of
-    the same name under AUTHSERVER_EMAIL_TEMPLATE_DIR (searched first)."""
+    the same name under AUTHSERVER_TEMPLATE_DIR (searched first). The brand's name, colour and
+    logo are in the context (branding.email)."""
     if not _TEMPLATE_NAME.match(template):
         raise ValueError(f"bad email template name {template!r}")
-    context = {"site_name": settings.AUTHSERVER_SITE_NAME, **context}
+    context = {**brand_email_context(), **context}
     base = f"email/{template}/"
     subject = _one_line(render_to_string(base + "subject.txt", context), SUBJECT_MAX_LENGTH)
     text = render_to_string(base + "body.txt", context)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pyotp
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
@@ -42,6 +41,7 @@ from audit.events import EventType
 from audit.services import audit_event_record
 from authserver.conf import get_config
 from authserver.counters import CacheUnavailable
+from branding.selectors import brand_get
 from mail.services import mail_enqueue
 from mfa import selectors
 from mfa.models import Factor, RecoveryCode
@@ -98,9 +98,7 @@ def totp_code_at(secret: str, step: int) -> str:
 
 def totp_provisioning_uri(*, user, secret: str) -> str:
     """The otpauth:// URI the QR code carries (Key Uri Format, as authenticator apps read it)."""
-    return _totp(secret).provisioning_uri(
-        name=user.get_username(), issuer_name=settings.AUTHSERVER_SITE_NAME
-    )
+    return _totp(secret).provisioning_uri(name=user.get_username(), issuer_name=brand_get().name)
 
 
 @sensitive_variables("secret")

@@ -24,7 +24,6 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest
@@ -55,6 +54,7 @@ from webauthn.helpers.structs import (
 
 from authserver.conf import get_config
 from authserver.counters import cache_guard, shared_cache
+from branding.selectors import brand_get
 from passkeys.models import Passkey
 
 CHALLENGE_TTL = 120  # seconds from the options to the browser's answer
@@ -154,7 +154,7 @@ def _descriptor(passkey: Passkey) -> PublicKeyCredentialDescriptor:
 def registration_options(*, user, binding: str) -> dict:
     options = generate_registration_options(
         rp_id=rp_id(),
-        rp_name=settings.AUTHSERVER_SITE_NAME,
+        rp_name=brand_get().name,
         user_name=user.get_username(),
         user_id=user.public_id.bytes,
         user_display_name=user.get_full_name() or user.get_username(),

@@ -4,7 +4,9 @@
 PostgreSQL, in this order: $DATABASE_URL; the local server on 127.0.0.1:5432; a throwaway cluster
 made from the PostgreSQL server binaries (initdb) when they are installed. Redis likewise:
 $REDIS_URL; 127.0.0.1:6379; a throwaway redis-server. With neither, stop with one line saying
-what to install. Extra arguments go to pytest (`make test ARGS="-k jwks"`).
+what to install. Without arguments the suite runs on one pytest-xdist worker per core (up to
+4), then tests/resilience alone; extra arguments go to one plain pytest run
+(`make test ARGS="-k jwks"`).
 """
 
 from __future__ import annotations
@@ -200,7 +202,18 @@ def main() -> None:
         {**env, "DJANGO_SETTINGS_MODULE": "tests.settings"},
     )
     # pytest exits 5 when it collects no test: that is a failure here too.
-    step("pytest", [sys.executable, "-m", "pytest", *sys.argv[1:]], env)
+    if sys.argv[1:]:  # `make test ARGS=...`, `make resilience`: exactly what was asked, one process
+        step("pytest", [sys.executable, "-m", "pytest", *sys.argv[1:]], env)
+        return
+    # The whole suite on one worker per core (pytest-xdist; AUTHSERVER_TEST_WORKERS overrides),
+    # then the resilience test alone: it measures latency under faults and needs the machine quiet.
+    workers = os.environ.get("AUTHSERVER_TEST_WORKERS") or str(max(2, min(os.cpu_count() or 2, 4)))
+    step(
+        f"pytest on {workers} workers (all but tests/resilience)",
+        [sys.executable, "-m", "pytest", "-n", workers, "--ignore=tests/resilience"],
+        env,
+    )
+    step("pytest tests/resilience", [sys.executable, "-m", "pytest", "tests/resilience", "-s"], env)
 
 
 if __name__ == "__main__":

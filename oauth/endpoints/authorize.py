@@ -40,6 +40,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.login_flow import auth_time, login_redirect, session_amr
 from authserver.conf import get_config
 from authserver.pages import page_headers
+from branding.selectors import brand_get
 from mfa.flow import enrol_url, second_step_url
 from mfa.policy import acr_demands_mfa, amr_is_mfa, user_must_enrol
 from mfa.selectors import user_has_second_factor
@@ -62,12 +63,12 @@ _FORM_FIELDS_NOT_FORWARDED = {TICKET_PARAM, "csrfmiddlewaretoken", "decision"}
 _ERROR_PAGES = {
     "invalid_client": (
         "Unknown application",
-        "The application that sent you here is not registered with authserver, or has been "
+        "The application that sent you here is not registered with {brand}, or has been "
         "disabled. You have not been signed in to it.",
     ),
     "invalid_request": (
         "This sign-in link is not valid",
-        "The application that sent you here made a request authserver cannot accept. You have "
+        "The application that sent you here made a request {brand} cannot accept. You have "
         "not been signed in to it.",
     ),
 }
@@ -126,6 +127,7 @@ def _error_response(request: HttpRequest, error: OAuth2Error, state: str | None)
         params = [*error.get_body(), ("iss", get_config().issuer)]
         return _redirect(add_params_to_uri(error.redirect_uri, params))
     title, text = _ERROR_PAGES.get(error.error, _ERROR_PAGES["invalid_request"])
+    text = text.format(brand=brand_get().name)  # the brand is an argument, never a format
     context = {"title": title, "text": text, "detail": error.description or error.error}
     return render(request, "oauth/error.html", context, status=400)
 

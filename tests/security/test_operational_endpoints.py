@@ -316,6 +316,7 @@ def test_error_pages_carry_the_csp_and_no_server_header(child_env, tmp_path):
         (500, pages.server_error),
     ],
 )
+@pytest.mark.django_db  # the error pages print the brand (branding.selectors, cache then row)
 def test_every_django_error_handler_sets_the_csp(code, view):
     """Issue 14.10: a 500 or 403 page cannot be provoked over HTTP on purpose; the URLconf's
     handlers are ours and each sets the policy."""
