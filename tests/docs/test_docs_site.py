@@ -158,20 +158,43 @@ def test_endpoints_page_renders_every_operation_of_the_schema(site):
 ENV_READERS = {"_bool", "_int", "_str", "_list", "_timeout_ms", "_command_timeout_ms"}
 
 
+def _reads(node: ast.Call) -> bool:
+    function = ast.unparse(node.func)
+    return function in ENV_READERS | {"os.environ.get", "os.getenv"} or function.startswith("env.")
+
+
 def variables_read(source: str) -> set[str]:
     """Every environment variable `source` (settings.py or its conf module) reads: the first
-    argument of its reading helpers and of django-environ's `env.*`; `_`-prefixed ones are
+    argument of its reading helpers and of django-environ's `env.*`, a constant or the variable of
+    a loop over constant names (`for _name in ("A", "B"): _str(_name)`); `_`-prefixed ones are
     internal (set by manage.py or gunicorn for their children)."""
     names = set()
-    for node in ast.walk(ast.parse(source)):
-        if not (isinstance(node, ast.Call) and node.args):
-            continue
-        first = node.args[0]
-        if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
-            continue
-        function = ast.unparse(node.func)
-        if function in ENV_READERS | {"os.environ.get", "os.getenv"} or function.startswith("env."):
-            names.add(first.value)
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and _reads(node):
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names.add(first.value)
+        elif (
+            isinstance(node, ast.For)
+            and isinstance(node.target, ast.Name)
+            and isinstance(node.iter, ast.Tuple | ast.List)
+        ):
+            loop_reads = any(
+                isinstance(call, ast.Call)
+                and call.args
+                and _reads(call)
+                and isinstance(call.args[0], ast.Name)
+                and call.args[0].id == node.target.id
+                for statement in node.body
+                for call in ast.walk(statement)
+            )
+            if loop_reads:
+                names |= {
+                    item.value
+                    for item in node.iter.elts
+                    if isinstance(item, ast.Constant) and isinstance(item.value, str)
+                }
     return {name for name in names if not name.startswith("_")}
 
 
