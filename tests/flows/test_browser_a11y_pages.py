@@ -50,7 +50,7 @@ def test_hosted_pages_pass_the_axe_check(child_env, make_user, settings, monkeyp
 
             page.goto(server.url + "/login")
             check(page, "login", scheme)
-            page.get_by_role("button", name="Sign in").click()  # empty: field errors
+            page.get_by_role("button", name="Sign in", exact=True).click()  # empty: field errors
             expect(page.get_by_role("alert")).to_be_visible()
             check(page, "login-errors", scheme)
             page.get_by_label("Username or email").fill("dana")
