@@ -129,6 +129,14 @@ def server_environment(database_url: str, redis_url: str, args: argparse.Namespa
         # Every VU logs in as its own user, many times a second: lift the throttle, keep lockout.
         AUTHSERVER_LOGIN_THROTTLE_PER_IP="1000000000",
         AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN="1000000000",
+        # The password-hash gate (accounts/hash_gate.py) stays in the path but is sized to never
+        # refuse: a closed-loop VU retries at once instead of honouring 503's Retry-After as a
+        # client would, so with the shipped sizes (a quarter of the threads hash, a quarter
+        # queue for up to 2 s) the login windows measured thousands of cheap refusals, not
+        # sign-ins. Every thread may hash, so the cost per request is the cost of a sign-in.
+        AUTHSERVER_THREADS=str(args.threads),
+        AUTHSERVER_PASSWORD_HASH_CONCURRENCY=str(args.threads),
+        AUTHSERVER_PASSWORD_HASH_QUEUE=str(args.threads),
         AUTHSERVER_LOG_LEVEL=args.log_level,
         # Django replaces a connection older than this at the end of a request. The default
         # (600 s) is shorter than a six-round run: the replaced backends exited mid-window, and
@@ -961,7 +969,7 @@ def run(
             "threads": args.threads if args.worker_class == "gthread" else 1,
             "config": str(GUNICORN_CONF.relative_to(ROOT)) if GUNICORN_CONF.exists() else None,
             "settings": "AUTHSERVER_MODE=production, AUTHSERVER_SSL_REDIRECT=false, "
-            f"log level {args.log_level}, login throttle lifted",
+            f"log level {args.log_level}, login throttle lifted, hash gate = threads",
             # The floor apps: each its own gunicorn with the same configuration file, options
             # and worker count; the app (preloaded in its master) is theirs, not authserver's.
             "floor_apps": {name: FLOOR_APPS[name] for name in servers},
