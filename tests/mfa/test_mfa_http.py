@@ -359,6 +359,27 @@ def test_discovery_lists_acr_values(server):
     assert {"acr", "amr"} <= set(document["claims_supported"])
 
 
+def test_second_step_codes_spend_the_login_name_budget(server):
+    # AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN is 10: ten wrong codes (the lockout comes at four;
+    # locked attempts are failures too), then the eleventh answer is throttled, even the right
+    # code, before it is checked. The refusal is audited once a window, with the account.
+    secret, _ = enrol(server, "bob")
+    browser = requests.Session()
+    assert password_step(server, browser, "bob").status_code == 303
+    wrong = "000000" if code_at(secret) != "000000" else "111111"
+    statuses = [code_step(server, browser, wrong).status_code for _ in range(11)]
+    assert statuses == [200] * 10 + [429]
+    right = code_step(server, browser, code_at(secret))
+    assert right.status_code == 429 and "Too many attempts." in right.text
+    assert 0 < int(right.headers["Retry-After"]) <= 300
+    assert not signed_in(server, browser)
+    (throttled,) = AuthEvent.objects.filter(event_type=EventType.LOGIN_THROTTLED)
+    assert throttled.user.username == "bob"
+    assert throttled.details.keys() == {"scope", "retry_after", "login_digest", "step"}
+    assert throttled.details["scope"] == "login" and throttled.details["step"] == "second_factor"
+    assert 0 < throttled.details["retry_after"] <= 300
+
+
 @pytest.fixture
 def strict_server(child_env, settings) -> Iterator[Gunicorn]:
     """AUTHSERVER_MFA=staff, and a small per-IP failure budget."""
