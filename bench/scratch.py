@@ -43,11 +43,14 @@ def scratch_database(base_url: str, prefix: str = "authserver_bench") -> Iterato
 @contextlib.contextmanager
 def django_scratch_database(base_url: str, prefix: str) -> Iterator[None]:
     """A scratch database (scratch_database), migrated by this process, with Django set up on
-    it (DJANGO_SETTINGS_MODULE as the environment has it, else authserver.settings). Django's
-    connection is closed before the database is dropped."""
+    it (DJANGO_SETTINGS_MODULE as the environment has it, else authserver.settings) as for a
+    management command: with the AUTHSERVER_DB_COMMAND_* timeouts, not the serving ones, since
+    what these scripts fill, explain and purge is a command's work (a CHECKPOINT alone can take
+    longer than the 1.5 s a request may). Django's connection is closed before the drop."""
     with scratch_database(base_url, prefix) as url:
         os.environ["DATABASE_URL"] = url
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authserver.settings")
+        os.environ["_AUTHSERVER_MANAGEMENT_COMMAND"] = "1"  # as manage.py sets it
         import django
         from django.core.management import call_command
 
