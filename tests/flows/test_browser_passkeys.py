@@ -12,18 +12,13 @@ each new page."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
-import secrets
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-import jwt
 import pytest
-import requests
 from playwright.sync_api import Page, expect
 
 from accounts.services import user_create
@@ -34,6 +29,7 @@ from tests.a11y import assert_accessible
 from tests.browser import chromium, login_form_submit, screenshot
 from tests.conftest import PASSWORD
 from tests.live import Gunicorn
+from tests.security.live_oauth import authorize_url, code_exchange, pkce_pair
 
 pytestmark = pytest.mark.slow
 
@@ -110,47 +106,10 @@ def virtual_authenticator(context, page: Page):
     return cdp, added["authenticatorId"]
 
 
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def authorize_url(server, client_id: str, challenge: str, **extra) -> str:
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": REDIRECT_URI,
-        "scope": "openid profile",
-        "state": "s1",
-        "nonce": "n1",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        **extra,
-    }
-    return server.url + "/oauth/authorize?" + urlencode(params)
-
-
 def id_token_claims(server, client, page_url: str, verifier: str) -> dict:
     code = parse_qs(urlsplit(page_url).query)["code"][0]
-    client_id, secret = client
-    response = requests.post(
-        server.url + "/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier,
-        },
-        auth=(client_id, secret),
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    token = response.json()["id_token"]
-    key = jwt.PyJWKClient(server.url + "/.well-known/jwks.json").get_signing_key_from_jwt(token)
-    return jwt.decode(
-        token, key.key, algorithms=["RS256", "ES256"], audience=client_id, issuer=server.url
-    )
+    _, claims = code_exchange(server, client, code, verifier, redirect_uri=REDIRECT_URI)
+    return claims
 
 
 def test_passkey_registration_passwordless_and_second_factor(server, monkeypatch):
@@ -210,8 +169,12 @@ def test_passkey_registration_passwordless_and_second_factor(server, monkeypatch
         assert passkey.discoverable is True and passkey.amr == "hwk"
 
         # An app demands MFA (acr_values): the passkey is the step-up.
-        verifier, challenge = pkce()
-        page.goto(authorize_url(server, client[0], challenge, acr_values=ACR_MFA))
+        verifier, challenge = pkce_pair()
+        page.goto(
+            authorize_url(
+                server, client[0], challenge, redirect_uri=REDIRECT_URI, acr_values=ACR_MFA
+            )
+        )
         expect(page).to_have_url(re.compile(r"/login/mfa\?"))
         assert_accessible(page, "second step with a passkey")
         page.get_by_role("button", name="Use a passkey").click()
@@ -239,8 +202,12 @@ def test_passkey_registration_passwordless_and_second_factor(server, monkeypatch
         page.get_by_role("button", name="Sign in with a passkey").click()
         expect(page).to_have_url(server.url + "/")
         # Passwordless with user verification counts as multi-factor for an app.
-        verifier, challenge = pkce()
-        page.goto(authorize_url(server, client[0], challenge, acr_values=ACR_MFA))
+        verifier, challenge = pkce_pair()
+        page.goto(
+            authorize_url(
+                server, client[0], challenge, redirect_uri=REDIRECT_URI, acr_values=ACR_MFA
+            )
+        )
         expect(page).to_have_url(re.compile("^" + re.escape(REDIRECT_URI) + r"\?"))
         claims = id_token_claims(server, client, page.url, verifier)
         assert claims["amr"] == ["hwk", "user", "mfa"] and claims["acr"] == ACR_MFA
