@@ -28,20 +28,12 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.rounds import rounds_measure  # noqa: E402
-from bench.scratch import (  # noqa: E402
-    database_url_required,
-    django_setup_migrated,
-    scratch_database,
-)
+from bench.rounds import rounds_main, rounds_measure  # noqa: E402
+from bench.scratch import django_setup_migrated  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2000)
-    args = parser.parse_args()
-    with scratch_database(database_url_required(), prefix="authserver_clientauth") as url:
-        run(args, url)
+    rounds_main(run, doc=__doc__, rounds=2000, prefix="authserver_clientauth")
 
 
 def run(args: argparse.Namespace, database_url: str) -> None:

@@ -25,20 +25,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.rounds import one_hash_seconds, report_against_hash, rounds_measure  # noqa: E402
-from bench.scratch import (  # noqa: E402
-    database_url_required,
-    django_setup_migrated,
-    scratch_database,
+from bench.rounds import (  # noqa: E402
+    one_hash_seconds,
+    report_against_hash,
+    rounds_main,
+    rounds_measure,
 )
+from bench.scratch import django_setup_migrated  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=300)
-    args = parser.parse_args()
-    with scratch_database(database_url_required(), prefix="authserver_resetcost") as url:
-        run(args, url)
+    rounds_main(run, doc=__doc__, rounds=300, prefix="authserver_resetcost")
 
 
 def run(args: argparse.Namespace, database_url: str) -> None:

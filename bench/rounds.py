@@ -4,15 +4,30 @@ time of one password hash to set them against. Django must be set up (bench/scra
 
 from __future__ import annotations
 
+import argparse
 import secrets
 import statistics
 import sys
 import time
 from collections.abc import Callable
 
+from bench.scratch import database_url_required, scratch_database
+
 # A case: round number -> the request to time, ready to send (anything worked out for it, such
 # as a header, is done outside the timing).
 Case = Callable[[int], Callable[[], object]]
+
+
+def rounds_main(
+    run: Callable[[argparse.Namespace, str], None], *, doc: str, rounds: int, prefix: str
+) -> None:
+    """A script's command line (`--rounds`, default `rounds`; described by its docstring's first
+    line): `run(args, database_url)` on a scratch database named after `prefix`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=rounds)
+    args = parser.parse_args()
+    with scratch_database(database_url_required(), prefix=prefix) as url:
+        run(args, url)
 
 
 def rounds_measure(
