@@ -16,6 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.hash_gate import BUSY_RETRY_AFTER, HashGateFull, hash_gate
 from accounts.models import User
 from accounts.throttling import (
+    BudgetReservation,
     ThrottleHit,
     login_budget_release,
     login_budget_reserve,
@@ -200,31 +201,53 @@ def _password_verified(gate, user: User, password: str) -> bool:
     return correct
 
 
+def login_attempt_admit(
+    *, name: str, context: dict, user: User | None = None, details: dict | None = None
+) -> BudgetReservation:
+    """Reserve this sign-in attempt's slots in the IP's and the login name's failure budgets
+    (accounts/throttling.py), before any secret is checked: by a password, a second factor or a
+    passkey. The caller gives the reservation back (login_budget_release) if the attempt succeeds.
+
+    `name` is the normalised login name ("" when no account is named); `context` the audit
+    context (ip, user_agent, client_id, occurred_at). Raises LoginThrottled when a budget is
+    spent: the first refusal of a budget in its window is audited as login.throttled (one row
+    per budget and window, so a flood cannot flood the trail), with `user` and `details`
+    besides the budget's scope and retry_after. Raises LoginUnavailable when the cache is down
+    (fail closed)."""
+    try:
+        reservation = login_budget_reserve(ip=context["ip"], login=name, now=context["occurred_at"])
+    except CacheUnavailable:
+        raise LoginUnavailable from None
+    if isinstance(reservation, ThrottleHit):
+        if reservation.first:
+            audit_event_record(
+                event=EventType.LOGIN_THROTTLED,
+                user=user,
+                details={
+                    "scope": reservation.scope,
+                    "retry_after": reservation.retry_after,
+                    **(details or {}),
+                },
+                **context,
+            )
+        raise LoginThrottled(reservation.retry_after)
+    return reservation
+
+
 @sensitive_variables("password")
 def _user_authenticate_gated(
     *, login: str, name: str, password: str, now: datetime, context: dict
 ) -> User:
-    ip = context["ip"]
     try:
-        # Reserved now, kept only if the attempt fails: see accounts.throttling.
-        reservation = login_budget_reserve(ip=ip, login=name, now=now)
-    except CacheUnavailable:
-        metrics.login_attempted(outcome="unavailable")
-        raise LoginUnavailable from None
-    if isinstance(reservation, ThrottleHit):
-        hit = reservation
-        if hit.first:  # one row per bucket and window, so a flood cannot flood the trail
-            audit_event_record(
-                event=EventType.LOGIN_THROTTLED,
-                details={
-                    "scope": hit.scope,
-                    "retry_after": hit.retry_after,
-                    "login_digest": login_digest(name),
-                },
-                **context,
-            )
+        reservation = login_attempt_admit(
+            name=name, context=context, details={"login_digest": login_digest(name)}
+        )
+    except LoginThrottled:
         metrics.login_attempted(outcome="throttled")
-        raise LoginThrottled(hit.retry_after)
+        raise
+    except LoginUnavailable:
+        metrics.login_attempted(outcome="unavailable")
+        raise
 
     gate = hash_gate()  # the caller holds one of its slots
     user = _user_for_login(unicodedata.normalize("NFKC", login or "").strip())

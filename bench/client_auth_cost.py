@@ -18,49 +18,27 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import secrets
 import statistics
 import sys
-import time
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.scratch import database_url_required, scratch_database  # noqa: E402
+from bench.rounds import rounds_main, rounds_measure  # noqa: E402
+from bench.scratch import django_setup_migrated  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2000)
-    args = parser.parse_args()
-    with scratch_database(database_url_required(), prefix="authserver_clientauth") as url:
-        run(args, url)
+    rounds_main(run, doc=__doc__, rounds=2000, prefix="authserver_clientauth")
 
 
 def run(args: argparse.Namespace, database_url: str) -> None:
-    from tests.live import base_env, manage
-
-    env = base_env(
-        DATABASE_URL=database_url,
-        AUTHSERVER_LOG_LEVEL="ERROR",
-        AUTHSERVER_CACHE_KEY_PREFIX=f"bench-clientauth-{secrets.token_hex(4)}",
-        AUTHSERVER_KEY_ENCRYPTION_KEY=os.environ.get("AUTHSERVER_KEY_ENCRYPTION_KEY")
-        or secrets.token_urlsafe(32),
-    )
-    migrated = manage("migrate", "--noinput", env=env, timeout=300)
-    if migrated.returncode != 0:
-        sys.exit("bench: migrate failed:\n" + migrated.stderr)
-    os.environ.update(env)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "authserver.settings"
-    import django
-
-    django.setup()
-    from django.db import connection
+    django_setup_migrated(database_url, cache_prefix="bench-clientauth")
     from django.test import Client as HttpClient
-    from django.test.utils import CaptureQueriesContext
 
     from oauth.clients import client_create
 
@@ -70,39 +48,24 @@ def run(args: argparse.Namespace, database_url: str) -> None:
     http = HttpClient()
     body = urlencode({"grant_type": "client_credentials"})
 
-    def basic(client_id: str) -> str:
+    def token_request(client_id: str):
+        # A new wrong secret each time, encoded before the timing starts.
         raw = f"{client_id}:{secrets.token_urlsafe(32)}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
-
-    cases = {
-        "wrong secret": lambda n: client.client_id,
-        "unknown client_id (repeated)": lambda n: "no-such-client",
-        "unknown client_id (new each time)": lambda n: f"made-up-{n}",
-    }
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    queries: dict[str, int] = dict.fromkeys(cases, 0)
-    for client_id in cases.values():  # warm-up: caches filled, audit rows written
-        http.post(
+        return partial(
+            http.post,
             "/oauth/token",
             body,
             content_type="application/x-www-form-urlencoded",
-            HTTP_AUTHORIZATION=basic(client_id(-1)),
+            HTTP_AUTHORIZATION="Basic " + base64.b64encode(raw).decode(),
         )
-    for n in range(args.rounds):
-        for name, client_id in cases.items():
-            header = basic(client_id(n))
-            with CaptureQueriesContext(connection) as captured:
-                started = time.perf_counter()
-                response = http.post(
-                    "/oauth/token",
-                    body,
-                    content_type="application/x-www-form-urlencoded",
-                    HTTP_AUTHORIZATION=header,
-                )
-                times[name].append(time.perf_counter() - started)
-            if response.status_code != 401:
-                sys.exit(f"bench: expected 401, got {response.status_code}: {response.content!r}")
-            queries[name] += len(captured)
+
+    cases = {
+        "wrong secret": lambda n: token_request(client.client_id),
+        "unknown client_id (repeated)": lambda n: token_request("no-such-client"),
+        "unknown client_id (new each time)": lambda n: token_request(f"made-up-{n}"),
+    }
+    # The warm-up request of each case fills the caches and writes the first audit rows.
+    times, queries = rounds_measure(cases, rounds=args.rounds, status=401)
     print(f"{'case':36} {'median µs':>10} {'p90 µs':>10} {'queries/request':>16}")
     for name, samples in times.items():
         samples.sort()

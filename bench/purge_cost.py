@@ -19,10 +19,11 @@ import os
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.scratch import django_scratch_database  # noqa: E402
 
 FILL = """
 INSERT INTO tokens_session (id, user_id, client_id, scope, audience, user_agent, created_at,
@@ -98,6 +99,20 @@ def measure(sessions: int, batch_size: int, order: str = "auto", fill: str = FIL
     }
 
 
+def user_insert() -> int:
+    """The one account the sessions belong to (written in SQL, no hash): its id."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO accounts_user (password, is_superuser, username, first_name, "
+            "last_name, email, is_staff, is_active, date_joined, public_id) VALUES "
+            "('!', false, 'purge', '', '', 'purge@example.com', false, true, now(), "
+            "gen_random_uuid()) RETURNING id"
+        )
+        return cursor.fetchone()[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=200_000)
@@ -111,29 +126,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    scratch = f"authserver_purge_cost_{os.getpid()}"
-    os.environ["DATABASE_URL"] = urlunsplit(urlsplit(base)._replace(path="/" + scratch))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authserver.settings")
-
-    import psycopg
-
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {scratch}")
-    try:
-        import django
-        from django.core.management import call_command
-
-        django.setup()
-        call_command("migrate", verbosity=0)
+    with django_scratch_database(base, prefix="authserver_purge_cost"):
         from django.db import connection
 
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO accounts_user (password, is_superuser, username, first_name, "
-                "last_name, email, is_staff, is_active, date_joined, public_id) VALUES "
-                "('!', false, 'purge', '', '', 'purge@example.com', false, true, now(), "
-                "gen_random_uuid())"
-            )
+        user_insert()
         if args.orders:
             results = {}
             for i in range(args.repeat):
@@ -151,12 +147,6 @@ def main() -> None:
                 )
         results["with the four constraints"] = measure(args.sessions, args.batch_size)
         report(args, results)
-    finally:
-        from django.db import connection
-
-        connection.close()
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
 
 
 def report(args, results: dict) -> None:

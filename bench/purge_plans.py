@@ -17,11 +17,14 @@ import argparse
 import json
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.purge_cost import FILL_SCATTERED, user_insert  # noqa: E402
+from bench.scratch import django_scratch_database  # noqa: E402
 
 SHOWN = (
     "Shared Read Blocks",
@@ -59,35 +62,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=2_000_000)
     args = parser.parse_args()
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    scratch = f"authserver_purge_plans_{os.getpid()}"
-    os.environ["DATABASE_URL"] = urlunsplit(urlsplit(base)._replace(path="/" + scratch))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "authserver.settings")
-
-    import psycopg
-
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {scratch}")
-    try:
-        from datetime import timedelta
-
-        import django
-        from django.core.management import call_command
-
-        django.setup()
-        call_command("migrate", verbosity=0)
+    with django_scratch_database(base, prefix="authserver_purge_plans"):
         from django.db import connection
         from django.utils import timezone
 
-        from bench.purge_cost import FILL_SCATTERED
-
+        user = user_insert()
         with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO accounts_user (password, is_superuser, username, first_name, "
-                "last_name, email, is_staff, is_active, date_joined, public_id) VALUES "
-                "('!', false, 'purge', '', '', 'purge@example.com', false, true, now(), "
-                "gen_random_uuid()) RETURNING id"
-            )
-            user = cursor.fetchone()[0]
             cursor.execute(FILL_SCATTERED, {"user": user, "sessions": args.sessions})
             cursor.execute("VACUUM ANALYZE tokens_session")
             cursor.execute("SELECT relpages FROM pg_class WHERE relname = 'tokens_session'")
@@ -107,12 +87,6 @@ def main() -> None:
         for mode in ("ends_not_before", "heap", "ends_not_before", "heap"):
             name = "index (key) order" if mode != "heap" else "heap (physical) order"
             print(f"{name:22}", explain(mode, params), flush=True)
-    finally:
-        from django.db import connection
-
-        connection.close()
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
 
 
 if __name__ == "__main__":

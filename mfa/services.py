@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
-from accounts.services import LoginThrottled, LoginUnavailable
+from accounts.services import LoginThrottled, LoginUnavailable, login_attempt_admit
 from accounts.throttling import (
     ThrottleHit,
     login_budget_release,
@@ -321,24 +321,12 @@ def second_factor_verify(
     now = now or timezone.now()
     context = {"ip": ip, "user_agent": user_agent, "client_id": client_id, "occurred_at": now}
     name = login_normalize(user.get_username())
-    try:
-        reservation = login_budget_reserve(ip=ip, login=name, now=now)
-    except CacheUnavailable:
-        raise LoginUnavailable from None
-    if isinstance(reservation, ThrottleHit):
-        if reservation.first:
-            audit_event_record(
-                event=EventType.LOGIN_THROTTLED,
-                user=user,
-                details={
-                    "scope": reservation.scope,
-                    "retry_after": reservation.retry_after,
-                    "login_digest": login_digest(name),
-                    "step": "second_factor",
-                },
-                **context,
-            )
-        raise LoginThrottled(reservation.retry_after)
+    reservation = login_attempt_admit(
+        name=name,
+        context=context,
+        user=user,
+        details={"login_digest": login_digest(name), "step": "second_factor"},
+    )
     response = response if isinstance(response, str) else ""
     method = method or code_method(response)
     if method not in RAW_RESPONSE_METHODS:

@@ -15,11 +15,9 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.services import LoginThrottled, LoginUnavailable
+from accounts.services import LoginUnavailable, login_attempt_admit
 from accounts.throttling import (
-    ThrottleHit,
     login_budget_release,
-    login_budget_reserve,
     login_failure_register,
     login_failures_reset,
     login_lockout_status,
@@ -117,23 +115,9 @@ def passkey_sign_in(
     owner = ceremony.credential_owner(credential_json)
     user = owner.user if owner is not None else None
     name = login_normalize(user.get_username()) if user is not None else ""
-    try:
-        reservation = login_budget_reserve(ip=ip, login=name, now=now)
-    except CacheUnavailable:
-        raise LoginUnavailable from None
-    if isinstance(reservation, ThrottleHit):
-        if reservation.first:
-            audit_event_record(
-                event=EventType.LOGIN_THROTTLED,
-                user=user,
-                details={
-                    "scope": reservation.scope,
-                    "retry_after": reservation.retry_after,
-                    "method": "passkey",
-                },
-                **context,
-            )
-        raise LoginThrottled(reservation.retry_after)
+    reservation = login_attempt_admit(
+        name=name, context=context, user=user, details={"method": "passkey"}
+    )
     reason = None
     try:
         if user is not None and login_lockout_status(user=user, now=now).locked:

@@ -3,17 +3,10 @@ or a green browser test would prove nothing."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.a11y import assert_accessible
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
-
-from playwright.sync_api import sync_playwright  # noqa: E402
+from tests.browser import chromium
 
 BAD_PAGE = (
     "<html><head><title>bad</title></head><body><main>"
@@ -29,20 +22,14 @@ GOOD_PAGE = (
 
 
 def test_axe_check_fails_on_serious_violations_and_passes_a_clean_page():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"]
-        )
-        try:
-            page = browser.new_page()
-            page.set_content(BAD_PAGE)
-            with pytest.raises(AssertionError) as failure:
-                assert_accessible(page, "bad page")
-            message = str(failure.value)
-            assert "[critical] label" in message
-            assert "[serious] color-contrast" in message
-            assert "[serious] html-has-lang" in message
-            page.set_content(GOOD_PAGE)
-            assert_accessible(page, "good page")
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.set_content(BAD_PAGE)
+        with pytest.raises(AssertionError) as failure:
+            assert_accessible(page, "bad page")
+        message = str(failure.value)
+        assert "[critical] label" in message
+        assert "[serious] color-contrast" in message
+        assert "[serious] html-has-lang" in message
+        page.set_content(GOOD_PAGE)
+        assert_accessible(page, "good page")

@@ -6,28 +6,23 @@ long app names, revoked sessions, several keys) neither list scrolls sideways at
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import Page
 
 from accounts.services import user_create
 from authserver import settings as app_settings
 from oauth.clients import client_create
 from sessions.models import BROWSER_CLIENT_ID, FIRST_PARTY_CLIENT_ID, Session
 from sessions.services import browser_session_start, session_revoke, session_start
+from tests.browser import ARTIFACTS, chromium
 from tests.conftest import PASSWORD
-from tests.live import ROOT, Gunicorn, manage
+from tests.live import Gunicorn, manage
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
-from playwright.sync_api import Page, sync_playwright  # noqa: E402
-
-ARTIFACTS = ROOT / "test-artifacts"
 SESSIONS = "/admin/authsessions/session/"
 KEYS = "/admin/tokens/signingkey/"
 LONG_AGENT = (
@@ -126,16 +121,10 @@ def _fill(server: Gunicorn, child_env: dict) -> None:
 def _in_chromium(server: Gunicorn, check) -> None:
     """Sign in to the admin in Chromium at 1280 x 800 and run `check(page)`. (Playwright's sync
     API runs an event loop: the database is filled outside it.)"""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            _sign_in(page, server)
-            check(page)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        _sign_in(page, server)
+        check(page)
 
 
 def test_empty_lists_say_why_and_full_lists_fit_1280_px(server, child_env):

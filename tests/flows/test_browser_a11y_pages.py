@@ -14,17 +14,16 @@ import re
 
 import pytest
 from django.db import connections
+from playwright.sync_api import Page, expect
 
 from authserver import settings as app_settings
 from mail.models import Outbox
 from tests.a11y import assert_accessible
+from tests.browser import DESKTOP, chromium, login_form_submit, screenshot
 from tests.conftest import PASSWORD
-from tests.flows.test_browser_login import CHROMIUM, CHROMIUM_ARGS, DESKTOP, screenshot
 from tests.live import Gunicorn
 
 pytestmark = pytest.mark.slow
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 NEW_PASSWORD = "quiet meadow compass 904"  # test-only credential
 LINK = re.compile(r"https?://\S+/password/reset\?token=[A-Za-z0-9_\-]+")
@@ -43,8 +42,7 @@ def test_hosted_pages_pass_the_axe_check(child_env, make_user, settings, monkeyp
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     server = Gunicorn(child_env, workers=1)
     server.env["AUTHSERVER_ISSUER"] = server.url
-    with server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with server, chromium() as browser:
         try:
             page = browser.new_context(viewport=DESKTOP, color_scheme=scheme).new_page()
 
@@ -53,9 +51,7 @@ def test_hosted_pages_pass_the_axe_check(child_env, make_user, settings, monkeyp
             page.get_by_role("button", name="Sign in", exact=True).click()  # empty: field errors
             expect(page.get_by_role("alert")).to_be_visible()
             check(page, "login-errors", scheme)
-            page.get_by_label("Username or email").fill("dana")
-            page.get_by_label("Password").fill("not the password")
-            page.get_by_label("Password").press("Enter")
+            login_form_submit(page, "dana", "not the password")
             expect(page.get_by_role("alert")).to_be_visible()
             check(page, "login-failed", scheme)
 
@@ -85,9 +81,7 @@ def test_hosted_pages_pass_the_axe_check(child_env, make_user, settings, monkeyp
             check(page, "reset-done", scheme)
 
             page.goto(server.url + "/login")
-            page.get_by_label("Username or email").fill("dana")
-            page.get_by_label("Password").fill(NEW_PASSWORD)
-            page.get_by_label("Password").press("Enter")
+            login_form_submit(page, "dana", NEW_PASSWORD)
             expect(page.get_by_role("heading", name="You\u2019re signed in")).to_be_visible()
             check(page, "home", scheme)
             page.goto(server.url + "/logout")
@@ -98,6 +92,5 @@ def test_hosted_pages_pass_the_axe_check(child_env, make_user, settings, monkeyp
             page.goto(server.url + "/no-such-page")
             check(page, "not-found", scheme)
         finally:
-            browser.close()
             connections.close_all()
     assert PASSWORD not in server.output() and NEW_PASSWORD not in server.output()

@@ -20,6 +20,7 @@ import requests
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
+from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from accounts.services import user_create
@@ -27,22 +28,20 @@ from authserver import settings as app_settings
 from oauth.models import Consent
 from sessions.models import Session
 from tests.a11y import assert_accessible
-from tests.conftest import PASSWORD
-from tests.examples.webapp_process import Webapp
-from tests.flows.test_browser_login import (
+from tests.browser import (
     APPROVE,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
+    chromium,
     fits_the_screen,
+    login_form_submit,
     screenshot,
 )
+from tests.conftest import PASSWORD
+from tests.examples.webapp_process import Webapp
 from tests.live import Gunicorn, free_port, manage
 
 pytestmark = pytest.mark.slow
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 NEW_PASSWORD = "phone typed passphrase 2291"  # test-only credential
 ACCOUNT_PAGES = {
@@ -102,9 +101,7 @@ def sign_in_at(page: Page, webapp: Webapp, server: Gunicorn, password: str = PAS
     page.goto(webapp.url + "/")
     page.get_by_role("link", name="Sign in with authserver").click()
     if page.get_by_role("heading", name="Sign in").is_visible():
-        page.get_by_label("Username or email").fill("alice")
-        page.get_by_label("Password").fill(password)
-        page.get_by_label("Password").press("Enter")
+        login_form_submit(page, "alice", password)
     page.get_by_role("button", name=APPROVE).click()
     expect(page.locator("#signed-in")).to_have_text("Signed in as alice")
 
@@ -142,8 +139,7 @@ def test_account_pages_in_chromium_after_signing_in_at_two_apps(stack, monkeypat
         timeout=10,
     )
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         try:
             context = browser.new_context(viewport=DESKTOP)
             page = context.new_page()
@@ -225,9 +221,7 @@ def test_account_pages_in_chromium_after_signing_in_at_two_apps(stack, monkeypat
             page = dark.new_page()
             page.goto(server.url + "/account/sessions")
             check(page, "login-dark")
-            page.get_by_label("Username or email").fill("alice")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_label("Password").press("Enter")
+            login_form_submit(page, "alice")
             for name, (path, _) in ACCOUNT_PAGES.items():
                 page.goto(server.url + path)
                 check(page, f"{name}-dark")
@@ -237,9 +231,7 @@ def test_account_pages_in_chromium_after_signing_in_at_two_apps(stack, monkeypat
             phone = browser.new_context(viewport=PHONE, java_script_enabled=False)
             page = phone.new_page()
             page.goto(server.url + "/account/password")
-            page.get_by_label("Username or email").fill("alice")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_label("Password").press("Enter")
+            login_form_submit(page, "alice")
             expect(page.get_by_role("heading", name="Change password")).to_be_visible()
             for name, (path, _) in ACCOUNT_PAGES.items():
                 page.goto(server.url + path)
@@ -260,9 +252,7 @@ def test_account_pages_in_chromium_after_signing_in_at_two_apps(stack, monkeypat
             context = browser.new_context(viewport=DESKTOP)
             page = context.new_page()
             page.goto(server.url + "/account/delete")
-            page.get_by_label("Username or email").fill("alice")
-            page.get_by_label("Password").fill(NEW_PASSWORD)
-            page.get_by_label("Password").press("Enter")
+            login_form_submit(page, "alice", NEW_PASSWORD)
             expect(page.get_by_text("What is kept")).to_be_visible()
             page.get_by_label("Password").fill(NEW_PASSWORD)
             page.get_by_label("I understand").check()
@@ -272,7 +262,6 @@ def test_account_pages_in_chromium_after_signing_in_at_two_apps(stack, monkeypat
             assert not User.objects.filter(username="alice").exists()
             context.close()
         finally:
-            browser.close()
             # Playwright runs this block in a greenlet, where Django opened connections of its
             # own: close them, or the test database cannot be dropped afterwards.
             connections.close_all()

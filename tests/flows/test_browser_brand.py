@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import pytest
 from django.db import connections
+from playwright.sync_api import Page, expect
 
 from authserver import settings as app_settings
 from branding import values
 from tests.a11y import assert_accessible
+from tests.browser import DESKTOP, chromium, login_form_submit, screenshot
 from tests.conftest import PASSWORD
-from tests.flows.test_browser_login import CHROMIUM, CHROMIUM_ARGS, DESKTOP, screenshot
 from tests.live import Gunicorn
 
 pytestmark = pytest.mark.slow
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 NAME = "Acme ID"
 # Pale yellow in the light scheme (only black text reads on it; links keep the built-in blue),
@@ -67,8 +66,7 @@ def test_hosted_pages_and_admin_sign_in_carry_the_brand(
         AUTHSERVER_BRAND_PRIMARY_COLOR=LIGHT,
         AUTHSERVER_BRAND_PRIMARY_COLOR_DARK=DARK,
     )
-    with server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with server, chromium() as browser:
         try:
             page = browser.new_context(viewport=DESKTOP, color_scheme=scheme).new_page()
             page.goto(server.url + "/login")
@@ -83,9 +81,7 @@ def test_hosted_pages_and_admin_sign_in_carry_the_brand(
             check_branded(page, page.title().split(" · ")[0], "forgot", scheme)
 
             page.goto(server.url + "/login")
-            page.get_by_label("Username or email").fill("erin")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_label("Password").press("Enter")
+            login_form_submit(page, "erin")
             expect(
                 page.get_by_text(f"You are signed in to {NAME} in this browser.")
             ).to_be_visible()
@@ -109,6 +105,5 @@ def test_hosted_pages_and_admin_sign_in_carry_the_brand(
             assert name == css_rgb(values.text_on(values.hover_of(colour)))
             screenshot(admin, f"brand-admin-login-{scheme}")
         finally:
-            browser.close()
             connections.close_all()
     assert PASSWORD not in server.output()

@@ -16,46 +16,30 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from playwright.sync_api import Page, expect
 
 from accounts.services import user_create
 from audit.models import AuthEvent
 from authserver import settings as app_settings
 from tests.a11y import assert_accessible
+from tests.browser import (
+    APPROVE,
+    DESKTOP,
+    PHONE,
+    chromium,
+    fits_the_screen,
+    login_form_submit,
+    screenshot,
+)
 from tests.conftest import PASSWORD
 from tests.examples.webapp_process import Webapp
-from tests.live import ROOT, Gunicorn, free_port, manage
+from tests.live import Gunicorn, free_port, manage
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = ROOT / "test-artifacts"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-APPROVE = re.compile(r"^(allow|approve|authori[sz]e|accept|continue|yes)\b", re.IGNORECASE)
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install -y chromium; "
-        ".ci/run does this) to run the real-browser login test",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture
@@ -99,15 +83,6 @@ def stack(child_env, settings) -> Iterator[tuple[Gunicorn, Webapp]]:
         yield server, webapp
 
 
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def fits_the_screen(page: Page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-
-
 def sign_in_through_authserver(
     page: Page, server: Gunicorn, webapp: Webapp, username: str, label: str, axe: bool = True
 ) -> list[str]:
@@ -127,9 +102,7 @@ def sign_in_through_authserver(
     screenshot(page, f"login-{label}")
     if axe:
         assert_accessible(page, "login page")
-    page.get_by_label("Username or email").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_label("Password").press("Enter")  # a plain form post, no script needed
+    login_form_submit(page, username)
 
     # The consent page names the client and what it asks for.
     expect(page).to_have_url(re.compile(re.escape(server.url) + "/"))
@@ -150,65 +123,59 @@ def sign_in_through_authserver(
 def test_webapp_signs_in_through_authserver_in_chromium(stack):
     server, webapp = stack
     alice_sub = None
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            # Desktop, scripts on.
-            desktop = browser.new_context(viewport=DESKTOP)
-            page = desktop.new_page()
-            visited = sign_in_through_authserver(page, server, webapp, "alice", "desktop")
-            alice_sub = page.locator('[data-claim="sub"]').inner_text()
-            assert page.locator('[data-claim="email"]').inner_text() == "alice@example.com"
+    with chromium() as browser:
+        # Desktop, scripts on.
+        desktop = browser.new_context(viewport=DESKTOP)
+        page = desktop.new_page()
+        visited = sign_in_through_authserver(page, server, webapp, "alice", "desktop")
+        alice_sub = page.locator('[data-claim="sub"]').inner_text()
+        assert page.locator('[data-claim="email"]').inner_text() == "alice@example.com"
 
-            discovery = requests.get(server.url + "/.well-known/openid-configuration", timeout=10)
-            endpoint = discovery.json()["authorization_endpoint"]
-            authorize = next(u for u in visited if u.startswith(endpoint + "?"))
-            query = parse_qs(urlsplit(authorize).query)
-            assert query["response_type"] == ["code"]
-            assert query["code_challenge_method"] == ["S256"]
-            assert len(query["code_challenge"][0]) == 43
-            assert query["state"] and query["nonce"]
-            assert query["redirect_uri"] == [webapp.url + "/callback"]
-            callback = next(u for u in visited if u.startswith(webapp.url + "/callback"))
-            back = parse_qs(urlsplit(callback).query)
-            assert back["state"] == query["state"]
-            assert back["code"][0]
+        discovery = requests.get(server.url + "/.well-known/openid-configuration", timeout=10)
+        endpoint = discovery.json()["authorization_endpoint"]
+        authorize = next(u for u in visited if u.startswith(endpoint + "?"))
+        query = parse_qs(urlsplit(authorize).query)
+        assert query["response_type"] == ["code"]
+        assert query["code_challenge_method"] == ["S256"]
+        assert len(query["code_challenge"][0]) == 43
+        assert query["state"] and query["nonce"]
+        assert query["redirect_uri"] == [webapp.url + "/callback"]
+        callback = next(u for u in visited if u.startswith(webapp.url + "/callback"))
+        back = parse_qs(urlsplit(callback).query)
+        assert back["state"] == query["state"]
+        assert back["code"][0]
 
-            # The consent is remembered: the next sign-in goes straight back to the app.
-            page.context.clear_cookies(domain="localhost")
-            page.goto(webapp.url + "/")
-            page.get_by_role("link", name="Sign in with authserver").click()
-            expect(page.locator("#signed-in")).to_have_text("Signed in as alice")
+        # The consent is remembered: the next sign-in goes straight back to the app.
+        page.context.clear_cookies(domain="localhost")
+        page.goto(webapp.url + "/")
+        page.get_by_role("link", name="Sign in with authserver").click()
+        expect(page.locator("#signed-in")).to_have_text("Signed in as alice")
 
-            # Signing out of the app ends the authserver session too (RP-initiated logout),
-            # after a confirmation the person gives with a POST.
-            page.get_by_role("button", name="Sign out").click()
-            expect(page).to_have_url(re.compile(re.escape(server.url) + "/"))
-            screenshot(page, "end-session-desktop")
-            assert_accessible(page, "end-session (sign out) page")
-            page.get_by_role("button", name="Sign out").click()
-            expect(page).to_have_url(re.compile(re.escape(webapp.url) + r"/(\?.*)?$"))
-            expect(page.get_by_role("link", name="Sign in with authserver")).to_be_visible()
-            page.get_by_role("link", name="Sign in with authserver").click()
-            expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        # Signing out of the app ends the authserver session too (RP-initiated logout),
+        # after a confirmation the person gives with a POST.
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(re.compile(re.escape(server.url) + "/"))
+        screenshot(page, "end-session-desktop")
+        assert_accessible(page, "end-session (sign out) page")
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(re.compile(re.escape(webapp.url) + r"/(\?.*)?$"))
+        expect(page.get_by_role("link", name="Sign in with authserver")).to_be_visible()
+        page.get_by_role("link", name="Sign in with authserver").click()
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 
-            # The signed-in landing page and the hosted sign-out page pass the same check.
-            page.get_by_label("Username or email").fill("alice")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_label("Password").press("Enter")
-            expect(page.locator("#signed-in")).to_have_text("Signed in as alice")
-            page.goto(server.url + "/")
-            assert_accessible(page, "home page")
-            page.goto(server.url + "/logout")
-            assert_accessible(page, "logout page")
-            desktop.close()
+        # The signed-in landing page and the hosted sign-out page pass the same check.
+        login_form_submit(page, "alice")
+        expect(page.locator("#signed-in")).to_have_text("Signed in as alice")
+        page.goto(server.url + "/")
+        assert_accessible(page, "home page")
+        page.goto(server.url + "/logout")
+        assert_accessible(page, "logout page")
+        desktop.close()
 
-            # A phone-sized screen with JavaScript off: the pages work without any script.
-            phone = browser.new_context(viewport=PHONE, java_script_enabled=False)
-            sign_in_through_authserver(phone.new_page(), server, webapp, "bob", "phone", axe=False)
-            phone.close()
-        finally:
-            browser.close()
+        # A phone-sized screen with JavaScript off: the pages work without any script.
+        phone = browser.new_context(viewport=PHONE, java_script_enabled=False)
+        sign_in_through_authserver(phone.new_page(), server, webapp, "bob", "phone", axe=False)
+        phone.close()
 
     assert alice_sub
     assert AuthEvent.objects.filter(event_type="login.succeeded").count() == 3

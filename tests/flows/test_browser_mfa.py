@@ -12,31 +12,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pyotp
 import pytest
+from playwright.sync_api import Page, expect
 
 from accounts.services import user_create
 from authserver import settings as app_settings
 from tests.a11y import assert_accessible
+from tests.browser import chromium, login_form_submit, screenshot
 from tests.conftest import PASSWORD
-from tests.live import ROOT, Gunicorn
+from tests.live import Gunicorn
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-ARTIFACTS = ROOT / "test-artifacts"
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install -y chromium; "
-        ".ci/run does this)",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture
@@ -49,16 +37,9 @@ def server(child_env, settings) -> Iterator[Gunicorn]:
         yield running
 
 
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
 def password_sign_in(page: Page, server: Gunicorn) -> None:
     page.goto(server.url + "/login")
-    page.get_by_label("Username or email").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_label("Password").press("Enter")
+    login_form_submit(page, "alice")
 
 
 def sign_out(page: Page, server: Gunicorn) -> None:
@@ -67,73 +48,69 @@ def sign_out(page: Page, server: Gunicorn) -> None:
 
 
 def test_enrol_totp_and_sign_in_with_it(server):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(java_script_enabled=False)
-            page = context.new_page()
-            password_sign_in(page, server)
-            page.goto(server.url + "/account/")
-            page.get_by_role("link", name="Two-step verification").click()
-            expect(page.get_by_role("heading", name="Two-step verification")).to_be_visible()
-            page.get_by_role("link", name="Set up an authenticator app").click()
-            expect(page.locator("figure.qr svg")).to_be_visible()
-            screenshot(page, "mfa-enrol")
-            secret = page.locator("#totp-secret").inner_text().replace(" ", "")
-            totp = pyotp.TOTP(secret)
-            # The previous step's code (so the sign-in below can use the current one): it is
-            # accepted only while the server is still in the next step, so never start the
-            # submission in the last seconds of a step (a loaded machine may cross a boundary).
-            left = 30 - time.time() % 30
-            if left < 12:
-                time.sleep(left + 0.5)
-            page.get_by_label("Code").fill(totp.at(time.time() - 30))
-            page.get_by_role("button", name="Turn on").click()
-            expect(page.get_by_role("heading", name="Two-step verification is on")).to_be_visible()
-            recovery = page.locator("#recovery-codes code").all_inner_texts()
-            assert len(recovery) == 10
-            screenshot(page, "mfa-recovery-codes")
+    with chromium() as browser:
+        context = browser.new_context(java_script_enabled=False)
+        page = context.new_page()
+        password_sign_in(page, server)
+        page.goto(server.url + "/account/")
+        page.get_by_role("link", name="Two-step verification").click()
+        expect(page.get_by_role("heading", name="Two-step verification")).to_be_visible()
+        page.get_by_role("link", name="Set up an authenticator app").click()
+        expect(page.locator("figure.qr svg")).to_be_visible()
+        screenshot(page, "mfa-enrol")
+        secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+        totp = pyotp.TOTP(secret)
+        # The previous step's code (so the sign-in below can use the current one): it is
+        # accepted only while the server is still in the next step, so never start the
+        # submission in the last seconds of a step (a loaded machine may cross a boundary).
+        left = 30 - time.time() % 30
+        if left < 12:
+            time.sleep(left + 0.5)
+        page.get_by_label("Code").fill(totp.at(time.time() - 30))
+        page.get_by_role("button", name="Turn on").click()
+        expect(page.get_by_role("heading", name="Two-step verification is on")).to_be_visible()
+        recovery = page.locator("#recovery-codes code").all_inner_texts()
+        assert len(recovery) == 10
+        screenshot(page, "mfa-recovery-codes")
 
-            sign_out(page, server)
-            password_sign_in(page, server)
-            expect(page).to_have_url(re.compile(re.escape(server.url) + r"/login/mfa"))
-            expect(page.get_by_role("heading", name="Two-step verification")).to_be_visible()
-            screenshot(page, "mfa-second-step")
-            page.get_by_label("Code").fill("000000" if totp.now() != "000000" else "111111")
-            page.get_by_role("button", name="Verify").click()
-            expect(page.get_by_role("alert")).to_contain_text("That code is not right")
-            page.get_by_label("Code").fill(totp.now())
-            page.get_by_role("button", name="Verify").click()
-            expect(page).to_have_url(server.url + "/")
+        sign_out(page, server)
+        password_sign_in(page, server)
+        expect(page).to_have_url(re.compile(re.escape(server.url) + r"/login/mfa"))
+        expect(page.get_by_role("heading", name="Two-step verification")).to_be_visible()
+        screenshot(page, "mfa-second-step")
+        page.get_by_label("Code").fill("000000" if totp.now() != "000000" else "111111")
+        page.get_by_role("button", name="Verify").click()
+        expect(page.get_by_role("alert")).to_contain_text("That code is not right")
+        page.get_by_label("Code").fill(totp.now())
+        page.get_by_role("button", name="Verify").click()
+        expect(page).to_have_url(server.url + "/")
 
-            # A recovery code instead of the app.
-            sign_out(page, server)
-            password_sign_in(page, server)
-            page.get_by_label("Code").fill(recovery[0])
-            page.get_by_role("button", name="Verify").click()
-            expect(page).to_have_url(server.url + "/")
-            context.close()
+        # A recovery code instead of the app.
+        sign_out(page, server)
+        password_sign_in(page, server)
+        page.get_by_label("Code").fill(recovery[0])
+        page.get_by_role("button", name="Verify").click()
+        expect(page).to_have_url(server.url + "/")
+        context.close()
 
-            # The new pages pass axe (a script, so in a context with scripts on).
-            checked = browser.new_context()
-            page = checked.new_page()
-            password_sign_in(page, server)
-            expect(page).to_have_url(re.compile(r"/login/mfa"))
-            assert_accessible(page, "second-step page")
-            page.get_by_label("Code").fill(totp.at(time.time() + 30))
-            page.get_by_role("button", name="Verify").click()
-            expect(page).to_have_url(server.url + "/")
-            page.goto(server.url + "/account/mfa")
-            assert_accessible(page, "two-step verification page")
-            page.goto(server.url + "/account/mfa/totp")
-            assert_accessible(page, "authenticator set-up page")
-            page.goto(server.url + "/account/mfa/recovery-codes")
-            assert_accessible(page, "recovery codes confirmation")
-            page.get_by_role("button", name="Make new codes").click()
-            expect(page.locator("#recovery-codes code")).to_have_count(10)
-            assert_accessible(page, "recovery codes page")
-            page.goto(server.url + "/account/mfa/remove")
-            assert_accessible(page, "turn-off page")
-            checked.close()
-        finally:
-            browser.close()
+        # The new pages pass axe (a script, so in a context with scripts on).
+        checked = browser.new_context()
+        page = checked.new_page()
+        password_sign_in(page, server)
+        expect(page).to_have_url(re.compile(r"/login/mfa"))
+        assert_accessible(page, "second-step page")
+        page.get_by_label("Code").fill(totp.at(time.time() + 30))
+        page.get_by_role("button", name="Verify").click()
+        expect(page).to_have_url(server.url + "/")
+        page.goto(server.url + "/account/mfa")
+        assert_accessible(page, "two-step verification page")
+        page.goto(server.url + "/account/mfa/totp")
+        assert_accessible(page, "authenticator set-up page")
+        page.goto(server.url + "/account/mfa/recovery-codes")
+        assert_accessible(page, "recovery codes confirmation")
+        page.get_by_role("button", name="Make new codes").click()
+        expect(page.locator("#recovery-codes code")).to_have_count(10)
+        assert_accessible(page, "recovery codes page")
+        page.goto(server.url + "/account/mfa/remove")
+        assert_accessible(page, "turn-off page")
+        checked.close()

@@ -12,43 +12,28 @@ each new page."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
-import secrets
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-import jwt
 import pytest
-import requests
+from playwright.sync_api import Page, expect
 
 from accounts.services import user_create
 from authserver import settings as app_settings
 from oauth.clients import client_create
 from passkeys.models import Passkey
 from tests.a11y import assert_accessible
+from tests.browser import chromium, login_form_submit, screenshot
 from tests.conftest import PASSWORD
-from tests.live import ROOT, Gunicorn
+from tests.live import Gunicorn
+from tests.security.live_oauth import authorize_url, code_exchange, pkce_pair
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-ARTIFACTS = ROOT / "test-artifacts"
 ACR_MFA = "urn:authserver:acr:mfa"
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install -y chromium; "
-        ".ci/run does this)",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture
@@ -91,16 +76,9 @@ def app_server() -> Iterator[None]:
     _app.shutdown()
 
 
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
 def password_sign_in(page: Page, server: Gunicorn, username: str = "alice") -> None:
     page.goto(server.url + "/login")
-    page.get_by_label("Username or email").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_label("Password").press("Enter")
+    login_form_submit(page, username)
 
 
 def sign_out(page: Page, server: Gunicorn) -> None:
@@ -128,47 +106,10 @@ def virtual_authenticator(context, page: Page):
     return cdp, added["authenticatorId"]
 
 
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def authorize_url(server, client_id: str, challenge: str, **extra) -> str:
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": REDIRECT_URI,
-        "scope": "openid profile",
-        "state": "s1",
-        "nonce": "n1",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        **extra,
-    }
-    return server.url + "/oauth/authorize?" + urlencode(params)
-
-
 def id_token_claims(server, client, page_url: str, verifier: str) -> dict:
     code = parse_qs(urlsplit(page_url).query)["code"][0]
-    client_id, secret = client
-    response = requests.post(
-        server.url + "/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier,
-        },
-        auth=(client_id, secret),
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    token = response.json()["id_token"]
-    key = jwt.PyJWKClient(server.url + "/.well-known/jwks.json").get_signing_key_from_jwt(token)
-    return jwt.decode(
-        token, key.key, algorithms=["RS256", "ES256"], audience=client_id, issuer=server.url
-    )
+    _, claims = code_exchange(server, client, code, verifier, redirect_uri=REDIRECT_URI)
+    return claims
 
 
 def test_passkey_registration_passwordless_and_second_factor(server, monkeypatch):
@@ -184,116 +125,119 @@ def test_passkey_registration_passwordless_and_second_factor(server, monkeypatch
         skip_consent=True,
     )
     client = (registered.client.client_id, registered.secret)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context()
-            page = context.new_page()
-            cdp, authenticator = virtual_authenticator(context, page)
+    with chromium() as browser:
+        context = browser.new_context()
+        page = context.new_page()
+        cdp, authenticator = virtual_authenticator(context, page)
 
-            # The login page asks once for autofill; an authenticator with no passkey for this
-            # site refuses at once, and the page does not ask again and again.
-            asked: list[str] = []
-            page.on(
-                "request",
-                lambda request: (
-                    asked.append(request.url)
-                    if request.url.endswith("/login/passkey/options")
-                    else None
-                ),
+        # The login page asks once for autofill; an authenticator with no passkey for this
+        # site refuses at once, and the page does not ask again and again.
+        asked: list[str] = []
+        page.on(
+            "request",
+            lambda request: (
+                asked.append(request.url)
+                if request.url.endswith("/login/passkey/options")
+                else None
+            ),
+        )
+        page.goto(server.url + "/login")
+        page.wait_for_timeout(1500)
+        assert len(asked) <= 1, asked
+
+        # Register a passkey on the account page.
+        password_sign_in(page, server)
+        expect(page).to_have_url(server.url + "/")
+        page.goto(server.url + "/account/mfa")
+        page.get_by_role("link", name="Add a passkey").click()
+        expect(page.get_by_role("heading", name="Add a passkey")).to_be_visible()
+        assert_accessible(page, "add a passkey page")
+        page.get_by_label("Name").fill("Test laptop")
+        page.get_by_role("button", name="Create a passkey").click()
+        expect(page.get_by_role("heading", name="Two-step verification is on")).to_be_visible()
+        expect(page.get_by_role("status")).to_contain_text("Test laptop")
+        expect(page.locator("#recovery-codes code")).to_have_count(10)
+        page.get_by_role("link", name="I have saved them").click()
+        expect(page).to_have_url(server.url + "/account/mfa")
+        expect(page.get_by_role("heading", name="Test laptop")).to_be_visible()
+        screenshot(page, "passkey-registered")
+        assert_accessible(page, "two-step verification page with a passkey")
+        credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
+        assert len(credentials["credentials"]) == 1
+        assert credentials["credentials"][0]["isResidentCredential"] is True
+        passkey = Passkey.objects.get(user__username="alice")
+        assert passkey.discoverable is True and passkey.amr == "hwk"
+
+        # An app demands MFA (acr_values): the passkey is the step-up.
+        verifier, challenge = pkce_pair()
+        page.goto(
+            authorize_url(
+                server, client[0], challenge, redirect_uri=REDIRECT_URI, acr_values=ACR_MFA
             )
-            page.goto(server.url + "/login")
-            page.wait_for_timeout(1500)
-            assert len(asked) <= 1, asked
+        )
+        expect(page).to_have_url(re.compile(r"/login/mfa\?"))
+        assert_accessible(page, "second step with a passkey")
+        page.get_by_role("button", name="Use a passkey").click()
+        expect(page).to_have_url(re.compile("^" + re.escape(REDIRECT_URI) + r"\?"))
+        claims = id_token_claims(server, client, page.url, verifier)
+        assert claims["amr"] == ["pwd", "hwk", "mfa"] and claims["acr"] == ACR_MFA
 
-            # Register a passkey on the account page.
-            password_sign_in(page, server)
-            expect(page).to_have_url(server.url + "/")
-            page.goto(server.url + "/account/mfa")
-            page.get_by_role("link", name="Add a passkey").click()
-            expect(page.get_by_role("heading", name="Add a passkey")).to_be_visible()
-            assert_accessible(page, "add a passkey page")
-            page.get_by_label("Name").fill("Test laptop")
-            page.get_by_role("button", name="Create a passkey").click()
-            expect(page.get_by_role("heading", name="Two-step verification is on")).to_be_visible()
-            expect(page.get_by_role("status")).to_contain_text("Test laptop")
-            expect(page.locator("#recovery-codes code")).to_have_count(10)
-            page.get_by_role("link", name="I have saved them").click()
-            expect(page).to_have_url(server.url + "/account/mfa")
-            expect(page.get_by_role("heading", name="Test laptop")).to_be_visible()
-            screenshot(page, "passkey-registered")
-            assert_accessible(page, "two-step verification page with a passkey")
-            credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
-            assert len(credentials["credentials"]) == 1
-            assert credentials["credentials"][0]["isResidentCredential"] is True
-            passkey = Passkey.objects.get(user__username="alice")
-            assert passkey.discoverable is True and passkey.amr == "hwk"
+        # Passwordless through autofill (conditional mediation): the login page asks at
+        # once, and this authenticator, which simulates the person's touch, answers it.
+        sign_out(page, server)
+        page.goto(server.url + "/login")
+        expect(page).to_have_url(server.url + "/")
 
-            # An app demands MFA (acr_values): the passkey is the step-up.
-            verifier, challenge = pkce()
-            page.goto(authorize_url(server, client[0], challenge, acr_values=ACR_MFA))
-            expect(page).to_have_url(re.compile(r"/login/mfa\?"))
-            assert_accessible(page, "second step with a passkey")
-            page.get_by_role("button", name="Use a passkey").click()
-            expect(page).to_have_url(re.compile("^" + re.escape(REDIRECT_URI) + r"\?"))
-            claims = id_token_claims(server, client, page.url, verifier)
-            assert claims["amr"] == ["pwd", "hwk", "mfa"] and claims["acr"] == ACR_MFA
-
-            # Passwordless through autofill (conditional mediation): the login page asks at
-            # once, and this authenticator, which simulates the person's touch, answers it.
-            sign_out(page, server)
-            page.goto(server.url + "/login")
-            expect(page).to_have_url(server.url + "/")
-
-            # Passwordless with the button (a browser without autofill for passkeys).
-            sign_out(page, server)
-            page.add_init_script(
-                "PublicKeyCredential.isConditionalMediationAvailable = "
-                "() => Promise.resolve(false);"
+        # Passwordless with the button (a browser without autofill for passkeys).
+        sign_out(page, server)
+        page.add_init_script(
+            "PublicKeyCredential.isConditionalMediationAvailable = () => Promise.resolve(false);"
+        )
+        page.goto(server.url + "/login")
+        assert_accessible(page, "login page with the passkey button")
+        assert page.get_by_label("Username or email").get_attribute("autocomplete") == (
+            "username webauthn"
+        )
+        screenshot(page, "passkey-login")
+        page.get_by_role("button", name="Sign in with a passkey").click()
+        expect(page).to_have_url(server.url + "/")
+        # Passwordless with user verification counts as multi-factor for an app.
+        verifier, challenge = pkce_pair()
+        page.goto(
+            authorize_url(
+                server, client[0], challenge, redirect_uri=REDIRECT_URI, acr_values=ACR_MFA
             )
-            page.goto(server.url + "/login")
-            assert_accessible(page, "login page with the passkey button")
-            assert page.get_by_label("Username or email").get_attribute("autocomplete") == (
-                "username webauthn"
-            )
-            screenshot(page, "passkey-login")
-            page.get_by_role("button", name="Sign in with a passkey").click()
-            expect(page).to_have_url(server.url + "/")
-            # Passwordless with user verification counts as multi-factor for an app.
-            verifier, challenge = pkce()
-            page.goto(authorize_url(server, client[0], challenge, acr_values=ACR_MFA))
-            expect(page).to_have_url(re.compile("^" + re.escape(REDIRECT_URI) + r"\?"))
-            claims = id_token_claims(server, client, page.url, verifier)
-            assert claims["amr"] == ["hwk", "user", "mfa"] and claims["acr"] == ACR_MFA
+        )
+        expect(page).to_have_url(re.compile("^" + re.escape(REDIRECT_URI) + r"\?"))
+        claims = id_token_claims(server, client, page.url, verifier)
+        assert claims["amr"] == ["hwk", "user", "mfa"] and claims["acr"] == ACR_MFA
 
-            # Password, then the passkey as the second factor.
-            sign_out(page, server)
-            password_sign_in(page, server)
-            expect(page).to_have_url(re.compile(r"/login/mfa"))
-            screenshot(page, "passkey-second-step")
-            page.get_by_role("button", name="Use a passkey").click()
-            expect(page).to_have_url(server.url + "/")
-            passkey.refresh_from_db()
-            assert passkey.last_used_at is not None and passkey.sign_count >= 1
+        # Password, then the passkey as the second factor.
+        sign_out(page, server)
+        password_sign_in(page, server)
+        expect(page).to_have_url(re.compile(r"/login/mfa"))
+        screenshot(page, "passkey-second-step")
+        page.get_by_role("button", name="Use a passkey").click()
+        expect(page).to_have_url(server.url + "/")
+        passkey.refresh_from_db()
+        assert passkey.last_used_at is not None and passkey.sign_count >= 1
 
-            # Rename it; the rename page passes axe.
-            page.goto(server.url + "/account/mfa")
-            page.get_by_role("link", name="Rename Test laptop").click()
-            assert_accessible(page, "rename a passkey page")
-            page.get_by_label("Name").fill("Work laptop")
-            page.get_by_role("button", name="Save").click()
-            expect(page.get_by_role("heading", name="Work laptop")).to_be_visible()
-            page.get_by_role("link", name="Remove Work laptop").click()
-            assert_accessible(page, "remove a passkey page")
-            context.close()
+        # Rename it; the rename page passes axe.
+        page.goto(server.url + "/account/mfa")
+        page.get_by_role("link", name="Rename Test laptop").click()
+        assert_accessible(page, "rename a passkey page")
+        page.get_by_label("Name").fill("Work laptop")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("heading", name="Work laptop")).to_be_visible()
+        page.get_by_role("link", name="Remove Work laptop").click()
+        assert_accessible(page, "remove a passkey page")
+        context.close()
 
-            # JavaScript off: no passkey button, and the password path still works.
-            plain = browser.new_context(java_script_enabled=False)
-            page = plain.new_page()
-            page.goto(server.url + "/login")
-            expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_hidden()
-            password_sign_in(page, server, "bob")
-            expect(page).to_have_url(server.url + "/")
-            plain.close()
-        finally:
-            browser.close()
+        # JavaScript off: no passkey button, and the password path still works.
+        plain = browser.new_context(java_script_enabled=False)
+        page = plain.new_page()
+        page.goto(server.url + "/login")
+        expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_hidden()
+        password_sign_in(page, server, "bob")
+        expect(page).to_have_url(server.url + "/")
+        plain.close()

@@ -11,35 +11,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from accounts.services import user_create
 from authserver import settings as app_settings
 from tests.a11y import assert_accessible
 from tests.accounts.mailbox import Mailbox, deliver, mail_worker
+from tests.browser import ARTIFACTS, DESKTOP, PHONE, chromium, fits_the_screen, login_form_submit
 from tests.conftest import PASSWORD
-from tests.live import ROOT, Gunicorn, manage
+from tests.live import Gunicorn, manage
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-ARTIFACTS = ROOT / "test-artifacts"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 NEW_PASSWORD = "a fresh and long passphrase 42"
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install -y chromium) to "
-        "run the real-browser sign-up test",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture
@@ -63,10 +50,6 @@ def accessible(page: Page, name: str) -> None:
     for scheme in ("dark", "light"):
         page.emulate_media(color_scheme=scheme)
         assert_accessible(page, f"{name} ({scheme})")
-
-
-def fits_the_screen(page: Page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def sign_up_and_confirm(
@@ -112,9 +95,7 @@ def sign_up_and_confirm(
     shot(page, f"confirmed-{label}")
 
     page.get_by_role("link", name="Sign in").click()
-    page.get_by_label("Username or email").fill(address)
-    page.get_by_label("Password").fill(NEW_PASSWORD)
-    page.get_by_label("Password").press("Enter")
+    login_form_submit(page, address, NEW_PASSWORD)
     expect(page).to_have_url(server.url + "/")
     expect(page.get_by_text(username).first).to_be_visible()
 
@@ -127,35 +108,31 @@ def sign_up_and_confirm(
 
 def test_sign_up_mail_confirm_sign_in_in_chromium(stack):
     server, mailbox = stack
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            desktop = browser.new_context(viewport=DESKTOP)
-            page = desktop.new_page()
-            sign_up_and_confirm(page, server, mailbox, "carol", "desktop", axe=True)
+    with chromium() as browser:
+        desktop = browser.new_context(viewport=DESKTOP)
+        page = desktop.new_page()
+        sign_up_and_confirm(page, server, mailbox, "carol", "desktop", axe=True)
 
-            # The change-of-address page and the invitation page pass axe too.
-            page.goto(server.url + "/account/email")
-            expect(page.get_by_role("heading", name="Change your email address")).to_be_visible()
-            accessible(page, "change of address page")
-            shot(page, "account-email-desktop")
-            made = manage("invite_user", "ivy@example.org", env=server.env)
-            assert made.returncode == 0, made.stderr
-            deliver(mailbox, expect=len(mailbox.messages) + 1)
-            (invite,) = mailbox.to("ivy@example.org")
-            (link,) = invite.links("/invite?token=")
-            page.goto(link)
-            expect(page.get_by_role("heading", name="Accept your invitation")).to_be_visible()
-            accessible(page, "invitation page")
-            shot(page, "invite-desktop")
-            desktop.close()
+        # The change-of-address page and the invitation page pass axe too.
+        page.goto(server.url + "/account/email")
+        expect(page.get_by_role("heading", name="Change your email address")).to_be_visible()
+        accessible(page, "change of address page")
+        shot(page, "account-email-desktop")
+        made = manage("invite_user", "ivy@example.org", env=server.env)
+        assert made.returncode == 0, made.stderr
+        deliver(mailbox, expect=len(mailbox.messages) + 1)
+        (invite,) = mailbox.to("ivy@example.org")
+        (link,) = invite.links("/invite?token=")
+        page.goto(link)
+        expect(page.get_by_role("heading", name="Accept your invitation")).to_be_visible()
+        accessible(page, "invitation page")
+        shot(page, "invite-desktop")
+        desktop.close()
 
-            # A phone-sized screen with JavaScript off: the same flow without any script.
-            phone = browser.new_context(viewport=PHONE, java_script_enabled=False)
-            sign_up_and_confirm(phone.new_page(), server, mailbox, "dan", "phone", axe=False)
-            phone.close()
-        finally:
-            browser.close()
+        # A phone-sized screen with JavaScript off: the same flow without any script.
+        phone = browser.new_context(viewport=PHONE, java_script_enabled=False)
+        sign_up_and_confirm(phone.new_page(), server, mailbox, "dan", "phone", axe=False)
+        phone.close()
 
     for name in ("carol", "dan"):
         user = User.objects.get(username=name)

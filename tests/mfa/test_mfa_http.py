@@ -5,17 +5,14 @@ amr/acr the tokens carry (ID token verified with PyJWT against the published JWK
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import itertools
 import json
 import re
-import secrets
 import socket
 import time
 from collections.abc import Iterator
-from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import jwt
 import pyotp
@@ -30,10 +27,10 @@ from mail.models import Outbox
 from oauth.clients import client_create
 from tests.conftest import PASSWORD
 from tests.live import Gunicorn, json_response
+from tests.security.live_oauth import REDIRECT_URI, authorize_url, code_exchange, pkce_pair
 
 pytestmark = pytest.mark.slow
 
-REDIRECT_URI = "http://127.0.0.1:9/callback"
 ACR_MFA = "urn:authserver:acr:mfa"
 _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 _SECRET = re.compile(r'<code id="totp-secret" class="secret">([A-Z2-7 ]+)</code>')
@@ -208,27 +205,6 @@ def test_first_party_api_second_step(server):
         assert used.status_code == expected, used.text
 
 
-def _pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def _authorize_url(server, client_id, challenge, **extra) -> str:
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": REDIRECT_URI,
-        "scope": "openid profile",
-        "state": "s1",
-        "nonce": "n1",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        **extra,
-    }
-    return server.url + "/oauth/authorize?" + urlencode(params)
-
-
 def _follow(server, browser, url, *, username, secret, seen: list[str], offsets) -> str:
     """Walk the authorization through the pages (password, code); the code it ends with.
     `seen` collects the paths of the pages shown."""
@@ -259,25 +235,8 @@ def _follow(server, browser, url, *, username, secret, seen: list[str], offsets)
 
 
 def _id_token(server, client, code, verifier) -> dict:
-    client_id, secret = client
-    response = requests.post(
-        server.url + "/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier,
-        },
-        auth=(client_id, secret),
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    token = response.json()["id_token"]
-    key = jwt.PyJWKClient(server.url + "/.well-known/jwks.json").get_signing_key_from_jwt(token)
-    claims = jwt.decode(
-        token, key.key, algorithms=["RS256", "ES256"], audience=client_id, issuer=server.url
-    )
-    access = _claims(response.json()["access_token"])
+    tokens, claims = code_exchange(server, client, code, verifier)
+    access = _claims(tokens["access_token"])
     assert access["acr"] == claims["acr"] and access["amr"] == claims["amr"]
     return claims
 
@@ -299,25 +258,25 @@ def test_acr_values_and_max_age_force_the_second_factor(server):
     steps = itertools.count(0)
 
     # Without acr_values the password sign-in is enough.
-    verifier, challenge = _pkce()
+    verifier, challenge = pkce_pair()
     seen: list[str] = []
-    url = _authorize_url(server, client[0], challenge)
+    url = authorize_url(server, client[0], challenge)
     code = _follow(server, browser, url, username="alice", secret=secret, seen=seen, offsets=steps)
     claims = _id_token(server, client, code, verifier)
     assert seen == [] and claims["amr"] == ["pwd"] and claims["acr"] == "urn:authserver:acr:pwd"
 
     # prompt=none cannot show the step-up page.
-    verifier, challenge = _pkce()
-    url = _authorize_url(server, client[0], challenge, acr_values=ACR_MFA, prompt="none")
+    verifier, challenge = pkce_pair()
+    url = authorize_url(server, client[0], challenge, acr_values=ACR_MFA, prompt="none")
     response = browser.get(url, allow_redirects=False, timeout=10)
     assert parse_qs(urlsplit(response.headers["Location"]).query)["error"] == [
         "interaction_required"
     ]
 
     # acr_values asking for MFA: the second factor, then the code; the ID token shows it.
-    verifier, challenge = _pkce()
+    verifier, challenge = pkce_pair()
     seen = []
-    url = _authorize_url(server, client[0], challenge, acr_values=ACR_MFA)
+    url = authorize_url(server, client[0], challenge, acr_values=ACR_MFA)
     code = _follow(server, browser, url, username="alice", secret=secret, seen=seen, offsets=steps)
     claims = _id_token(server, client, code, verifier)
     assert seen == ["/login/mfa"]
@@ -325,9 +284,9 @@ def test_acr_values_and_max_age_force_the_second_factor(server):
 
     # max_age=0: the password again, and the second factor again.
     before = int(time.time())
-    verifier, challenge = _pkce()
+    verifier, challenge = pkce_pair()
     seen = []
-    url = _authorize_url(server, client[0], challenge, max_age="0")
+    url = authorize_url(server, client[0], challenge, max_age="0")
     code = _follow(server, browser, url, username="alice", secret=secret, seen=seen, offsets=steps)
     claims = _id_token(server, client, code, verifier)
     assert seen == ["/login", "/login/mfa"]
@@ -346,8 +305,8 @@ def test_client_requiring_mfa_sends_a_user_without_one_to_set_it_up(server):
     )
     browser = requests.Session()
     password_step(server, browser, "carol")
-    _, challenge = _pkce()
-    url = _authorize_url(server, registered.client.client_id, challenge, scope="openid")
+    _, challenge = pkce_pair()
+    url = authorize_url(server, registered.client.client_id, challenge, scope="openid")
     response = browser.get(url, allow_redirects=False, timeout=10)
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/account/mfa/totp?next=")
@@ -357,6 +316,27 @@ def test_discovery_lists_acr_values(server):
     document = requests.get(server.url + "/.well-known/openid-configuration", timeout=10).json()
     assert document["acr_values_supported"] == ["urn:authserver:acr:pwd", ACR_MFA]
     assert {"acr", "amr"} <= set(document["claims_supported"])
+
+
+def test_second_step_codes_spend_the_login_name_budget(server):
+    # AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN is 10: ten wrong codes (the lockout comes at four;
+    # locked attempts are failures too), then the eleventh answer is throttled, even the right
+    # code, before it is checked. The refusal is audited once a window, with the account.
+    secret, _ = enrol(server, "bob")
+    browser = requests.Session()
+    assert password_step(server, browser, "bob").status_code == 303
+    wrong = "000000" if code_at(secret) != "000000" else "111111"
+    statuses = [code_step(server, browser, wrong).status_code for _ in range(11)]
+    assert statuses == [200] * 10 + [429]
+    right = code_step(server, browser, code_at(secret))
+    assert right.status_code == 429 and "Too many attempts." in right.text
+    assert 0 < int(right.headers["Retry-After"]) <= 300
+    assert not signed_in(server, browser)
+    (throttled,) = AuthEvent.objects.filter(event_type=EventType.LOGIN_THROTTLED)
+    assert throttled.user.username == "bob"
+    assert throttled.details.keys() == {"scope", "retry_after", "login_digest", "step"}
+    assert throttled.details["scope"] == "login" and throttled.details["step"] == "second_factor"
+    assert 0 < throttled.details["retry_after"] <= 300
 
 
 @pytest.fixture

@@ -316,3 +316,23 @@ def test_refused_second_factor_passkeys_count_toward_the_lockout(server):
     )
     assert locked.status_code == 400 and not signed_in(server, browser)
     assert last_failure(EventType.MFA_FAILED).details["reason"] == "locked"
+
+
+def test_passwordless_sign_ins_spend_the_login_name_budget(server):
+    # AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN is 10: ten refused answers naming bob's passkey (the
+    # lockout comes at six; locked attempts are failures too), then the eleventh is throttled,
+    # and so is a good answer: before it is looked at. The refusal is audited once a window.
+    key = register(server, "bob")
+    signed_in_before = AuthEvent.objects.filter(event_type=EventType.LOGIN_SUCCEEDED).count()
+    statuses = [passwordless(server, key, rp_id="evil.example")[0].status_code for _ in range(11)]
+    assert statuses == [400] * 10 + [429]
+    good, _ = passwordless(server, key)
+    assert good.status_code == 429 and "Too many sign-in attempts." in good.text
+    assert "Try again in" in good.text
+    signed_in_after = AuthEvent.objects.filter(event_type=EventType.LOGIN_SUCCEEDED).count()
+    assert signed_in_after == signed_in_before
+    (throttled,) = AuthEvent.objects.filter(event_type=EventType.LOGIN_THROTTLED)
+    assert throttled.user.username == "bob"
+    assert throttled.details.keys() == {"scope", "retry_after", "method"}
+    assert throttled.details["scope"] == "login" and throttled.details["method"] == "passkey"
+    assert 0 < throttled.details["retry_after"] <= 300

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
+import jwt
 import requests
 
 from tests.conftest import PASSWORD
@@ -103,6 +104,64 @@ def user_tokens(
     )
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE code_verifier and its S256 code_challenge (RFC 7636 §4.1, §4.2)."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def authorize_url(
+    server: Gunicorn, client_id: str, challenge: str, *, redirect_uri: str = REDIRECT_URI, **extra
+) -> str:
+    """An OpenID Connect authorization request (code, PKCE S256, scope "openid profile",
+    state s1, nonce n1); `extra` adds or replaces parameters."""
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": "openid profile",
+        "state": "s1",
+        "nonce": "n1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    return server.url + "/oauth/authorize?" + urlencode(params)
+
+
+def code_exchange(
+    server: Gunicorn,
+    client: tuple[str, str],
+    code: str,
+    verifier: str,
+    *,
+    redirect_uri: str = REDIRECT_URI,
+) -> tuple[dict, dict]:
+    """Redeem an authorization code (client_secret_basic): the token response, and the claims of
+    its ID token, whose signature, issuer and audience PyJWT checks against the published JWKS."""
+    client_id, secret = client
+    response = requests.post(
+        server.url + "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        },
+        auth=(client_id, secret),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    tokens = response.json()
+    token = tokens["id_token"]
+    key = jwt.PyJWKClient(server.url + "/.well-known/jwks.json").get_signing_key_from_jwt(token)
+    claims = jwt.decode(
+        token, key.key, algorithms=["RS256", "ES256"], audience=client_id, issuer=server.url
+    )
+    return tokens, claims
 
 
 def token_request(server: Gunicorn, data: dict, auth: str | None = None) -> requests.Response:
