@@ -10,6 +10,14 @@ from django.db import connection
 from accounts.models import User
 from tests.live import base_env
 
+
+def pytest_collection_modifyitems(items):
+    """Tests marked slow (gunicorn, a browser, a host install) first, in collection order, then
+    the rest: under pytest-xdist the long ones start at once on every worker and the many short
+    ones fill in behind them, instead of a long test starting last and running alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 PASSWORD = "correct horse battery staple"  # test-only credential
 
 
