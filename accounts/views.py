@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import gettext, gettext_lazy, ngettext
+from django.utils.translation import gettext, gettext_noop, ngettext
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
@@ -40,9 +40,10 @@ from mfa.policy import user_must_enrol
 from mfa.selectors import user_methods
 
 # One message for an unknown name, a wrong password, an inactive and a locked account: the page
-# must not tell an attacker which accounts exist or which are locked.
-LOGIN_FAILED_MESSAGE = gettext_lazy("We couldn’t sign you in with that username and password.")
-LOGIN_FAILED_HINT = gettext_lazy(
+# must not tell an attacker which accounts exist or which are locked. In English here, translated
+# where shown.
+LOGIN_FAILED_MESSAGE = gettext_noop("We couldn’t sign you in with that username and password.")
+LOGIN_FAILED_HINT = gettext_noop(
     "Check both and try again. After several failed attempts, sign-in is paused for a while."
 )
 # Seconds a client should wait when the throttle/lockout store is down (503).
@@ -146,7 +147,7 @@ def login_page(request: HttpRequest) -> HttpResponse:
             client_id=_client_id_for_audit(next_url),
         )
     except LoginFailed:
-        error = {"title": LOGIN_FAILED_MESSAGE, "text": LOGIN_FAILED_HINT}
+        error = {"title": gettext(LOGIN_FAILED_MESSAGE), "text": gettext(LOGIN_FAILED_HINT)}
         return _render_login(request, form, next_url=next_url, force=force, error=error)
     except LoginThrottled as exc:
         error = {
