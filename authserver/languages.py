@@ -39,7 +39,8 @@ _TAG = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$")
 MAX_UI_LOCALES = 10
 # How many `next` hops (login -> second step -> set-up page -> authorize) are followed.
 MAX_NEXT_DEPTH = 3
-_FORM = "application/x-www-form-urlencoded"
+# The bodies of the pages' forms (and of passkey.js's FormData requests); never JSON.
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 _NOT_NEGOTIATED_PREFIXES = ("/admin/", "/api/")
 
 
@@ -91,11 +92,11 @@ def _flow_paths() -> frozenset[str]:
 
 
 def _params(request: HttpRequest) -> Iterable[QueryDict]:
-    """The query string, then a form body (never a multipart or JSON one)."""
+    """The query string, then a form body."""
     yield request.GET
     if request.method != "POST":
         return
-    if request.content_type.split(";")[0].strip().lower() != _FORM:
+    if request.content_type.split(";")[0].strip().lower() not in _FORMS:
         return
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
