@@ -106,11 +106,12 @@ def _params(request: HttpRequest) -> Iterable[QueryDict]:
     if limit is not None and length > limit:
         return  # the view answers that one; reading it here would change its answer
     try:
-        yield request.POST
-    except Exception:  # noqa: BLE001 - too many fields: leave the error to the view
-        # Parsed again (and refused again, in its own way) when the view reads it.
-        for attr in ("_post", "_files"):
-            request.__dict__.pop(attr, None)
+        post = request.POST
+    except Exception:  # noqa: BLE001 - a body Django refuses: the view answers it
+        # A form body that failed is parsed again (and refused again) when the view reads it;
+        # a broken multipart body reads as empty from here on, as Django leaves it.
+        return
+    yield post
 
 
 def _ui_locales_of_url(url: str, flow_paths: frozenset[str], depth: int) -> str | None:

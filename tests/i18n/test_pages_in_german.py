@@ -263,3 +263,16 @@ def test_end_session_page_follows_ui_locales(dana, app):
     english = client.get(url + "&ui_locales=en", **ENGLISH)
     german = client.get(url + "&ui_locales=de", **ENGLISH)
     assert_german(english, german, data_of(dana))
+
+
+@pytest.mark.parametrize("template", ["400.html", "403.html", "404.html", "500.html"])
+def test_error_pages_in_german(rf, dana, template):
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    pages = {}
+    for language in ("en", "de"):
+        with translation.override(language):
+            pages[language] = render_to_string(template, request=rf.get("/"))
+    assert page_texts(pages["de"])[0] == "de"
+    assert not untranslated(english=pages["en"], german=pages["de"], data=data_of(dana))
