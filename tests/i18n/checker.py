@@ -2,7 +2,8 @@
 
 A page is rendered twice in the same state, in English and in German. Every piece of text a
 person meets (text nodes, and the attributes read out or shown: placeholder, aria-label, title,
-alt, the value of buttons) is collected from both. A piece of the English page that is still
+alt, the value of buttons, the data-msg-* messages the passkey script shows) is collected from
+both. A piece of the English page that is still
 on the German page is untranslated, unless it is the same in both languages by right: data
 (the product name, usernames, addresses, app and device names, codes, dates and numbers, given
 by the test as `data`), or a catalog entry whose German is the English word ("Code", "Name",
@@ -47,9 +48,10 @@ class _Texts(HTMLParser):
             self.lang = values.get("lang")
         skip = tag in _SKIPPED or (values.get("lang") or "").lower().startswith("en")
         if not (skip or self._skipping()):
-            for name in _READ_ATTRIBUTES:
-                if values.get(name):
-                    self.texts.append(values[name])
+            for name, value in values.items():
+                # data-msg-*: the messages passkey.js shows, written by the page.
+                if value and (name in _READ_ATTRIBUTES or name.startswith("data-msg-")):
+                    self.texts.append(value)
             button = tag == "input" and values.get("type") in ("submit", "button")
             if button and values.get("value"):
                 self.texts.append(values["value"])
