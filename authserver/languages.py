@@ -194,7 +194,9 @@ class LanguageMiddleware:
             response = self.get_response(request)
         finally:
             translation.deactivate()
-        if negotiated:
+        if negotiated and response.get("Content-Type", "").startswith("text/html"):
+            # Pages only: the brand stylesheet and the discovery document are the same in
+            # every language, and cached as one.
             patch_vary_headers(response, ("Accept-Language",))
             response.headers.setdefault("Content-Language", language)
         return response

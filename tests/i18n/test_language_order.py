@@ -221,3 +221,11 @@ def test_ui_locales_holds_through_login_second_step_and_consent(server, client_i
     assert "code" in parse_qs(urlsplit(decision.headers["Location"]).query)
     # The flow is over: the account pages follow the browser again.
     assert lang(session.get(server.url + "/account/", timeout=10)) == "en"
+
+
+def test_documents_the_same_in_every_language_do_not_vary_by_it(server):
+    for path in ("/.well-known/openid-configuration", "/brand.css"):
+        response = browser("de").get(server.url + path, timeout=10)
+        assert response.status_code == 200
+        assert "Accept-Language" not in response.headers.get("Vary", ""), path
+        assert "Content-Language" not in response.headers, path
