@@ -276,3 +276,113 @@ def test_error_pages_in_german(rf, dana, template):
             pages[language] = render_to_string(template, request=rf.get("/"))
     assert page_texts(pages["de"])[0] == "de"
     assert not untranslated(english=pages["en"], german=pages["de"], data=data_of(dana))
+
+
+# --- Pages reached from a mailed link ---------------------------------------------------------
+
+_LINK = re.compile(r"https?://\S+\?token=[A-Za-z0-9_\-]+")
+
+
+def _mailed_link(to: str, template: str) -> str:
+    from mail.models import Outbox
+
+    body = Outbox.objects.filter(to=to, template=template).earliest("created_at").body_text
+    return _LINK.search(body)[0].split("://", 1)[1].split("/", 1)[1]
+
+
+def _two_browsers(first_url: str) -> dict[str, Client]:
+    """One browser per language, each having opened the mailed link (its GET keeps only the
+    token's digest in that browser's session and redirects)."""
+    browsers = {}
+    for language, header in (("en", ENGLISH), ("de", GERMAN)):
+        browser = Client()
+        landing = browser.get("/" + first_url, **header)
+        assert landing.status_code in (302, 303), landing.status_code
+        browsers[language] = browser
+    return browsers
+
+
+def test_sign_up_and_email_confirmation_pages_in_german(settings, dana):
+    settings.AUTHSERVER_REGISTRATION_REQUIRE_VERIFIED = True
+    form = {
+        "username": "fritz",
+        "email": "fritz@example.com",
+        "password1": "a quiet meadow 4417",
+        "password2": "a quiet meadow 4417",
+    }
+    english = Client().post("/signup", form, follow=True, **ENGLISH)
+    german = Client().post("/signup", form, follow=True, **GERMAN)
+    assert_german(english, german, data_of(dana))
+    browsers = _two_browsers(_mailed_link("fritz@example.com", "verify_email"))
+    fritz = ("fritz", "fritz@example.com")
+    english = browsers["en"].get("/email/confirm", **ENGLISH)
+    german = browsers["de"].get("/email/confirm", **GERMAN)
+    assert_german(english, german, data_of(dana, extra=fritz))
+    done_en = browsers["en"].post("/email/confirm", **ENGLISH)
+    done_de = browsers["de"].post("/email/confirm", **GERMAN)
+    # The first browser confirmed the address; the second is told its link is used up.
+    assert done_en.status_code == 200
+    bad_en = Client().get("/email/confirm?token=not-a-real-token", follow=True, **ENGLISH)
+    bad_de = Client().get("/email/confirm?token=not-a-real-token", follow=True, **GERMAN)
+    assert_german(bad_en, bad_de, data_of(dana, extra=fritz))
+    assert page_texts(done_de.content.decode())[0] == "de"
+
+
+def test_password_reset_pages_in_german(dana):
+    Client().post("/password/forgot", {"login": "dana"})
+    browsers = _two_browsers(_mailed_link("dana@example.com", "password_reset"))
+    english = browsers["en"].get("/password/reset", **ENGLISH)
+    german = browsers["de"].get("/password/reset", **GERMAN)
+    assert_german(english, german, data_of(dana))
+    mismatch = {"new_password1": "a quiet meadow 4417", "new_password2": "another one 1234"}
+    english = browsers["en"].post("/password/reset", mismatch, **ENGLISH)
+    german = browsers["de"].post("/password/reset", mismatch, **GERMAN)
+    assert_german(english, german, data_of(dana))
+    weak = {"new_password1": "dana", "new_password2": "dana"}  # Django's validators, in German
+    english = browsers["en"].post("/password/reset", weak, **ENGLISH)
+    german = browsers["de"].post("/password/reset", weak, **GERMAN)
+    assert_german(english, german, data_of(dana))
+
+
+def test_invitation_pages_in_german(dana):
+    from accounts.registration import invite_send
+
+    invite_send(email="gina@example.com")
+    browsers = _two_browsers(_mailed_link("gina@example.com", "invite"))
+    english = browsers["en"].get("/invite", **ENGLISH)
+    german = browsers["de"].get("/invite", **GERMAN)
+    gina = ("gina@example.com",)
+    assert_german(english, german, data_of(dana, extra=gina))
+    empty = {"username": "", "password1": "", "password2": ""}
+    english = browsers["en"].post("/invite", empty, **ENGLISH)
+    german = browsers["de"].post("/invite", empty, **GERMAN)
+    assert_german(english, german, data_of(dana, extra=gina))
+
+
+def test_the_account_deleted_page_in_german(dana):
+    english, german = both(Client(), "get", reverse("account:deleted"))
+    assert_german(english, german, data_of(dana))
+
+
+@pytest.mark.parametrize(
+    ("template", "context"),
+    [
+        ("accounts/password_reset_done.html", {}),
+        ("accounts/invite_done.html", {"username": "gina"}),
+        ("accounts/email_confirmed.html", {"email": "gina@example.com", "confirmed": {}}),
+        ("accounts/email_confirmed.html", {"email": "g@example.com", "confirmed": {"changed": 1}}),
+        ("accounts/password_reset_invalid.html", {"reason_text": ""}),
+    ],
+)
+def test_end_of_link_pages_in_german(rf, dana, template, context):
+    """The last page of a mailed link's flow, which a link opens once (rendered directly)."""
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    pages = {}
+    for language in ("en", "de"):
+        with translation.override(language):
+            pages[language] = render_to_string(template, context, request=rf.get("/"))
+    data = data_of(dana, extra=("gina", "gina@example.com", "g@example.com"))
+    assert page_texts(pages["de"])[0] == "de"
+    assert not untranslated(english=pages["en"], german=pages["de"], data=data)
