@@ -12,7 +12,7 @@ DOCS_PORT ?= 8008
 # The issuer `make run` serves as: AUTHSERVER_ISSUER from the environment, else this address.
 RUN_ISSUER = $(or $(AUTHSERVER_ISSUER),http://127.0.0.1:$(PORT))
 
-.PHONY: run test docs resilience lint format bench bench-scale clean
+.PHONY: run test docs resilience lint format messages bench bench-scale clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "authserver needs Python 3.11 or newer")'
@@ -68,6 +68,11 @@ bench: $(VENV)/.bench-installed
 # with a million users (about an hour and 40 GB). `make bench-scale ARGS="--scale-factor 0.01"`.
 bench-scale: $(VENV)/.bench-installed
 	$(PY) bench/scale.py $(ARGS)
+
+# The translation catalogs (locale/): extract the marked strings into each language's django.po,
+# then compile the .mo files the server reads (needs GNU gettext; docs: Reference > Languages).
+messages: $(VENV)/.prod-installed
+	$(PY) scripts/messages.py
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .

@@ -142,6 +142,7 @@ class UserAdminChangeForm(forms.ModelForm):
             "email_verified",
             "first_name",
             "last_name",
+            "language",
             "is_active",
             "is_staff",
             "is_superuser",
@@ -196,7 +197,10 @@ class UserAdmin(DjangoUserAdmin):
     )
     fieldsets = (
         (None, {"fields": ("username", "public_id", "password_status")}),
-        ("Personal info", {"fields": ("first_name", "last_name", "email", "email_verified")}),
+        (
+            "Personal info",
+            {"fields": ("first_name", "last_name", "email", "email_verified", "language")},
+        ),
         (
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},

@@ -12,6 +12,7 @@ import unicodedata
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.utils.translation import gettext_lazy
 
 from accounts.models import User
 
@@ -26,13 +27,15 @@ class EmailInvalid(ValueError):
 def email_normalize(raw: str) -> str:
     address = unicodedata.normalize("NFKC", raw or "").strip()
     if not address:
-        raise EmailInvalid("Enter your email address.")
+        raise EmailInvalid(gettext_lazy("Enter your email address."))
     if len(address) > EMAIL_MAX_LENGTH or _FORBIDDEN.search(address) or address.count("@") != 1:
-        raise EmailInvalid("Enter a valid email address, like name@example.com.")
+        raise EmailInvalid(gettext_lazy("Enter a valid email address, like name@example.com."))
     try:
         validate_email(address)
     except ValidationError:
-        raise EmailInvalid("Enter a valid email address, like name@example.com.") from None
+        raise EmailInvalid(
+            gettext_lazy("Enter a valid email address, like name@example.com.")
+        ) from None
     return User.objects.normalize_email(address).lower()
 
 

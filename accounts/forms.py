@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 # Generous for any real password, small enough that nobody makes us hash megabytes.
 PASSWORD_MAX_LENGTH = 1024
@@ -10,16 +11,16 @@ PASSWORD_MAX_LENGTH = 1024
 
 class LoginForm(forms.Form):
     username = forms.CharField(
-        label="Username or email",
+        label=_("Username or email"),
         max_length=254,
-        error_messages={"required": "Enter your username or email address."},
+        error_messages={"required": _("Enter your username or email address.")},
     )
     password = forms.CharField(
-        label="Password",
+        label=_("Password"),
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
         widget=forms.PasswordInput(render_value=False),
-        error_messages={"required": "Enter your password."},
+        error_messages={"required": _("Enter your password.")},
     )
 
 
@@ -44,7 +45,7 @@ class _NewPasswordMixin:
         password = self.cleaned_data.get("password1")
         again = self.cleaned_data.get("password2")
         if password and again and password != again:
-            self.add_error("password2", "The two passwords don\u2019t match.")
+            self.add_error("password2", _("The two passwords don’t match."))
             return
         if password:
             try:
@@ -60,29 +61,29 @@ def _username_field() -> forms.CharField:
     from django.contrib.auth.validators import UnicodeUsernameValidator
 
     return forms.CharField(
-        label="Username",
+        label=_("Username"),
         max_length=150,
         validators=[UnicodeUsernameValidator()],
-        error_messages={"required": "Choose a username."},
-        help_text="Up to 150 characters: letters, digits and @ . + - _ only.",
+        error_messages={"required": _("Choose a username.")},
+        help_text=_("Up to 150 characters: letters, digits and @ . + - _ only."),
     )
 
 
 def _password_fields() -> tuple[forms.CharField, forms.CharField]:
     return (
         forms.CharField(
-            label="Password",
+            label=_("Password"),
             strip=False,
             max_length=PASSWORD_MAX_LENGTH,
             widget=forms.PasswordInput(render_value=False),
-            error_messages={"required": "Choose a password."},
+            error_messages={"required": _("Choose a password.")},
         ),
         forms.CharField(
-            label="Password again",
+            label=_("Password again"),
             strip=False,
             max_length=PASSWORD_MAX_LENGTH,
             widget=forms.PasswordInput(render_value=False),
-            error_messages={"required": "Type the password again."},
+            error_messages={"required": _("Type the password again.")},
         ),
     )
 
@@ -93,9 +94,9 @@ class SignupForm(_NewPasswordMixin, forms.Form):
 
     username = _username_field()
     email = forms.CharField(
-        label="Email address",
+        label=_("Email address"),
         max_length=254,
-        error_messages={"required": "Enter your email address."},
+        error_messages={"required": _("Enter your email address.")},
     )
     password1, password2 = _password_fields()
 
@@ -109,7 +110,9 @@ class SignupForm(_NewPasswordMixin, forms.Form):
         email = _email_clean(self.cleaned_data["email"])
         if not email_domain_allowed(email, self.allowed_domains):
             allowed = ", ".join(self.allowed_domains)
-            raise forms.ValidationError(f"Sign-up is open to addresses at {allowed} only.")
+            raise forms.ValidationError(
+                _("Sign-up is open to addresses at %(domains)s only.") % {"domains": allowed}
+            )
         return email
 
     def clean(self):
@@ -136,10 +139,10 @@ class EmailChangeForm(forms.Form):
     """The new address (the account pages ask for a recent sign-in before it is accepted)."""
 
     email = forms.CharField(
-        label="New email address",
+        label=_("New email address"),
         max_length=254,
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
-        error_messages={"required": "Enter the new email address."},
+        error_messages={"required": _("Enter the new email address.")},
     )
 
     def clean_email(self) -> str:
@@ -148,9 +151,9 @@ class EmailChangeForm(forms.Form):
 
 class PasswordForgotForm(forms.Form):
     login = forms.CharField(
-        label="Username or email",
+        label=_("Username or email"),
         max_length=254,
-        error_messages={"required": "Enter your username or email address."},
+        error_messages={"required": _("Enter your username or email address.")},
     )
 
 
@@ -158,23 +161,23 @@ class PasswordResetForm(forms.Form):
     """The new password, typed twice. The validators run in the service (they need the user)."""
 
     new_password1 = forms.CharField(
-        label="New password",
+        label=_("New password"),
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
         widget=forms.PasswordInput(render_value=False),
-        error_messages={"required": "Enter a new password."},
+        error_messages={"required": _("Enter a new password.")},
     )
     new_password2 = forms.CharField(
-        label="New password again",
+        label=_("New password again"),
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
         widget=forms.PasswordInput(render_value=False),
-        error_messages={"required": "Type the new password again."},
+        error_messages={"required": _("Type the new password again.")},
     )
 
     def clean(self):
         data = super().clean()
         one, two = data.get("new_password1"), data.get("new_password2")
         if one and two and one != two:
-            self.add_error("new_password2", "The two passwords are not the same.")
+            self.add_error("new_password2", _("The two passwords are not the same."))
         return data

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+
+
+def language_choices() -> list[tuple[str, str]]:
+    """The languages a user may save (settings.LANGUAGES, read when a form is built)."""
+    return list(settings.LANGUAGES)
 
 
 class UserQuerySet(models.QuerySet):
@@ -41,6 +47,17 @@ class User(AbstractUser):
     email_verified = models.BooleanField("email verified", default=False, db_default=False)
     # Set by accounts.services.user_set_password; sessions started before it cannot refresh.
     password_changed_at = models.DateTimeField("password changed at", null=True, blank=True)
+    # The language of the pages and emails this person gets, a code of settings.LANGUAGES;
+    # empty: the browser's (authserver/languages.py has the whole order).
+    language = models.CharField(
+        "language",
+        max_length=16,
+        blank=True,
+        default="",
+        db_default="",
+        choices=language_choices,
+        help_text="Pages and emails in this language; empty: the browser's language.",
+    )
 
     objects = UserManager()
 

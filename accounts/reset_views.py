@@ -17,6 +17,7 @@ from django.contrib.auth import logout as session_logout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
@@ -37,10 +38,12 @@ from authserver.pages import page_headers
 
 SESSION_KEY = "password_reset_digest"
 INVALID_TEXT = {
-    "expired": "This link has expired. Reset links work for a short time only.",
-    "used": "This link has already been used. Each reset link works once.",
-    "ended": "This link no longer works: a newer link was sent, or the password was changed since.",
-    "unknown": "This link is not valid. It may have been copied incompletely.",
+    "expired": gettext_lazy("This link has expired. Reset links work for a short time only."),
+    "used": gettext_lazy("This link has already been used. Each reset link works once."),
+    "ended": gettext_lazy(
+        "This link no longer works: a newer link was sent, or the password was changed since."
+    ),
+    "unknown": gettext_lazy("This link is not valid. It may have been copied incompletely."),
 }
 
 
@@ -84,17 +87,20 @@ def password_forgot_page(request: HttpRequest) -> HttpResponse:
         )
     except ResetThrottled as exc:
         error = {
-            "title": "Too many reset requests.",
-            "text": f"Please wait {_wait_text(exc.retry_after)} before asking again. If a "
-            "message is already on its way, it will still arrive.",
+            "title": gettext("Too many reset requests."),
+            "text": gettext(
+                "Please wait %(wait)s before asking again. If a message is already on its way, "
+                "it will still arrive."
+            )
+            % {"wait": _wait_text(exc.retry_after)},
         }
         response = _forgot(request, form, error=error, status=429)
         response["Retry-After"] = str(exc.retry_after)
         return response
     except ResetUnavailable:
         error = {
-            "title": "Password reset is temporarily unavailable.",
-            "text": "This is a problem on our side. Please try again in a minute.",
+            "title": gettext("Password reset is temporarily unavailable."),
+            "text": gettext("This is a problem on our side. Please try again in a minute."),
         }
         response = _forgot(request, form, error=error, status=503)
         response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)

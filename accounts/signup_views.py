@@ -6,12 +6,11 @@ accounts/registration.py and accounts/verification.py; these views parse forms a
 
 from __future__ import annotations
 
-import math
-
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
@@ -34,33 +33,33 @@ from accounts.verification import (
     email_confirm,
     email_link_check,
 )
+from accounts.views import _wait_text
 from authserver.conf import get_config
 from authserver.pages import page_headers
 
 LINK_PROBLEMS = {
     "invalid": (
-        "This link can\u2019t be used",
-        "It may have expired, been used already, or been copied incompletely. Links in our "
-        "messages work once and for a limited time.",
+        gettext_lazy("This link can’t be used"),
+        gettext_lazy(
+            "It may have expired, been used already, or been copied incompletely. Links in our "
+            "messages work once and for a limited time."
+        ),
     ),
     "taken": (
-        "This address is already in use",
-        "Another account confirmed this email address in the meantime, so it can\u2019t be "
-        "used here.",
+        gettext_lazy("This address is already in use"),
+        gettext_lazy(
+            "Another account confirmed this email address in the meantime, so it can’t be "
+            "used here."
+        ),
     ),
     "inactive": (
-        "This account is not active",
-        "The address can\u2019t be confirmed for an account that was deactivated. Contact an "
-        "administrator.",
+        gettext_lazy("This account is not active"),
+        gettext_lazy(
+            "The address can’t be confirmed for an account that was deactivated. Contact an "
+            "administrator."
+        ),
     ),
 }
-
-
-def _wait_text(seconds: int) -> str:
-    if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = math.ceil(seconds / 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _link_problem(request: HttpRequest, reason: str) -> HttpResponse:
@@ -78,17 +77,20 @@ def password_hint() -> str:
 
     for validator in get_default_password_validators():
         if isinstance(validator, MinimumLengthValidator):
-            return (
-                f"At least {validator.min_length} characters; not a common password and not "
-                "like your username or address."
-            )
-    return "Not a common password and not like your username or address."
+            return ngettext(
+                "At least %(count)d character; not a common password and not like your "
+                "username or address.",
+                "At least %(count)d characters; not a common password and not like your "
+                "username or address.",
+                validator.min_length,
+            ) % {"count": validator.min_length}
+    return gettext("Not a common password and not like your username or address.")
 
 
 def _unavailable(request: HttpRequest, form, domains, retry_after: int) -> HttpResponse:
     error = {
-        "title": "Sign-up is temporarily unavailable.",
-        "text": "This is a problem on our side. Please try again in a minute.",
+        "title": gettext("Sign-up is temporarily unavailable."),
+        "text": gettext("This is a problem on our side. Please try again in a minute."),
     }
     context = {"form": form, "domains": domains, "error": error, "password_hint": password_hint()}
     response = render(request, "accounts/signup.html", context, status=503)
@@ -122,9 +124,9 @@ def signup_page(request: HttpRequest) -> HttpResponse:
         signup_throttle(ip=client_ip(request))
     except SignupThrottled as exc:
         error = {
-            "title": "Too many sign-up attempts.",
-            "text": f"Sign-up from your network is paused. Try again in "
-            f"{_wait_text(exc.retry_after)}.",
+            "title": gettext("Too many sign-up attempts."),
+            "text": gettext("Sign-up from your network is paused. Try again in %(wait)s.")
+            % {"wait": _wait_text(exc.retry_after)},
         }
         response = render(
             request,
@@ -263,7 +265,7 @@ def _invite_accept(request: HttpRequest) -> HttpResponse:
             return _link_problem(request, exc.reason)
         except InviteUsernameTaken:
             # Only someone holding a live invitation gets this answer.
-            form.add_error("username", "This username is taken. Choose another.")
+            form.add_error("username", gettext("This username is taken. Choose another."))
         except ValidationError as exc:
             for message in exc.messages:
                 form.add_error("password1", message)
@@ -276,8 +278,10 @@ def _invite_accept(request: HttpRequest) -> HttpResponse:
                     "email": email,
                     "password_hint": password_hint(),
                     "error": {
-                        "title": "We\u2019re busy right now.",
-                        "text": "Your invitation is still valid. Please try again in a moment.",
+                        "title": gettext("We’re busy right now."),
+                        "text": gettext(
+                            "Your invitation is still valid. Please try again in a moment."
+                        ),
                     },
                 },
                 status=503,

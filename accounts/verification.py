@@ -93,6 +93,7 @@ def email_verification_send(
                 "signup": signup,
                 "hours": max(1, get_config().email_verify_link_seconds // 3600),
             },
+            language=user.language,
         )
         audit_event_record(
             event=EventType.EMAIL_VERIFICATION_SENT,
@@ -220,6 +221,7 @@ def email_confirm(*, digest: str, request=None) -> EmailConfirmed:
                     "new_email": target,
                     "login_url": _absolute(request, reverse("login")),
                 },
+                language=user.language,
             )
         audit_event_record(
             event=EventType.EMAIL_CHANGED if changed else EventType.EMAIL_VERIFIED,

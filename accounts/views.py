@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext, gettext_noop, ngettext
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
@@ -39,9 +40,10 @@ from mfa.policy import user_must_enrol
 from mfa.selectors import user_methods
 
 # One message for an unknown name, a wrong password, an inactive and a locked account: the page
-# must not tell an attacker which accounts exist or which are locked.
-LOGIN_FAILED_MESSAGE = "We couldn\u2019t sign you in with that username and password."
-LOGIN_FAILED_HINT = (
+# must not tell an attacker which accounts exist or which are locked. In English here, translated
+# where shown.
+LOGIN_FAILED_MESSAGE = gettext_noop("We couldn’t sign you in with that username and password.")
+LOGIN_FAILED_HINT = gettext_noop(
     "Check both and try again. After several failed attempts, sign-in is paused for a while."
 )
 # Seconds a client should wait when the throttle/lockout store is down (503).
@@ -89,10 +91,11 @@ def _app_name(next_url: str | None) -> str:
 
 
 def _wait_text(seconds: int) -> str:
+    """ "42 seconds", "3 minutes", in the page's language."""
     if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
+        return ngettext("%(count)d second", "%(count)d seconds", seconds) % {"count": seconds}
     minutes = math.ceil(seconds / 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
 
 
 def _render_login(
@@ -144,13 +147,13 @@ def login_page(request: HttpRequest) -> HttpResponse:
             client_id=_client_id_for_audit(next_url),
         )
     except LoginFailed:
-        error = {"title": LOGIN_FAILED_MESSAGE, "text": LOGIN_FAILED_HINT}
+        error = {"title": gettext(LOGIN_FAILED_MESSAGE), "text": gettext(LOGIN_FAILED_HINT)}
         return _render_login(request, form, next_url=next_url, force=force, error=error)
     except LoginThrottled as exc:
         error = {
-            "title": "Too many sign-in attempts.",
-            "text": f"For your security, sign-in is paused. Try again in "
-            f"{_wait_text(exc.retry_after)}.",
+            "title": gettext("Too many sign-in attempts."),
+            "text": gettext("For your security, sign-in is paused. Try again in %(wait)s.")
+            % {"wait": _wait_text(exc.retry_after)},
         }
         response = _render_login(
             request, form, next_url=next_url, force=force, error=error, status=429
@@ -159,9 +162,10 @@ def login_page(request: HttpRequest) -> HttpResponse:
         return response
     except LoginBusy as exc:
         error = {
-            "title": "Sign-in is busy right now.",
-            "text": "Too many people are signing in at this moment. Please try again in a few "
-            "seconds.",
+            "title": gettext("Sign-in is busy right now."),
+            "text": gettext(
+                "Too many people are signing in at this moment. Please try again in a few seconds."
+            ),
         }
         response = _render_login(
             request, form, next_url=next_url, force=force, error=error, status=503
@@ -170,8 +174,8 @@ def login_page(request: HttpRequest) -> HttpResponse:
         return response
     except LoginUnavailable:
         error = {
-            "title": "Sign-in is temporarily unavailable.",
-            "text": "This is a problem on our side. Please try again in a minute.",
+            "title": gettext("Sign-in is temporarily unavailable."),
+            "text": gettext("This is a problem on our side. Please try again in a minute."),
         }
         response = _render_login(
             request, form, next_url=next_url, force=force, error=error, status=503

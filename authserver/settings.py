@@ -250,6 +250,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # request.user only while the browser's sign-in (a Session row) is live (sessions/browser.py).
     "sessions.browser.BrowserSessionMiddleware",
+    # The page's language: ui_locales, the user's saved language, Accept-Language
+    # (authserver/languages.py); after the two that set request.user.
+    "authserver.languages.LanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "authserver.middleware.DatabaseUnavailableMiddleware",
@@ -448,7 +451,11 @@ if AUTHSERVER_CLIENT_AUTH_AUDIT_WINDOW_SECONDS > 86_400:
     config_fail("AUTHSERVER_CLIENT_AUTH_AUDIT_WINDOW_SECONDS", "must be at most 86400 (one day)")
 
 # --- Internationalisation -------------------------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# The hosted pages and emails in English and German (docs: Reference > Languages). English is
+# the default; a language is added with its catalog under locale/<code>/LC_MESSAGES/.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -25,8 +25,9 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 
+from authserver.languages import email_language
 from branding.email import brand_email_context
 from mail.models import Outbox
 
@@ -86,6 +87,7 @@ def mail_enqueue(
     context: dict[str, Any],
     to_name: str = "",
     from_email: str | None = None,
+    language: str | None = None,
 ) -> Outbox:
     """Render `template` with `context` and queue the message for `to` (one address).
 
@@ -93,9 +95,15 @@ def mail_enqueue(
     rolls back with it. `to_name` is an optional display name; control characters in it are
     replaced, and `to` must be one plain address (MailAddressInvalid otherwise), so neither can
     add a header or a recipient. Nothing is sent here and nothing is logged about the content.
+
+    The message is written in `language` if given, else in the saved language of the user in
+    the context (`user`), else in the language of the request that sends it (the active one):
+    rendered here, once, so the worker needs no request and no user.
     """
     address = _clean_address(to)
-    subject, text, html = mail_render(template=template, context=context)
+    language = email_language(user=context.get("user"), preferred=language)
+    with translation.override(language):
+        subject, text, html = mail_render(template=template, context=context)
     name = _one_line(to_name, 100)
     return Outbox.objects.create(
         template=template,

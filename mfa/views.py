@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
@@ -36,30 +37,31 @@ from mfa.policy import amr_with, mfa_policy, user_must_enrol
 from mfa.sealing import SecretUnavailable
 from selfservice.views import _render, account_page, recent_sign_in
 
-CODE_REFUSED = "That code is not right, or it was already used."
+CODE_REFUSED = gettext_lazy("That code is not right, or it was already used.")
 ENROL_REUSE_SECONDS = 600  # a reload of the set-up page shows the same secret for this long
 
 
 class CodeForm(forms.Form):
     code = forms.CharField(
-        label="Code",
+        label=gettext_lazy("Code"),
         max_length=services.MAX_CODE_LENGTH,
         strip=True,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code"}),
-        error_messages={"required": "Enter the code."},
+        error_messages={"required": gettext_lazy("Enter the code.")},
     )
 
 
 def _refusal(exc: Exception) -> tuple[str, int, dict[str, str]]:
     if isinstance(exc, LoginThrottled):
         return (
-            f"Too many attempts. For your security, try again in {_wait_text(exc.retry_after)}.",
+            gettext("Too many attempts. For your security, try again in %(wait)s.")
+            % {"wait": _wait_text(exc.retry_after)},
             429,
             {"Retry-After": str(exc.retry_after)},
         )
     if isinstance(exc, LoginUnavailable):
         return (
-            "Checking codes is temporarily unavailable. Please try again in a minute.",
+            gettext("Checking codes is temporarily unavailable. Please try again in a minute."),
             503,
             {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
         )
@@ -151,7 +153,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 def _qr_svg(uri: str) -> str:
     qr = segno.make(uri, error="m")
-    return qr.svg_inline(scale=5, border=4, title="QR code for your authenticator app")
+    return qr.svg_inline(scale=5, border=4, title=gettext("QR code for your authenticator app"))
 
 
 def _secret_groups(secret: str) -> str:
@@ -194,7 +196,10 @@ def totp_enrol(request: HttpRequest) -> HttpResponse:
             if request.method == "POST":
                 form = CodeForm()
                 form.add_error(
-                    "code", "The set-up took too long. Add this new key to your app and try again."
+                    "code",
+                    gettext(
+                        "The set-up took too long. Add this new key to your app and try again."
+                    ),
                 )
         else:
             secret = services.factor_secret(factor)
@@ -240,12 +245,12 @@ def remove(request: HttpRequest) -> HttpResponse:
         services.second_factors_remove(user=user, request=request)
         messages.success(
             request,
-            "Two-step verification is off: your password alone signs you in."
-            + (
-                " You will be asked to set it up again at your next sign-in."
-                if user_must_enrol(user)
-                else ""
-            ),
+            gettext(
+                "Two-step verification is off: your password alone signs you in. You will be "
+                "asked to set it up again at your next sign-in."
+            )
+            if user_must_enrol(user)
+            else gettext("Two-step verification is off: your password alone signs you in."),
         )
         return HttpResponseRedirect(reverse("account:mfa"), status=303)
     return _render(request, "mfa_remove.html", "mfa", must_enrol=user_must_enrol(user))

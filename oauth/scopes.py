@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from django.utils.translation import gettext_lazy as _
+
 OPENID = "openid"
 OFFLINE_ACCESS = "offline_access"
 # Scopes with a meaning at authserver itself; a client may also be allowed API scopes of its own.
@@ -15,13 +17,13 @@ MAX_SCOPE_LENGTH = 1000
 
 # Shown on the consent page: (what it is called, what it lets the app do).
 SCOPE_DESCRIPTIONS = {
-    "openid": ("Sign you in", "Recognise your account each time you come back."),
-    "profile": ("Your profile", "Your name and username."),
-    "email": ("Your email address", "The email address of your account."),
-    "groups": ("Your groups", "The names of the groups your account belongs to."),
+    "openid": (_("Sign you in"), _("Recognise your account each time you come back.")),
+    "profile": (_("Your profile"), _("Your name and username.")),
+    "email": (_("Your email address"), _("The email address of your account.")),
+    "groups": (_("Your groups"), _("The names of the groups your account belongs to.")),
     "offline_access": (
-        "Stay connected",
-        "Keep access while you are away, until you sign out of the app or it is revoked.",
+        _("Stay connected"),
+        _("Keep access while you are away, until you sign out of the app or it is revoked."),
     ),
 }
 
@@ -55,6 +57,8 @@ def scope_describe(scopes: list[str]) -> list[tuple[str, str, str]]:
     """(scope, title, detail) for the consent page; API scopes are shown by name."""
     described = []
     for scope in scopes:
-        title, detail = SCOPE_DESCRIPTIONS.get(scope, (scope, "Access granted by this permission."))
-        described.append((scope, title, detail))
+        title, detail = SCOPE_DESCRIPTIONS.get(
+            scope, (scope, _("Access granted by this permission."))
+        )
+        described.append((scope, str(title), str(detail)))
     return described

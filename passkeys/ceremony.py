@@ -28,6 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -67,19 +68,19 @@ PASSWORDLESS = "passwordless"
 
 # What each refusal reason means, for people (audit keeps the reason itself).
 REASONS = {
-    "malformed": "The passkey's answer could not be read.",
-    "unknown_credential": "This passkey is not registered for this account.",
-    "challenge_mismatch": "The passkey request expired or was already used.",
-    "origin_mismatch": "The passkey answered for another website.",
-    "rp_id_mismatch": "The passkey answered for another website.",
-    "sign_count_regressed": "This passkey may have been copied, so it was blocked.",
-    "credential_flagged": "This passkey was blocked because it may have been copied.",
-    "user_not_verified": "The passkey did not verify you (PIN or biometrics).",
-    "user_not_present": "The passkey did not confirm you were present.",
-    "user_handle_mismatch": "This passkey is not registered for this account.",
-    "bad_signature": "The passkey's signature is not valid.",
-    "duplicate": "This passkey is already registered.",
-    "invalid": "The passkey's answer was not accepted.",
+    "malformed": _("The passkey’s answer could not be read."),
+    "unknown_credential": _("This passkey is not registered for this account."),
+    "challenge_mismatch": _("The passkey request expired or was already used."),
+    "origin_mismatch": _("The passkey answered for another website."),
+    "rp_id_mismatch": _("The passkey answered for another website."),
+    "sign_count_regressed": _("This passkey may have been copied, so it was blocked."),
+    "credential_flagged": _("This passkey was blocked because it may have been copied."),
+    "user_not_verified": _("The passkey did not verify you (PIN or biometrics)."),
+    "user_not_present": _("The passkey did not confirm you were present."),
+    "user_handle_mismatch": _("This passkey is not registered for this account."),
+    "bad_signature": _("The passkey’s signature is not valid."),
+    "duplicate": _("This passkey is already registered."),
+    "invalid": _("The passkey’s answer was not accepted."),
 }
 
 

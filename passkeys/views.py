@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
@@ -53,7 +54,11 @@ def _json(data: dict, status: int = 200) -> JsonResponse:
 
 def _unavailable() -> JsonResponse:
     response = _json(
-        {"error": "temporarily_unavailable", "error_description": "Try again in a minute."}, 503
+        {
+            "error": "temporarily_unavailable",
+            "error_description": gettext("Try again in a minute."),
+        },
+        503,
     )
     response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
     return response
@@ -71,7 +76,10 @@ def _options_throttled(request: HttpRequest) -> JsonResponse | None:
     if hit.count <= OPTIONS_PER_IP_PER_MINUTE:
         return None
     response = _json(
-        {"error": "slow_down", "error_description": "Too many passkey requests; wait a minute."},
+        {
+            "error": "slow_down",
+            "error_description": gettext("Too many passkey requests; wait a minute."),
+        },
         429,
     )
     response["Retry-After"] = str(hit.remaining)
@@ -80,11 +88,13 @@ def _options_throttled(request: HttpRequest) -> JsonResponse | None:
 
 class NameForm(forms.Form):
     name = forms.CharField(
-        label="Name",
+        label=gettext_lazy("Name"),
         max_length=services.NAME_MAX_LENGTH,
         required=False,
         strip=True,
-        help_text="So you can tell your passkeys apart, e.g. “Work laptop” or “Blue key”.",
+        help_text=gettext_lazy(
+            "So you can tell your passkeys apart, e.g. “Work laptop” or “Blue key”."
+        ),
     )
 
 
@@ -95,7 +105,10 @@ class NameForm(forms.Form):
 def register_options(request: HttpRequest) -> HttpResponse:
     if not sign_in_is_recent(request=request):
         return _json(
-            {"error": "reauthentication_required", "error_description": "Sign in again first."},
+            {
+                "error": "reauthentication_required",
+                "error_description": gettext("Sign in again first."),
+            },
             403,
         )
     try:
@@ -125,9 +138,12 @@ def add(request: HttpRequest) -> HttpResponse:
         except ceremony.PasskeyRefused as exc:
             error, status = str(exc), 400
         except CacheUnavailable:
-            error, status = "Adding a passkey is temporarily unavailable. Try again soon.", 503
+            error = gettext("Adding a passkey is temporarily unavailable. Try again soon.")
+            status = 503
         else:
-            messages.success(request, f"Your passkey “{passkey.name}” was added.")
+            messages.success(
+                request, gettext("Your passkey “%(name)s” was added.") % {"name": passkey.name}
+            )
             if first:
                 # The account's first second factor: recovery codes, shown once, as for TOTP,
                 # so losing the passkey does not lock its owner out.
@@ -153,7 +169,10 @@ def rename(request: HttpRequest, passkey_id) -> HttpResponse:
         form = NameForm(request.POST)
         if form.is_valid():
             services.passkey_rename(passkey=passkey, name=form.cleaned_data["name"])
-            messages.success(request, f"Your passkey is now called “{passkey.name}”.")
+            messages.success(
+                request,
+                gettext("Your passkey is now called “%(name)s”.") % {"name": passkey.name},
+            )
             return HttpResponseRedirect(reverse("account:mfa"), status=303)
     else:
         form = NameForm(initial={"name": passkey.name})
@@ -166,7 +185,9 @@ def remove(request: HttpRequest, passkey_id) -> HttpResponse:
     passkey = _own_passkey(request, passkey_id)
     if request.method == "POST":
         services.passkey_remove(passkey=passkey, request=request)
-        messages.success(request, f"Your passkey “{passkey.name}” was removed.")
+        messages.success(
+            request, gettext("Your passkey “%(name)s” was removed.") % {"name": passkey.name}
+        )
         return HttpResponseRedirect(reverse("account:mfa"), status=303)
     return _render(request, "passkey_remove.html", "mfa", passkey=passkey)
 
@@ -203,15 +224,18 @@ def sign_in(request: HttpRequest) -> HttpResponse:
             client_id=_client_id_for_audit(next_url),
         )
     except services.PasskeySignInFailed as exc:
-        error = {"title": "We couldn\u2019t sign you in with that passkey.", "text": str(exc)}
+        error = {
+            "title": gettext("We couldn’t sign you in with that passkey."),
+            "text": str(exc),
+        }
         return _render_login(
             request, LoginForm(), next_url=next_url, force=force, error=error, status=400
         )
     except LoginThrottled as exc:
         error = {
-            "title": "Too many sign-in attempts.",
-            "text": f"For your security, sign-in is paused. Try again in "
-            f"{_wait_text(exc.retry_after)}.",
+            "title": gettext("Too many sign-in attempts."),
+            "text": gettext("For your security, sign-in is paused. Try again in %(wait)s.")
+            % {"wait": _wait_text(exc.retry_after)},
         }
         response = _render_login(
             request, LoginForm(), next_url=next_url, force=force, error=error, status=429
@@ -220,8 +244,8 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         return response
     except LoginUnavailable:
         error = {
-            "title": "Sign-in is temporarily unavailable.",
-            "text": "This is a problem on our side. Please try again in a minute.",
+            "title": gettext("Sign-in is temporarily unavailable."),
+            "text": gettext("This is a problem on our side. Please try again in a minute."),
         }
         response = _render_login(
             request, LoginForm(), next_url=next_url, force=force, error=error, status=503
@@ -254,7 +278,10 @@ def second_factor_options(request: HttpRequest) -> HttpResponse:
     user, _, _ = _second_step_user(request)
     if user is None:
         return _json(
-            {"error": "no_pending_sign_in", "error_description": "Sign in with a password first."},
+            {
+                "error": "no_pending_sign_in",
+                "error_description": gettext("Sign in with a password first."),
+            },
             400,
         )
     try:
@@ -292,12 +319,16 @@ def second_factor(request: HttpRequest) -> HttpResponse:
         error = ceremony.REASONS.get(exc.reason, ceremony.REASONS["invalid"])
         return _second_step_page(request, user, next_url, step_up, error, 400, {})
     except LoginThrottled as exc:
-        error = f"Too many attempts. For your security, try again in {_wait_text(exc.retry_after)}."
+        error = gettext("Too many attempts. For your security, try again in %(wait)s.") % {
+            "wait": _wait_text(exc.retry_after)
+        }
         return _second_step_page(
             request, user, next_url, step_up, error, 429, {"Retry-After": str(exc.retry_after)}
         )
     except LoginUnavailable:
-        error = "Checking passkeys is temporarily unavailable. Please try again in a minute."
+        error = gettext(
+            "Checking passkeys is temporarily unavailable. Please try again in a minute."
+        )
         return _second_step_page(
             request,
             user,

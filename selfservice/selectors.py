@@ -14,6 +14,8 @@ from datetime import datetime
 
 from django.core.paginator import Page, Paginator
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from accounts.login_flow import auth_time
 from audit.events import EventType, FailureReason
@@ -72,11 +74,11 @@ def device_summary(user_agent: str) -> str:
     at length: "Unknown device" when there is none, the first 40 characters when unrecognised."""
     agent = (user_agent or "").strip()
     if not agent:
-        return "Unknown device"
+        return gettext("Unknown device")
     browser = next((name for name, pattern in _BROWSERS if pattern.search(agent)), None)
     system = next((name for name, pattern in _SYSTEMS if pattern.search(agent)), None)
     if browser and system:
-        return f"{browser} on {system}"
+        return gettext("%(browser)s on %(system)s") % {"browser": browser, "system": system}
     if browser or system:
         return browser or system
     return agent if len(agent) <= 40 else agent[:39] + "\u2026"
@@ -87,9 +89,9 @@ def device_summary(user_agent: str) -> str:
 
 # What the pages call each kind of session.
 KIND_NAMES = {
-    Session.Kind.BROWSER: "Browser sign-in",
-    Session.Kind.FIRST_PARTY: "First-party app",
-    Session.Kind.OAUTH: "App sign-in",
+    Session.Kind.BROWSER: _("Browser sign-in"),
+    Session.Kind.FIRST_PARTY: _("First-party app"),
+    Session.Kind.OAUTH: _("App sign-in"),
 }
 
 
@@ -130,10 +132,10 @@ def account_sessions(*, user, current: Session | None) -> list[SessionRow]:
     rows = [
         SessionRow(
             id=str(session.pk),
-            kind=KIND_NAMES[session.kind],
+            kind=str(KIND_NAMES[session.kind]),
             is_browser=session.kind == Session.Kind.BROWSER,
             is_app=session.kind == Session.Kind.OAUTH,
-            app=names.get(session.client_id, "Unknown app"),
+            app=names.get(session.client_id, gettext("Unknown app")),
             device=device(session),
             ip=session.ip or "",
             created_at=session.created_at,
@@ -218,30 +220,43 @@ def account_connected_app_get(*, user, client_id: str) -> ConnectedApp | None:
 
 # What the page says about each event the user can see; events not listed are shown by label.
 _EVENT_TEXT = {
-    EventType.LOGIN_SUCCEEDED: "Signed in",
-    EventType.LOGIN_FAILED: "Failed sign-in attempt",
-    EventType.ACCOUNT_LOCKED: "Sign-in paused after failed attempts",
-    EventType.ACCOUNT_UNLOCKED: "Sign-in pause lifted by an administrator",
-    EventType.LOGOUT: "Signed out",
-    EventType.LOGOUT_ALL: "Signed out of other sessions",
-    EventType.SESSION_REVOKED: "Session ended",
-    EventType.PASSWORD_CHANGED: "Password changed",
-    EventType.CONSENT_GRANTED: "App allowed",
-    EventType.CONSENT_DENIED: "App refused",
-    EventType.CONSENT_WITHDRAWN: "App access withdrawn",
-    EventType.REFRESH_REUSE_DETECTED: "An app's old token was reused; its session was ended",
-    EventType.OIDC_LOGOUT: "Signed out of an app",
-    EventType.ACCOUNT_PROFILE_CHANGED: "Profile changed",
-    EventType.ADMIN_USER_CHANGED: "Account changed by an administrator",
-    EventType.ADMIN_USER_CREATED: "Account created by an administrator",
-    EventType.ADMIN_USER_DEACTIVATED: "Account deactivated by an administrator",
-    EventType.MFA_ENROLLED: "Two-step verification turned on",
-    EventType.MFA_REMOVED: "Two-step verification turned off",
-    EventType.MFA_RESET: "Two-step verification reset by an administrator",
-    EventType.MFA_SUCCEEDED: "Second sign-in step passed",
-    EventType.MFA_FAILED: "Wrong or reused sign-in code",
-    EventType.MFA_RECOVERY_CODE_USED: "Recovery code used",
-    EventType.MFA_RECOVERY_CODES_GENERATED: "New recovery codes made",
+    EventType.LOGIN_SUCCEEDED: _("Signed in"),
+    EventType.LOGIN_FAILED: _("Failed sign-in attempt"),
+    EventType.ACCOUNT_LOCKED: _("Sign-in paused after failed attempts"),
+    EventType.ACCOUNT_UNLOCKED: _("Sign-in pause lifted by an administrator"),
+    EventType.LOGOUT: _("Signed out"),
+    EventType.LOGOUT_ALL: _("Signed out of other sessions"),
+    EventType.SESSION_REVOKED: _("Session ended"),
+    EventType.PASSWORD_CHANGED: _("Password changed"),
+    EventType.CONSENT_GRANTED: _("App allowed"),
+    EventType.CONSENT_DENIED: _("App refused"),
+    EventType.CONSENT_WITHDRAWN: _("App access withdrawn"),
+    EventType.REFRESH_REUSE_DETECTED: _("An app's old token was reused; its session was ended"),
+    EventType.OIDC_LOGOUT: _("Signed out of an app"),
+    EventType.ACCOUNT_PROFILE_CHANGED: _("Profile changed"),
+    EventType.ADMIN_USER_CHANGED: _("Account changed by an administrator"),
+    EventType.ADMIN_USER_CREATED: _("Account created by an administrator"),
+    EventType.ADMIN_USER_DEACTIVATED: _("Account deactivated by an administrator"),
+    EventType.MFA_ENROLLED: _("Two-step verification turned on"),
+    EventType.MFA_REMOVED: _("Two-step verification turned off"),
+    EventType.MFA_RESET: _("Two-step verification reset by an administrator"),
+    EventType.MFA_SUCCEEDED: _("Second sign-in step passed"),
+    EventType.MFA_FAILED: _("Wrong or reused sign-in code"),
+    EventType.MFA_RECOVERY_CODE_USED: _("Recovery code used"),
+    EventType.MFA_RECOVERY_CODES_GENERATED: _("New recovery codes made"),
+    EventType.LOGIN_THROTTLED: _("Sign-in attempts paused"),
+    EventType.PASSWORD_RESET_REQUESTED: _("Password reset link requested"),
+    EventType.PASSWORD_RESET: _("Password reset with an emailed link"),
+    EventType.ADMIN_PASSWORD_RESET_SENT: _("Password reset link sent by an administrator"),
+    EventType.EMAIL_VERIFICATION_SENT: _("Email confirmation link sent"),
+    EventType.EMAIL_VERIFIED: _("Email address confirmed"),
+    EventType.EMAIL_CHANGE_REQUESTED: _("Email address change requested"),
+    EventType.EMAIL_CHANGED: _("Email address changed"),
+    EventType.EMAIL_VERIFIED_SET: _("Email confirmation set by an administrator"),
+    EventType.USER_SIGNED_UP: _("Account created"),
+    EventType.INVITE_ACCEPTED: _("Invitation accepted"),
+    EventType.OAUTH_TOKEN_REVOKED: _("An app ended its access"),
+    EventType.OAUTH_CODE_REPLAYED: _("An app’s sign-in code was used twice; its access was ended"),
 }
 # Routine, high-volume machine events that say nothing a person would act on.
 _HIDDEN = {
@@ -250,9 +265,9 @@ _HIDDEN = {
     EventType.OAUTH_TOKEN_ISSUED,
 }
 _FAILURE_TEXT = {
-    FailureReason.BAD_CREDENTIALS: "wrong password",
-    FailureReason.LOCKED: "sign-in was paused",
-    FailureReason.INACTIVE: "account inactive",
+    FailureReason.BAD_CREDENTIALS: _("wrong password"),
+    FailureReason.LOCKED: _("sign-in was paused"),
+    FailureReason.INACTIVE: _("account inactive"),
 }
 
 
@@ -268,7 +283,7 @@ class SecurityEvent:
 
 def _event_text(event_type: str) -> str:
     if event_type in _EVENT_TEXT:
-        return _EVENT_TEXT[event_type]
+        return str(_EVENT_TEXT[event_type])
     if event_type in EventType.values:
         return EventType(event_type).label
     return event_type
@@ -278,15 +293,17 @@ def _note(event: AuthEvent) -> str:
     # Only fixed, known values from `details`: never free text, ids or anything secret.
     details = event.details if isinstance(event.details, dict) else {}
     if details.get("method") == "passkey":  # added, removed, used or refused: which kind
-        return "passkey"
+        return gettext("passkey")
     if event.event_type == EventType.LOGIN_FAILED:
         reason = details.get("reason")
-        return _FAILURE_TEXT.get(reason, "") if isinstance(reason, str) else ""
+        return str(_FAILURE_TEXT.get(reason, "")) if isinstance(reason, str) else ""
     if event.event_type == EventType.PASSWORD_CHANGED:
         actor = details.get("actor_sub")
-        return "by an administrator" if actor and actor != str(event.user_public_id) else ""
+        return (
+            gettext("by an administrator") if actor and actor != str(event.user_public_id) else ""
+        )
     if details.get("actor") or details.get("actor_username"):
-        return "by an administrator"
+        return gettext("by an administrator")
     return ""
 
 

@@ -8,6 +8,7 @@ accounts.services.user_authenticate (throttled, counted by the lockout, audited)
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
@@ -82,6 +83,24 @@ def account_profile_update(*, user: User, first_name: str, last_name: str, reque
         user=user,
         request=request,
         details={"fields": changed},
+    )
+    return True
+
+
+def account_language_set(*, user: User, language: str, request) -> bool:
+    """Save the language of the person's pages and emails ("" for the browser's); audited as a
+    profile change. False if nothing changed. `language` must be a code of LANGUAGES or ""."""
+    if language and language not in dict(settings.LANGUAGES):
+        raise ValueError(f"not a language of LANGUAGES: {language!r}")
+    if user.language == language:
+        return False
+    user.language = language
+    user.save(update_fields=["language"])
+    audit_event_record(
+        event=EventType.ACCOUNT_PROFILE_CHANGED,
+        user=user,
+        request=request,
+        details={"fields": ["language"]},
     )
     return True
 

@@ -11,6 +11,7 @@ app_name = "account"
 urlpatterns = [
     path("", views.profile, name="profile"),
     path("email", email_views.email_change, name="email"),
+    path("language", views.language, name="language"),
     path("password", views.password_change, name="password"),
     path("mfa", mfa_views.overview, name="mfa"),
     path("mfa/totp", mfa_views.totp_enrol, name="mfa-totp"),

@@ -20,6 +20,8 @@ from django.contrib.auth import login as session_login
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
@@ -29,13 +31,14 @@ from accounts.models import User
 from accounts.services import LoginFailed, LoginThrottled, LoginUnavailable, PasswordRejected
 from accounts.views import UNAVAILABLE_RETRY_AFTER, _wait_text
 from authserver.conf import get_config
+from authserver.languages import default_language, language_from_accept
 from authserver.pages import page_headers
 from selfservice import selectors, services
-from selfservice.forms import DeleteAccountForm, PasswordChangeForm, ProfileForm
+from selfservice.forms import DeleteAccountForm, LanguageForm, PasswordChangeForm, ProfileForm
 from sessions.browser import browser_session
 
 # The same words whatever the reason (wrong password, account locked): as on the login page.
-WRONG_PASSWORD = "That password is not right."  # noqa: S105 - a message, not a password
+WRONG_PASSWORD = gettext_lazy("That password is not right.")
 
 
 def account_page(*methods: str) -> Callable:
@@ -73,7 +76,10 @@ def _render(request: HttpRequest, template: str, section: str, status: int = 200
     context.update(
         section=section,
         reauth_minutes=max(1, config.reauth_max_age // 60),
-        audit_retention_days=f"{config.audit_retention_days} days",
+        audit_retention_days=ngettext(
+            "%(count)d day", "%(count)d days", config.audit_retention_days
+        )
+        % {"count": config.audit_retention_days},
     )
     return render(request, f"selfservice/{template}", context, status=status)
 
@@ -83,13 +89,16 @@ def _password_error(exc: Exception) -> tuple[str, int, dict[str, str]]:
     if isinstance(exc, LoginThrottled):
         wait = _wait_text(exc.retry_after)
         return (
-            f"Too many attempts. For your security, try again in {wait}.",
+            gettext("Too many attempts. For your security, try again in %(wait)s.")
+            % {"wait": wait},
             429,
             {"Retry-After": str(exc.retry_after)},
         )
     if isinstance(exc, LoginUnavailable):
         return (
-            "Checking your password is temporarily unavailable. Please try again in a minute.",
+            gettext(
+                "Checking your password is temporarily unavailable. Please try again in a minute."
+            ),
             503,
             {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
         )
@@ -111,7 +120,9 @@ def profile(request: HttpRequest) -> HttpResponse:
                 last_name=form.cleaned_data["last_name"],
                 request=request,
             )
-            messages.success(request, "Your name was saved." if changed else "Nothing changed.")
+            messages.success(
+                request, gettext("Your name was saved.") if changed else gettext("Nothing changed.")
+            )
             return HttpResponseRedirect(reverse("account:profile"), status=303)
     else:
         form = ProfileForm(initial={"first_name": user.first_name, "last_name": user.last_name})
@@ -120,8 +131,26 @@ def profile(request: HttpRequest) -> HttpResponse:
         "profile.html",
         "profile",
         form=form,
+        language_form=LanguageForm(initial={"language": user.language}),
         email_verified=getattr(user, "email_verified", None),
     )
+
+
+@account_page("POST")
+def language(request: HttpRequest) -> HttpResponse:
+    """The language of the person's pages and emails (authserver/languages.py)."""
+    form = LanguageForm(request.POST)
+    if not form.is_valid():  # not one of the offered choices: a hand-made request
+        return HttpResponseRedirect(reverse("account:profile"), status=303)
+    chosen = form.cleaned_data["language"]
+    changed = services.account_language_set(user=request.user, language=chosen, request=request)
+    # The confirmation is read on the next page, which is in the chosen language.
+    page_language = chosen or language_from_accept(request.META.get("HTTP_ACCEPT_LANGUAGE", ""))
+    with translation.override(page_language or default_language()):
+        messages.success(
+            request, gettext("Your language was saved.") if changed else gettext("Nothing changed.")
+        )
+    return HttpResponseRedirect(reverse("account:profile") + "#language-heading", status=303)
 
 
 # --- Password ----------------------------------------------------------------------------------
@@ -160,9 +189,18 @@ def password_change(request: HttpRequest) -> HttpResponse:
             others = max(0, ended - 1)
             messages.success(
                 request,
-                "Your password was changed. "
-                + (f"{others} other session{'s' if others != 1 else ''} ended; " if others else "")
-                + "apps you use will ask you to sign in again.",
+                ngettext(
+                    "Your password was changed. %(count)d other session ended; apps you use "
+                    "will ask you to sign in again.",
+                    "Your password was changed. %(count)d other sessions ended; apps you use "
+                    "will ask you to sign in again.",
+                    others,
+                )
+                % {"count": others}
+                if others
+                else gettext(
+                    "Your password was changed. Apps you use will ask you to sign in again."
+                ),
             )
             return HttpResponseRedirect(reverse("account:password"), status=303)
     response = _render(request, "password.html", "password", status=status, form=form)
@@ -198,7 +236,7 @@ def session_end(request: HttpRequest, session_id: str) -> HttpResponse:
         services.account_session_end(user=request.user, session=session, request=request)
         if is_current:
             return HttpResponseRedirect(reverse("logout"), status=303)
-        messages.success(request, "The session was ended.")
+        messages.success(request, gettext("The session was ended."))
         return HttpResponseRedirect(reverse("account:sessions"), status=303)
     row = next(
         (
@@ -220,8 +258,12 @@ def sessions_end_others(request: HttpRequest) -> HttpResponse:
         )
         messages.success(
             request,
-            f"{ended} other session{'s' if ended != 1 else ''} ended. You are still "
-            "signed in here.",
+            ngettext(
+                "%(count)d other session ended. You are still signed in here.",
+                "%(count)d other sessions ended. You are still signed in here.",
+                ended,
+            )
+            % {"count": ended},
         )
         return HttpResponseRedirect(reverse("account:sessions"), status=303)
     rows = selectors.account_sessions(user=request.user, current=browser_session(request))
@@ -249,8 +291,11 @@ def app_withdraw(request: HttpRequest, client_id: str) -> HttpResponse:
         services.account_app_withdraw(user=request.user, client_id=client_id, request=request)
         messages.success(
             request,
-            f"{app.name} can no longer use your account. It will ask for your permission again "
-            "if you sign in to it.",
+            gettext(
+                "%(name)s can no longer use your account. It will ask for your permission again "
+                "if you sign in to it."
+            )
+            % {"name": app.name},
         )
         return HttpResponseRedirect(reverse("account:apps"), status=303)
     return _render(request, "app_withdraw.html", "apps", app=app)

@@ -45,6 +45,7 @@ from django.db import connections, models, router, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.events import EventType as events
 from audit.services import audit_event_record
@@ -944,7 +945,10 @@ def session_app_names(sessions: Sequence[Session]) -> dict[str, str]:
     """What to call the app of each session, by client id: the OAuth client's name, "Browser
     sign-in" or "First-party app". One query for all of them. The OAuth layer sits above this
     one, so its model is looked up by name rather than imported."""
-    names = {BROWSER_CLIENT_ID: "Browser sign-in", FIRST_PARTY_CLIENT_ID: "First-party app"}
+    names = {
+        BROWSER_CLIENT_ID: gettext("Browser sign-in"),
+        FIRST_PARTY_CLIENT_ID: gettext("First-party app"),
+    }
     wanted = {s.client_id for s in sessions} - set(names)
     if wanted:
         client_model = apps.get_model("oauth", "Client")

@@ -34,6 +34,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDi
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -62,14 +63,18 @@ _FORM_FIELDS_NOT_FORWARDED = {TICKET_PARAM, "csrfmiddlewaretoken", "decision"}
 
 _ERROR_PAGES = {
     "invalid_client": (
-        "Unknown application",
-        "The application that sent you here is not registered with {brand}, or has been "
-        "disabled. You have not been signed in to it.",
+        gettext_lazy("Unknown application"),
+        gettext_lazy(
+            "The application that sent you here is not registered with %(brand)s, or has been "
+            "disabled. You have not been signed in to it."
+        ),
     ),
     "invalid_request": (
-        "This sign-in link is not valid",
-        "The application that sent you here made a request {brand} cannot accept. You have "
-        "not been signed in to it.",
+        gettext_lazy("This sign-in link is not valid"),
+        gettext_lazy(
+            "The application that sent you here made a request %(brand)s cannot accept. You "
+            "have not been signed in to it."
+        ),
     ),
 }
 
@@ -127,7 +132,7 @@ def _error_response(request: HttpRequest, error: OAuth2Error, state: str | None)
         params = [*error.get_body(), ("iss", get_config().issuer)]
         return _redirect(add_params_to_uri(error.redirect_uri, params))
     title, text = _ERROR_PAGES.get(error.error, _ERROR_PAGES["invalid_request"])
-    text = text.format(brand=brand_get().name)  # the brand is an argument, never a format
+    text = str(text) % {"brand": brand_get().name}  # the brand is an argument, never a format
     context = {"title": title, "text": text, "detail": error.description or error.error}
     return render(request, "oauth/error.html", context, status=400)
 

@@ -3,6 +3,7 @@ built from configuration and the URL table."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_safe
@@ -45,6 +46,9 @@ def discovery_document() -> dict:
         "acr_values_supported": list(ACR_VALUES),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_parameter_supported": False,
+        # OpenID Connect Core §3.1.2.1 / Discovery §3: the languages of the hosted pages, which
+        # follow ui_locales (authserver/languages.py).
+        "ui_locales_supported": [code for code, _name in settings.LANGUAGES],
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,

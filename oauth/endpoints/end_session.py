@@ -19,12 +19,14 @@ from django.contrib.auth import logout as browser_logout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.events import EventType
 from audit.services import audit_event_record
 from authserver.pages import page_headers
+from branding.selectors import brand_get
 from oauth.clients import client_get
 from oauth.models import Client
 from oauth.oidc import id_token_hint_verify
@@ -131,9 +133,12 @@ def _stay(request, parsed: EndSessionRequest, user, signed_in, session) -> HttpR
 
 def _error_page(request: HttpRequest, message: str) -> HttpResponse:
     context = {
-        "title": "This sign-out link is not valid",
-        "text": "The application that sent you here asked for something authserver cannot do, "
-        "so you were not sent back to it. You can still sign out of authserver.",
+        "title": gettext("This sign-out link is not valid"),
+        "text": gettext(
+            "The application that sent you here asked for something %(brand)s cannot do, so you "
+            "were not sent back to it. You can still sign out of %(brand)s."
+        )
+        % {"brand": brand_get().name},
         "detail": message,
         "offer_logout": True,
     }

@@ -69,6 +69,14 @@
     return JSON.stringify(out);
   }
 
+  // The page writes its messages, in its own language, on the error box (data-msg-*,
+  // templates/accounts/_passkey_messages.html); the English here is the fallback of a page
+  // copied without them.
+  function message(form, name, fallback) {
+    var box = form.querySelector("[data-passkey-error]");
+    return (box && box.getAttribute("data-msg-" + name)) || fallback;
+  }
+
   function showError(form, text) {
     var box = form.querySelector("[data-passkey-error]");
     if (!box) return;
@@ -90,7 +98,9 @@
       body: body
     }).then(function (response) {
       return response.json().then(function (data) {
-        if (!response.ok) throw new Error(data.error_description || "The request was refused.");
+        if (!response.ok) {
+          throw new Error(data.error_description || message(form, "refused", "The request was refused."));
+        }
         return data;
       });
     });
@@ -104,11 +114,20 @@
   function failed(form, error) {
     if (error && error.name === "AbortError") return;
     if (error && error.name === "NotAllowedError") {
-      showError(form, "The passkey request was cancelled or timed out. Try again.");
+      showError(
+        form,
+        message(form, "cancelled", "The passkey request was cancelled or timed out. Try again.")
+      );
     } else if (error && error.name === "InvalidStateError") {
-      showError(form, "This passkey is already registered for your account.");
+      showError(
+        form,
+        message(form, "registered", "This passkey is already registered for your account.")
+      );
     } else {
-      showError(form, (error && error.message) || "Your browser could not use a passkey.");
+      showError(
+        form,
+        (error && error.message) || message(form, "failed", "Your browser could not use a passkey.")
+      );
     }
   }
 
