@@ -26,6 +26,7 @@ from accounts.throttling import (
 from audit.events import EventType
 from audit.services import audit_event_record
 from authserver.counters import CacheUnavailable
+from mfa.services import CHANGE_PASSKEY_ADDED, CHANGE_PASSKEY_REMOVED, mfa_change_notify
 from passkeys import ceremony
 from passkeys.models import Passkey
 
@@ -56,6 +57,7 @@ def passkey_register(
                 request=request,
                 details={"method": "passkey", "passkey": str(passkey.pk), "aaguid": passkey.aaguid},
             )
+            mfa_change_notify(user=user, change=CHANGE_PASSKEY_ADDED, passkey_name=passkey.name)
     except ceremony.PasskeyRefused as exc:
         audit_event_record(
             event=EventType.MFA_FAILED,
@@ -81,6 +83,9 @@ def passkey_remove(*, passkey: Passkey, request=None) -> None:
             user=passkey.user,
             request=request,
             details={"method": "passkey", "passkey": str(passkey.pk), "count": 1},
+        )
+        mfa_change_notify(
+            user=passkey.user, change=CHANGE_PASSKEY_REMOVED, passkey_name=passkey.name
         )
 
 

@@ -130,8 +130,11 @@ def add(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Your passkey “{passkey.name}” was added.")
             if first:
                 # The account's first second factor: recovery codes, shown once, as for TOTP,
-                # so losing the passkey does not lock its owner out.
-                codes = mfa_services.recovery_codes_generate(user=request.user, request=request)
+                # so losing the passkey does not lock its owner out. The passkey's notice
+                # covers them (one mail, not two).
+                codes = mfa_services.recovery_codes_generate(
+                    user=request.user, request=request, notify=False
+                )
                 return _render(
                     request, "mfa_recovery_codes.html", "mfa", codes=codes, enrolled=True
                 )

@@ -20,6 +20,7 @@ from accounts.services import user_create
 from audit.events import EventType
 from audit.models import AuthEvent
 from authserver import settings as app_settings
+from mail.models import Outbox
 from passkeys.models import Passkey
 from tests.conftest import PASSWORD
 from tests.live import Gunicorn
@@ -132,6 +133,9 @@ def test_register_a_passkey_and_sign_in_without_a_password(server):
     assert passkey.transports == ["internal"] and passkey.credential_id == b64u(key.credential_id)
     enrolled = AuthEvent.objects.get(event_type=EventType.MFA_ENROLLED)
     assert enrolled.details["method"] == "passkey"
+    # The owner is told at the account's address (a stolen session adding its own passkey).
+    (notice,) = Outbox.objects.filter(template="mfa_changed", to=passkey.user.email)
+    assert "“My laptop” was added" in notice.body_text
 
     browser = requests.Session()
     response, _ = passwordless(server, key, browser)
