@@ -64,6 +64,12 @@ def mfa_token_claim(jti: str) -> bool:
         return bool(shared_cache().add(_used_key(jti), 1, _USED_TTL))
 
 
+def mfa_token_used(jti: str) -> bool:
+    """Was the token already spent (or is an attempt with it under way)? A peek, no claim."""
+    with cache_guard():
+        return shared_cache().get(_used_key(jti)) is not None
+
+
 def mfa_token_release(jti: str) -> None:
     """The attempt failed (wrong code): the token may be tried again until it expires."""
     with cache_guard():

@@ -185,7 +185,8 @@ def totp_enrolment_confirm(*, factor: Factor, code: str, request=None) -> list[s
         request=request,
         details={"method": factor.method, "factor": str(factor.pk)},
     )
-    return recovery_codes_generate(user=factor.user, request=request)
+    mfa_change_notify(user=factor.user, change=CHANGE_TOTP_ON)
+    return recovery_codes_generate(user=factor.user, request=request, notify=False)
 
 
 # --- Recovery codes ------------------------------------------------------------------------------
@@ -201,8 +202,10 @@ def _recovery_normalize(code: str) -> str:
     return "".join(ch for ch in code.lower() if ch not in " -")
 
 
-def recovery_codes_generate(*, user, request=None) -> list[str]:
-    """Ten new single-use codes (returned once, stored as keyed digests); the old set is void."""
+def recovery_codes_generate(*, user, request=None, notify: bool = True) -> list[str]:
+    """Ten new single-use codes (returned once, stored as keyed digests); the old set is void.
+    The account's address is told unless `notify` is false (the first set, made with a new
+    authenticator app, whose own notice says so)."""
     codes = [
         "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(2 * _RECOVERY_GROUP))
         for _ in range(RECOVERY_CODE_COUNT)
@@ -219,6 +222,8 @@ def recovery_codes_generate(*, user, request=None) -> list[str]:
             request=request,
             details={"count": len(codes)},
         )
+        if notify:
+            mfa_change_notify(user=user, change=CHANGE_RECOVERY_CODES_NEW)
     return [f"{c[:_RECOVERY_GROUP]}-{c[_RECOVERY_GROUP:]}" for c in codes]
 
 
@@ -297,6 +302,33 @@ def _mail_recovery_code_used(user, now: datetime, left: int) -> None:
             "user": user,
             "used_at": now,
             "left": left,
+            "account_url": get_config().issuer + reverse("account:mfa"),
+        },
+    )
+
+
+# What changed, for the notice to the account's address (templates/email/mfa_changed/).
+CHANGE_TOTP_ON = "totp_on"
+CHANGE_RECOVERY_CODES_NEW = "recovery_codes_new"
+CHANGE_FACTORS_OFF = "factors_off"
+CHANGE_PASSKEY_ADDED = "passkey_added"
+CHANGE_PASSKEY_REMOVED = "passkey_removed"
+
+
+def mfa_change_notify(*, user, change: str, passkey_name: str = "") -> None:
+    """Tell the account's address that the owner changed how the account signs in, in the
+    transaction that made the change: someone holding a stolen session who turns two-step
+    verification off, or adds a passkey of their own, is seen by the owner."""
+    if not user.email:
+        return
+    mail_enqueue(
+        to=user.email,
+        template="mfa_changed",
+        context={
+            "user": user,
+            "change": change,
+            "passkey_name": passkey_name,
+            "changed_at": timezone.now(),
             "account_url": get_config().issuer + reverse("account:mfa"),
         },
     )
@@ -410,6 +442,8 @@ def second_factors_remove(*, user, request=None) -> int:
     audit_event_record(
         event=EventType.MFA_REMOVED, user=user, request=request, details={"count": count}
     )
+    if count:
+        mfa_change_notify(user=user, change=CHANGE_FACTORS_OFF)
     return count
 
 

@@ -25,11 +25,24 @@ from accounts.throttling import (
 )
 from audit.events import EventType
 from audit.services import audit_event_record
-from authserver.counters import CacheUnavailable
+from authserver.counters import CacheUnavailable, window_count
+from mfa.services import CHANGE_PASSKEY_ADDED, CHANGE_PASSKEY_REMOVED, mfa_change_notify
 from passkeys import ceremony
 from passkeys.models import Passkey
 
 NAME_MAX_LENGTH = 64
+
+
+# Passkey options (challenges) handed out per client address per minute, by the hosted pages and
+# the first-party API together: each costs a cache entry for CHALLENGE_TTL.
+OPTIONS_PER_IP_PER_MINUTE = 60
+
+
+def passkey_options_retry_after(*, ip: str | None) -> int | None:
+    """None if this address may have another set of passkey options now, else the seconds to
+    wait. CacheUnavailable when the shared cache is down."""
+    hit = window_count(name="passkey:options", bucket=ip, window_seconds=60, now=timezone.now())
+    return None if hit.count <= OPTIONS_PER_IP_PER_MINUTE else hit.remaining
 
 
 def passkey_name_clean(name: str | None) -> str:
@@ -56,6 +69,7 @@ def passkey_register(
                 request=request,
                 details={"method": "passkey", "passkey": str(passkey.pk), "aaguid": passkey.aaguid},
             )
+            mfa_change_notify(user=user, change=CHANGE_PASSKEY_ADDED, passkey_name=passkey.name)
     except ceremony.PasskeyRefused as exc:
         audit_event_record(
             event=EventType.MFA_FAILED,
@@ -81,6 +95,9 @@ def passkey_remove(*, passkey: Passkey, request=None) -> None:
             user=passkey.user,
             request=request,
             details={"method": "passkey", "passkey": str(passkey.pk), "count": 1},
+        )
+        mfa_change_notify(
+            user=passkey.user, change=CHANGE_PASSKEY_REMOVED, passkey_name=passkey.name
         )
 
 

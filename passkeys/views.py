@@ -14,7 +14,6 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.csrf import csrf_protect
@@ -33,7 +32,7 @@ from accounts.views import (
     safe_next_url,
     sign_in_complete,
 )
-from authserver.counters import CacheUnavailable, window_count
+from authserver.counters import CacheUnavailable
 from authserver.pages import page_headers
 from mfa import selectors as mfa_selectors
 from mfa import services as mfa_services
@@ -65,15 +64,10 @@ def _unavailable() -> JsonResponse:
 
 
 # Sign-in options (a challenge kept in the shared cache, often a new session row) are cheap but
-# not free: at most this many per client IP and minute.
-OPTIONS_PER_IP_PER_MINUTE = 60
-
-
+# not free: at most services.OPTIONS_PER_IP_PER_MINUTE per client IP and minute.
 def _options_throttled(request: HttpRequest) -> JsonResponse | None:
-    hit = window_count(
-        name="passkey:options", bucket=client_ip(request), window_seconds=60, now=timezone.now()
-    )
-    if hit.count <= OPTIONS_PER_IP_PER_MINUTE:
+    retry_after = services.passkey_options_retry_after(ip=client_ip(request))
+    if retry_after is None:
         return None
     response = _json(
         {
@@ -82,7 +76,7 @@ def _options_throttled(request: HttpRequest) -> JsonResponse | None:
         },
         429,
     )
-    response["Retry-After"] = str(hit.remaining)
+    response["Retry-After"] = str(retry_after)
     return response
 
 
@@ -146,8 +140,11 @@ def add(request: HttpRequest) -> HttpResponse:
             )
             if first:
                 # The account's first second factor: recovery codes, shown once, as for TOTP,
-                # so losing the passkey does not lock its owner out.
-                codes = mfa_services.recovery_codes_generate(user=request.user, request=request)
+                # so losing the passkey does not lock its owner out. The passkey's notice
+                # covers them (one mail, not two).
+                codes = mfa_services.recovery_codes_generate(
+                    user=request.user, request=request, notify=False
+                )
                 return _render(
                     request, "mfa_recovery_codes.html", "mfa", codes=codes, enrolled=True
                 )

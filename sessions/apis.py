@@ -57,15 +57,19 @@ from mfa.challenge import (
     mfa_token_issue,
     mfa_token_read,
     mfa_token_release,
+    mfa_token_used,
 )
 from mfa.policy import amr_with, user_must_enrol
-from mfa.selectors import user_methods
+from mfa.selectors import PASSKEY, user_methods
 from mfa.services import (
     MAX_CODE_LENGTH,
     SecondFactorFailed,
     mfa_token_refused,
+    passkey_response,
     second_factor_verify,
 )
+from passkeys.ceremony import MAX_CREDENTIAL_JSON, SECOND_FACTOR, authentication_options
+from passkeys.services import passkey_options_retry_after
 from sessions.models import FIRST_PARTY_CLIENT_ID, Session
 from sessions.services import (
     REFRESH_REFUSED_DESCRIPTION,
@@ -423,8 +427,31 @@ class AuthMfaApi(JsonApi):
         )
         code = serializers.CharField(
             max_length=MAX_CODE_LENGTH,
+            required=False,
             help_text="The 6-digit code of the authenticator app, or a recovery code.",
         )
+        credential = serializers.JSONField(
+            required=False,
+            help_text="Instead of a code: the passkey's answer to the options of "
+            "/api/v1/auth/mfa/passkey-options (navigator.credentials.get()'s PublicKeyCredential "
+            "as JSON, an object or its JSON text).",
+        )
+
+        def validate(self, attrs):
+            if ("code" in attrs) == ("credential" in attrs):
+                raise serializers.ValidationError(
+                    "Send either code (an authenticator app or recovery code) or credential "
+                    "(a passkey's answer), not both and not neither."
+                )
+            if "credential" in attrs:
+                credential = attrs["credential"]
+                text = json.dumps(credential) if isinstance(credential, dict) else credential
+                if not isinstance(text, str) or not 0 < len(text) <= MAX_CREDENTIAL_JSON:
+                    raise serializers.ValidationError(
+                        {"credential": "Must be a passkey's answer: a JSON object."}
+                    )
+                attrs["credential"] = text
+            return attrs
 
     @extend_schema(
         request=InputSerializer,
@@ -439,7 +466,7 @@ class AuthMfaApi(JsonApi):
             429: OpenApiResponse(ERROR_SCHEMA, "Throttled; see Retry-After."),
             503: OpenApiResponse(ERROR_SCHEMA, "temporarily_unavailable; see Retry-After."),
         },
-        summary="Complete a sign-in with a second factor (TOTP or recovery code)",
+        summary="Complete a sign-in with a second factor (TOTP, recovery code or passkey)",
     )
     def post(self, request: Request) -> Response:
         if _cookie_mode():
@@ -459,10 +486,21 @@ class AuthMfaApi(JsonApi):
                     "The mfa_token is invalid, expired or already used; sign in again.",
                     401,
                 ) from None
+            data = serializer.validated_data
+            if "credential" in data:
+                # The challenge was issued for this very token (its id is the binding) and
+                # this user; the token is claimed above, so one answer spends it.
+                method = PASSKEY
+                response = passkey_response(
+                    credential_json=data["credential"], binding=_passkey_binding(jti)
+                )
+            else:
+                method, response = None, data["code"]
             try:
                 verified = second_factor_verify(
                     user=user,
-                    response=serializer.validated_data["code"],
+                    response=response,
+                    method=method,
                     client_id=FIRST_PARTY_CLIENT_ID,
                     via="api",
                     **meta,
@@ -474,7 +512,11 @@ class AuthMfaApi(JsonApi):
             raise _api_login_refusal(exc) from None
         except SecondFactorFailed:
             raise ApiError(
-                "invalid_grant", "The code is incorrect or was already used.", 401
+                "invalid_grant",
+                "The passkey was not accepted."
+                if "credential" in serializer.validated_data
+                else "The code is incorrect or was already used.",
+                401,
             ) from None
         pair = session_start(
             user=user,
@@ -484,6 +526,80 @@ class AuthMfaApi(JsonApi):
             **meta,
         )
         return _token_response(pair)
+
+
+def _passkey_binding(jti: str) -> str:
+    """The passkey challenge of a first-party sign-in is bound to its mfa_token's random id
+    (passkeys.ceremony: a challenge serves one purpose, one binding and one user)."""
+    return f"api-mfa:{jti}"
+
+
+@method_decorator(sensitive_post_parameters("mfa_token"), name="dispatch")
+class AuthMfaPasskeyOptionsApi(JsonApi):
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "MfaPasskeyOptionsRequest"
+
+        mfa_token = serializers.CharField(
+            max_length=MAX_MFA_TOKEN_LENGTH, help_text="From the mfa_required answer of login."
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                "PublicKeyCredentialRequestOptions (WebAuthn, JSON) for "
+                "navigator.credentials.get(): a fresh challenge for this mfa_token and the "
+                "user's passkeys. POST the answer to /api/v1/auth/mfa as credential.",
+            ),
+            400: OpenApiResponse(ERROR_SCHEMA, "invalid_request: the account has no passkey."),
+            401: OpenApiResponse(
+                ERROR_SCHEMA, "invalid_grant: the mfa_token is invalid, expired or already used."
+            ),
+            429: OpenApiResponse(ERROR_SCHEMA, "slow_down: too many options; see Retry-After."),
+            503: OpenApiResponse(ERROR_SCHEMA, "temporarily_unavailable; see Retry-After."),
+        },
+        summary="Passkey options for the second step of a first-party sign-in",
+    )
+    def post(self, request: Request) -> Response:
+        if _cookie_mode():
+            _enforce_csrf(request)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        meta = _request_meta(request)
+        try:
+            user, jti = mfa_token_read(serializer.validated_data["mfa_token"])
+            if mfa_token_used(jti):
+                raise MfaTokenInvalid("token_used", user)
+        except MfaTokenInvalid as exc:
+            mfa_token_refused(user=exc.user, reason=exc.reason, **meta)
+            raise ApiError(
+                "invalid_grant",
+                "The mfa_token is invalid, expired or already used; sign in again.",
+                401,
+            ) from None
+        except CacheUnavailable:
+            raise _api_login_refusal(LoginUnavailable()) from None
+        if PASSKEY not in user_methods(user=user):
+            raise ApiError(
+                "invalid_request", "This account has no passkey; send a code instead.", 400
+            )
+        try:
+            retry_after = passkey_options_retry_after(ip=meta["ip"])
+            if retry_after is not None:
+                raise ApiError(
+                    "slow_down",
+                    "Too many passkey requests; wait a minute.",
+                    429,
+                    {"Retry-After": str(retry_after)},
+                )
+            options = authentication_options(
+                purpose=SECOND_FACTOR, binding=_passkey_binding(jti), user=user
+            )
+        except CacheUnavailable:
+            raise _api_login_refusal(LoginUnavailable()) from None
+        return Response(options, headers=NO_STORE)
 
 
 class AuthRefreshApi(JsonApi):

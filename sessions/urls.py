@@ -7,6 +7,11 @@ from sessions import apis
 urlpatterns = [
     path("auth/login", apis.AuthLoginApi.as_view(), name="auth-login"),
     path("auth/mfa", apis.AuthMfaApi.as_view(), name="auth-mfa"),
+    path(
+        "auth/mfa/passkey-options",
+        apis.AuthMfaPasskeyOptionsApi.as_view(),
+        name="auth-mfa-passkey-options",
+    ),
     path("auth/refresh", apis.AuthRefreshApi.as_view(), name="auth-refresh"),
     path("auth/logout", apis.AuthLogoutApi.as_view(), name="auth-logout"),
     path("auth/logout-all", apis.AuthLogoutAllApi.as_view(), name="auth-logout-all"),

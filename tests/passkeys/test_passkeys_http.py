@@ -8,18 +8,25 @@ audited, and counted by the sign-in throttle and lockout."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import secrets
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import jwt
 import pytest
 import requests
+from django.utils import timezone
 
+from accounts.models import User
 from accounts.services import user_create
 from audit.events import EventType
 from audit.models import AuthEvent
 from authserver import settings as app_settings
+from mail.models import Outbox
+from mfa import services as mfa_services
+from mfa.models import Factor
 from passkeys.models import Passkey
 from tests.conftest import PASSWORD
 from tests.live import Gunicorn
@@ -132,6 +139,9 @@ def test_register_a_passkey_and_sign_in_without_a_password(server):
     assert passkey.transports == ["internal"] and passkey.credential_id == b64u(key.credential_id)
     enrolled = AuthEvent.objects.get(event_type=EventType.MFA_ENROLLED)
     assert enrolled.details["method"] == "passkey"
+    # The owner is told at the account's address (a stolen session adding its own passkey).
+    (notice,) = Outbox.objects.filter(template="mfa_changed", to=passkey.user.email)
+    assert "“My laptop” was added" in notice.body_text
 
     browser = requests.Session()
     response, _ = passwordless(server, key, browser)
@@ -336,3 +346,70 @@ def test_passwordless_sign_ins_spend_the_login_name_budget(server):
     assert throttled.details.keys() == {"scope", "retry_after", "method"}
     assert throttled.details["scope"] == "login" and throttled.details["method"] == "passkey"
     assert 0 < throttled.details["retry_after"] <= 300
+
+
+def api_post(server, path: str, body: dict) -> requests.Response:
+    return requests.post(server.url + "/api/v1/auth/" + path, json=body, timeout=10)
+
+
+def test_first_party_api_completes_the_second_step_with_a_passkey(server):
+    """A user whose only second factor is a passkey can sign in through the JSON API: login
+    answers mfa_required with "passkey" among the methods, passkey-options gives a challenge bound to
+    that mfa_token, and /auth/mfa takes the passkey's answer as `credential`."""
+    key = register(server, "alice")
+    login = api_post(server, "login", {"username": "alice", "password": PASSWORD})
+    assert login.status_code == 401 and login.json()["methods"] == ["passkey", "recovery_code"]
+    mfa_token = login.json()["mfa_token"]
+
+    # Neither or both of code and credential: 400 naming both.
+    for body in ({}, {"code": "123456", "credential": {"id": "x"}}):
+        refused = api_post(server, "mfa", {"mfa_token": mfa_token, **body})
+        assert refused.status_code == 400, refused.text
+        assert "code" in refused.json()["error_description"]
+        assert "credential" in refused.json()["error_description"]
+    for bad in (None, 5, [], ""):
+        refused = api_post(server, "mfa", {"mfa_token": mfa_token, "credential": bad})
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+
+    opts = api_post(server, "mfa/passkey-options", {"mfa_token": mfa_token})
+    assert opts.status_code == 200 and "no-store" in opts.headers["Cache-Control"]
+    options_json = opts.json()
+    assert [c["id"] for c in options_json["allowCredentials"]] == [b64u(key.credential_id)]
+
+    # A challenge of the hosted pages (another binding) is refused, and the token stays usable.
+    browser = requests.Session()
+    page_token = token_of(browser, server.url + "/login")
+    hosted = options(server, browser, "/login/passkey/options", page_token)["challenge"]
+    wrong = api_post(
+        server, "mfa", {"mfa_token": mfa_token, "credential": json.loads(key.assert_(hosted))}
+    )
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_grant"
+    assert last_failure(EventType.MFA_FAILED).details["reason"] == "challenge_mismatch"
+
+    answer = key.assert_(options_json["challenge"])
+    done = api_post(server, "mfa", {"mfa_token": mfa_token, "credential": json.loads(answer)})
+    assert done.status_code == 200, done.text
+    claims = jwt.decode(done.json()["access_token"], options={"verify_signature": False})
+    assert "pwd" in claims["amr"] and "mfa" in claims["amr"]
+    assert {"hwk", "swk"} & set(claims["amr"])
+    ok = AuthEvent.objects.filter(event_type=EventType.MFA_SUCCEEDED).order_by("-id")[0]
+    assert ok.details["method"] == "passkey" and ok.user.username == "alice"
+
+    # The token is spent: neither new options nor a replay of the answer (as text) get in.
+    assert api_post(server, "mfa/passkey-options", {"mfa_token": mfa_token}).status_code == 401
+    replay = api_post(server, "mfa", {"mfa_token": mfa_token, "credential": answer})
+    assert replay.status_code == 401 and replay.json()["error"] == "invalid_grant"
+
+
+def test_passkey_options_need_a_valid_token_and_a_passkey(server):
+    forged = api_post(server, "mfa/passkey-options", {"mfa_token": "x" * 40})
+    assert forged.status_code == 401 and forged.json()["error"] == "invalid_grant"
+    assert api_post(server, "mfa/passkey-options", {}).status_code == 400
+    # bob has an authenticator app only: options make no sense for him.
+    bob = User.objects.get(username="bob")
+    factor, _ = mfa_services.totp_enrolment_begin(user=bob)
+    Factor.objects.filter(pk=factor.pk).update(confirmed_at=timezone.now())
+    login = api_post(server, "login", {"username": "bob", "password": PASSWORD})
+    assert login.status_code == 401 and login.json()["methods"] == ["totp"]
+    no_passkey = api_post(server, "mfa/passkey-options", {"mfa_token": login.json()["mfa_token"]})
+    assert no_passkey.status_code == 400 and "no passkey" in no_passkey.json()["error_description"]
