@@ -21,20 +21,13 @@ from mfa import services as mfa_services
 from oauth.clients import client_create
 from oauth.pkce import s256_challenge
 from tests.a11y import assert_accessible
+from tests.browser import DESKTOP, PHONE, chromium, fits_the_screen, screenshot
 from tests.conftest import PASSWORD
-from tests.flows.test_browser_login import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    DESKTOP,
-    PHONE,
-    fits_the_screen,
-    screenshot,
-)
 from tests.live import Gunicorn
 
 pytestmark = pytest.mark.slow
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
 
 NAME = "Acme ID"
 REDIRECT_URI = "http://127.0.0.1:9/callback"  # never reached: the test stops at the consent page
@@ -85,50 +78,42 @@ def test_an_apps_sign_in_and_the_account_pages_in_german(
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     server = Gunicorn(child_env, workers=1)
     server.env.update(AUTHSERVER_ISSUER=server.url, AUTHSERVER_BRAND_NAME=NAME)
-    with server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context(viewport=DESKTOP, locale="de-DE").new_page()
-            page.goto(server.url + authorize)
-            expect(page.get_by_role("heading", name="Anmelden")).to_be_visible()
-            check(page, "login")
+    with server, chromium() as browser:
+        page = browser.new_context(viewport=DESKTOP, locale="de-DE").new_page()
+        page.goto(server.url + authorize)
+        expect(page.get_by_role("heading", name="Anmelden")).to_be_visible()
+        check(page, "login")
 
-            page.get_by_label("Benutzername oder E-Mail-Adresse").fill("erin")
-            page.get_by_label("Passwort").fill("not the password")
-            page.get_by_label("Passwort").press("Enter")
-            expect(page.get_by_role("alert")).to_contain_text("konnten wir Sie nicht anmelden")
-            check(page, "login-failed")
+        page.get_by_label("Benutzername oder E-Mail-Adresse").fill("erin")
+        page.get_by_label("Passwort").fill("not the password")
+        page.get_by_label("Passwort").press("Enter")
+        expect(page.get_by_role("alert")).to_contain_text("konnten wir Sie nicht anmelden")
+        check(page, "login-failed")
 
-            page.get_by_label("Passwort").fill(PASSWORD)
-            page.get_by_label("Passwort").press("Enter")
-            expect(
-                page.get_by_role("heading", name="Bestätigung in zwei Schritten")
-            ).to_be_visible()
-            check(page, "second-step")
+        page.get_by_label("Passwort").fill(PASSWORD)
+        page.get_by_label("Passwort").press("Enter")
+        expect(page.get_by_role("heading", name="Bestätigung in zwei Schritten")).to_be_visible()
+        check(page, "second-step")
 
-            page.get_by_label("Code").fill("000000")
-            page.get_by_role("button", name="Bestätigen").click()
-            expect(page.get_by_role("alert")).to_be_visible()
-            check(page, "second-step-refused")
+        page.get_by_label("Code").fill("000000")
+        page.get_by_role("button", name="Bestätigen").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+        check(page, "second-step-refused")
 
-            code = mfa_services.totp_code_at(
-                secret, mfa_services.totp_time_step(datetime.now(tz=UTC))
-            )
-            page.get_by_label("Code").fill(code)
-            page.get_by_role("button", name="Bestätigen").click()
-            expect(
-                page.get_by_role("heading", name="Fotoalbum den Zugriff auf Ihr Konto erlauben?")
-            ).to_be_visible()
-            check(page, "consent")
+        code = mfa_services.totp_code_at(secret, mfa_services.totp_time_step(datetime.now(tz=UTC)))
+        page.get_by_label("Code").fill(code)
+        page.get_by_role("button", name="Bestätigen").click()
+        expect(
+            page.get_by_role("heading", name="Fotoalbum den Zugriff auf Ihr Konto erlauben?")
+        ).to_be_visible()
+        check(page, "consent")
 
-            for path, heading, name in [
-                ("/account/", "Ihr Konto", "account-profile"),
-                ("/account/mfa", "Bestätigung in zwei Schritten", "account-mfa"),
-                ("/account/sessions", "Sitzungen", "account-sessions"),
-                ("/account/activity", "Sicherheitsprotokoll", "account-activity"),
-            ]:
-                page.goto(server.url + path)
-                expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
-                check(page, name)
-        finally:
-            browser.close()
+        for path, heading, name in [
+            ("/account/", "Ihr Konto", "account-profile"),
+            ("/account/mfa", "Bestätigung in zwei Schritten", "account-mfa"),
+            ("/account/sessions", "Sitzungen", "account-sessions"),
+            ("/account/activity", "Sicherheitsprotokoll", "account-activity"),
+        ]:
+            page.goto(server.url + path)
+            expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+            check(page, name)

@@ -354,8 +354,8 @@ def api_post(server, path: str, body: dict) -> requests.Response:
 
 def test_first_party_api_completes_the_second_step_with_a_passkey(server):
     """A user whose only second factor is a passkey can sign in through the JSON API: login
-    answers mfa_required with "passkey" among the methods, passkey-options gives a challenge bound to
-    that mfa_token, and /auth/mfa takes the passkey's answer as `credential`."""
+    answers mfa_required with "passkey" among the methods, passkey-options gives a challenge
+    bound to that mfa_token, and /auth/mfa takes the passkey's answer as `credential`."""
     key = register(server, "alice")
     login = api_post(server, "login", {"username": "alice", "password": PASSWORD})
     assert login.status_code == 401 and login.json()["methods"] == ["passkey", "recovery_code"]
