@@ -461,7 +461,10 @@ def _rotate_in_one_statement(
     except BaseException:
         _rotation_undo(session.pk, presented=digest, generation=parsed.generation, new=new_digest)
         raise
-    _count_issued("refresh", issue.started)
+    if connection.in_atomic_block:
+        _count_issued("refresh", issue.started)
+    else:  # committed already (autocommit): count now, without on_commit's bookkeeping
+        metrics.token_issued(flow="refresh", seconds=time.monotonic() - issue.started)
     return TokenPair(
         access_token=access,
         refresh_token=value,
@@ -962,53 +965,48 @@ _LIVENESS_SESSION_FIELDS = (
 _LIVENESS_USER_FIELDS = ("id", "is_active", "password_changed_at")
 
 
-def session_liveness_get(*, sid) -> Session | None:
-    """session_get with only what session_is_usable reads loaded (the other columns deferred:
-    reading one costs a query), for introspecting an access token: the user agent, scope,
-    digest and the user's password hash, names and email are neither fetched nor converted."""
+def session_usable_get(*, sid, now: datetime | None = None) -> bool | None:
+    """session_is_usable of the session `sid` as of `now`, or None if there is no such session,
+    for introspecting an access token: on PostgreSQL one statement that answers the question
+    itself (`_usable_sql`), so no row is converted or model built; nothing else is read."""
     try:
         pk = sid if isinstance(sid, uuid.UUID) else uuid.UUID(str(sid))
     except (ValueError, TypeError, AttributeError):
         return None
+    now = now or timezone.now()
     alias = router.db_for_read(Session)
     if connections[alias].vendor != "postgresql":
-        return (
+        session = (
             Session.objects.select_related("user")
             .only(*_LIVENESS_SESSION_FIELDS, *(f"user__{f}" for f in _LIVENESS_USER_FIELDS))
             .filter(pk=pk)
             .first()
         )
-    sql, session_names, user_names = _liveness_sql(alias)
+        return None if session is None else session_is_usable(session=session, now=now)
     with connections[alias].cursor() as cursor:
-        cursor.execute(sql, [pk])
+        cursor.execute(_usable_sql(alias), [now, now, pk])
         row = cursor.fetchone()
-    if row is None:
-        return None
-    split = len(session_names)
-    session = Session.from_db(alias, session_names, row[:split])
-    session.user = _user_model().from_db(alias, user_names, row[split:])
-    return session
+    return None if row is None else row[0] is True
 
 
 @functools.cache
-def _liveness_sql(alias: str) -> tuple[str, list[str], list[str]]:
-    """session_liveness_get's statement and the attribute names of its columns, in the models'
-    order (as Model.from_db wants a subset). None of these columns converts its value."""
+def _usable_sql(alias: str) -> str:
+    """session_is_usable in SQL (Session.is_live and _user_may_continue): not revoked, before
+    both deadlines, the user active and without a password change since the session began.
+    tests/sessions hold it to the Python rule in every state. The rule is in the select list,
+    not in WHERE: the session is found by primary key alone (see _ROTATION_UPDATE_IF_CURRENT on
+    partial-index predicates)."""
     quote = connections[alias].ops.quote_name
     user = _user_model()
-    session_fields = [f for f in _columns(Session) if f.attname in _LIVENESS_SESSION_FIELDS]
-    user_fields = _user_columns(_LIVENESS_USER_FIELDS)
-    assert not any(hasattr(f, "from_db_value") for f in (*session_fields, *user_fields))  # noqa: S101
-    columns = ", ".join(
-        [f"s.{quote(f.column)}" for f in session_fields]
-        + [f"u.{quote(f.column)}" for f in user_fields]
-    )
-    sql = (
-        f"SELECT {columns} FROM {quote(Session._meta.db_table)} s "  # noqa: S608 - names only
+    active = quote(user._meta.get_field("is_active").column)
+    changed = quote(user._meta.get_field("password_changed_at").column)
+    return (
+        "SELECT (s.revoked_at IS NULL AND s.expires_at > %s AND s.idle_expires_at > %s "  # noqa: S608 - names only
+        f"AND u.{active} AND (u.{changed} IS NULL OR u.{changed} <= s.created_at)) "
+        f"FROM {quote(Session._meta.db_table)} s "
         f"JOIN {quote(user._meta.db_table)} u ON u.{quote(user._meta.pk.column)} = s.user_id "
         "WHERE s.id = %s"
     )
-    return sql, [f.attname for f in session_fields], [f.attname for f in user_fields]
 
 
 def _session_for_rotation(pk: uuid.UUID, *, cursor: CursorWrapper) -> Session | None:

@@ -306,13 +306,13 @@ def test_sqlite_takes_the_orm_path(tmp_path):
     assert result.stdout.split("\n")[:3] == ["reuse: reuse_detected", "rotations: 2", "events: 1"]
 
 
-def test_the_liveness_read_decides_as_the_full_read_and_fetches_no_secret(pair):
-    """Introspection reads only what session_is_usable needs (session_liveness_get): in every
-    state it decides as session_get does, in one statement that reads neither the digest nor
-    the user's password hash, and the fields it loaded equal the ORM's."""
+def test_the_usable_read_decides_as_the_python_rule_and_fetches_no_secret(pair):
+    """Introspection asks the database whether the session is usable (session_usable_get): in
+    every state it answers as session_is_usable on the full row does, also at the instant of a
+    deadline, in one statement that reads neither the digest nor the user's password hash."""
     from datetime import timedelta
 
-    from sessions.services import session_is_usable, session_liveness_get
+    from sessions.services import session_is_usable, session_usable_get
 
     session, user = pair.session, pair.session.user
     now = timezone.now()
@@ -335,6 +335,31 @@ def test_the_liveness_read_decides_as_the_full_read_and_fetches_no_secret(pair):
             False,
         ),
         (
+            "at the idle deadline",
+            lambda: (
+                type(user).objects.filter(pk=user.pk).update(password_changed_at=None),
+                Session.objects.filter(pk=session.pk).update(idle_expires_at=now),
+            ),
+            False,
+        ),
+        (
+            "expired",
+            lambda: Session.objects.filter(pk=session.pk).update(
+                idle_expires_at=session.expires_at, expires_at=now - timedelta(seconds=1)
+            ),
+            False,
+        ),
+        (
+            "password changed at the start",
+            lambda: (
+                Session.objects.filter(pk=session.pk).update(expires_at=session.expires_at),
+                type(user)
+                .objects.filter(pk=user.pk)
+                .update(password_changed_at=session.created_at),
+            ),
+            True,
+        ),
+        (
             "user inactive",
             lambda: (
                 type(user)
@@ -347,16 +372,12 @@ def test_the_liveness_read_decides_as_the_full_read_and_fetches_no_secret(pair):
     for name, change, usable in states:
         change()
         with CaptureQueriesContext(connection) as queries:
-            narrow = session_liveness_get(sid=str(session.pk))
-            decided = session_is_usable(session=narrow, now=now)
+            decided = session_usable_get(sid=str(session.pk), now=now)
         assert decided is usable, name
         assert session_is_usable(session=session_get(sid=session.pk), now=now) is usable, name
         assert len(queries) == 1, name
         sql = queries[0]["sql"]
         assert "password" not in sql.replace("password_changed_at", "")
         assert "refresh_digest" not in sql and "user_agent" not in sql
-    full = session_get(sid=session.pk)
-    for loaded in narrow.get_deferred_fields() ^ {f.attname for f in Session._meta.concrete_fields}:
-        assert getattr(narrow, loaded) == getattr(full, loaded), loaded
-    assert session_liveness_get(sid="not-a-uuid") is None
-    assert session_liveness_get(sid=uuid.uuid4()) is None
+    assert session_usable_get(sid="not-a-uuid") is None
+    assert session_usable_get(sid=uuid.uuid4()) is None
