@@ -73,7 +73,7 @@ def _access_token(value: str, now: datetime, liveness_only: bool = False) -> Fou
     session = None
     sid = claims.get("sid")
     if sid is not None and liveness_only:
-        usable = session_usable_get(sid=_uuid(sid), now=now)
+        usable = session_usable_get(sid=_uuid_value(sid), now=now)
         if usable is None:
             return None
         return FoundToken(
@@ -88,8 +88,13 @@ def _access_token(value: str, now: datetime, liveness_only: bool = False) -> Fou
 
 
 def _uuid(value: Any) -> str | None:
+    parsed = _uuid_value(value)
+    return None if parsed is None else str(parsed)
+
+
+def _uuid_value(value: Any) -> uuid.UUID | None:
     try:
-        return str(uuid.UUID(str(value)))
+        return uuid.UUID(value if isinstance(value, str) else str(value))
     except (TypeError, ValueError):
         return None
 
