@@ -975,7 +975,8 @@ def session_usable_get(*, sid, now: datetime | None = None) -> bool | None:
         return None
     now = now or timezone.now()
     alias = router.db_for_read(Session)
-    if connections[alias].vendor != "postgresql":
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
         session = (
             Session.objects.select_related("user")
             .only(*_LIVENESS_SESSION_FIELDS, *(f"user__{f}" for f in _LIVENESS_USER_FIELDS))
@@ -983,7 +984,7 @@ def session_usable_get(*, sid, now: datetime | None = None) -> bool | None:
             .first()
         )
         return None if session is None else session_is_usable(session=session, now=now)
-    with connections[alias].cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(_usable_sql(alias), [now, now, pk])
         row = cursor.fetchone()
     return None if row is None else row[0] is True
