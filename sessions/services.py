@@ -423,7 +423,7 @@ def _rotate_in_one_statement(
 ) -> TokenPair | None:
     """The common case when the access token needs nothing but the session row (no client
     claims to map): one UPDATE that spends the presented token, and reads what the new access
-    token needs, only if the rotation may happen (`_ONE_STATEMENT_SQL`); the token is signed
+    token needs, only if the rotation may happen (`_one_statement_sql`); the token is signed
     after it. No row: None, and the locked path decides (and audits) as for any other case.
 
     The successor's generation is known before the row is read: a token whose digest is the
