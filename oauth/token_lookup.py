@@ -24,7 +24,7 @@ from sessions.services import (
     refresh_token_inspect,
     session_get,
     session_is_usable,
-    session_liveness_get,
+    session_usable_get,
 )
 from tokens.issuance import OPERATOR_CLIENT_ID
 from tokens.revocation import access_token_is_denied
@@ -47,6 +47,9 @@ class FoundToken:
     claims: dict[str, Any]
     # A refresh token: whether it is its session's current one (the others are spent).
     refresh_current: bool | None = None
+    # An access token found with `liveness_only`: whether its session is usable (`session` is
+    # then not loaded).
+    session_usable: bool | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"FoundToken(kind={self.kind!r}, client_id={self.client_id!r})"
@@ -69,17 +72,29 @@ def _access_token(value: str, now: datetime, liveness_only: bool = False) -> Fou
         return None
     session = None
     sid = claims.get("sid")
+    if sid is not None and liveness_only:
+        usable = session_usable_get(sid=_uuid_value(sid), now=now)
+        if usable is None:
+            return None
+        return FoundToken(
+            kind=ACCESS_TOKEN, client_id=client_id, session=None, claims=claims,
+            session_usable=usable,
+        )  # fmt: skip
     if sid is not None:
-        load = session_liveness_get if liveness_only else session_get
-        session = load(sid=_uuid(sid))
+        session = session_get(sid=_uuid(sid))
         if session is None:
             return None
     return FoundToken(kind=ACCESS_TOKEN, client_id=client_id, session=session, claims=claims)
 
 
 def _uuid(value: Any) -> str | None:
+    parsed = _uuid_value(value)
+    return None if parsed is None else str(parsed)
+
+
+def _uuid_value(value: Any) -> uuid.UUID | None:
     try:
-        return str(uuid.UUID(str(value)))
+        return uuid.UUID(value if isinstance(value, str) else str(value))
     except (TypeError, ValueError):
         return None
 
@@ -114,7 +129,7 @@ def token_find(
 ) -> FoundToken | None:
     """The token `value` is, if this server issued it and its signature or digest checks out.
     Expired, spent or revoked tokens are found too; `token_is_active` tells. `liveness_only`:
-    an access token's session comes with only what `token_is_active` reads (introspection)."""
+    an access token's session is not loaded, only whether it is usable (introspection)."""
     if not isinstance(value, str) or not value:
         return None
     now = now or timezone.now()
@@ -129,6 +144,8 @@ def token_is_active(found: FoundToken, *, now: datetime | None = None) -> bool:
     now = now or timezone.now()
     if not token_client_accepts(found.client_id, found.claims.get("iat")):
         return False
+    if found.session_usable is not None:
+        return found.session_usable  # a verified access token (not expired) of a session
     if found.session is not None and not session_is_usable(session=found.session, now=now):
         return False
     if found.refresh_current is not None:

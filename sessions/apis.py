@@ -143,6 +143,10 @@ def _request_meta(request: Request) -> dict:
     }
 
 
+# One encoder for every token answer: json.dumps with `separators` builds a new one per call.
+_TOKEN_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _token_response(pair: TokenPair, status: int = 200) -> HttpResponse:
     """The token pair as JSON, no-store. Encoded here rather than by DRF's Response and
     JSONRenderer (a template response rendered later, headers set one by one): the same bytes
@@ -156,7 +160,7 @@ def _token_response(pair: TokenPair, status: int = 200) -> HttpResponse:
     if pair.refresh_token and not cookie:
         body["refresh_token"] = pair.refresh_token
     response = HttpResponse(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        _TOKEN_JSON.encode(body).encode(),
         content_type="application/json",
         status=status,
         headers=NO_STORE,

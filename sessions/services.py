@@ -5,9 +5,11 @@
   names its session and generation and carries a MAC (sessions/refresh_tokens.py). A session is
   therefore one row however often it refreshes (issue 15.1).
 - `refresh_token_rotate` spends the presented token and issues its successor. On PostgreSQL the
-  common case is two statements, both by primary key: read the session, then one UPDATE that
-  replaces the digest only if it is still the presented token's (so of concurrent requests with
-  one token exactly one wins). The UPDATE changes no indexed column, so PostgreSQL writes it as a
+  common case is one statement by primary key: an UPDATE that replaces the digest only if it is
+  still the presented token's and the session and its user may go on (so of concurrent requests
+  with one token exactly one wins), and reads back what the access token needs; with client
+  claims to map (an OAuth client), a read of the session first, then that UPDATE without the
+  rules. The UPDATE changes no indexed column, so PostgreSQL writes it as a
   HOT update: no index entry, and the old row version is pruned on its page. Everything else
   (an earlier token, a lost race, an ended session, SQLite) is decided in one transaction under
   the session's row lock.
@@ -400,6 +402,8 @@ def _rotate_unlocked(parsed: ParsedRefreshToken, digest: bytes, issue: _Issue) -
     connection = connections[router.db_for_write(Session)]
     if connection.vendor != "postgresql":
         return None
+    if issue.claims is None:
+        return _rotate_in_one_statement(parsed, digest, issue, connection)
     # One cursor for the read and the write: opening one runs Django's connection checks and
     # wrappers each time, a few per cent of a refresh (bench/README.md).
     with connection.cursor() as cursor:
@@ -413,6 +417,121 @@ def _rotate_unlocked(parsed: ParsedRefreshToken, digest: bytes, issue: _Issue) -
         ):
             return None
         return _successor_issue(session, issue, replaces=digest, cursor=cursor)
+
+
+def _rotate_in_one_statement(
+    parsed: ParsedRefreshToken, digest: bytes, issue: _Issue, connection
+) -> TokenPair | None:
+    """The common case when the access token needs nothing but the session row (no client
+    claims to map): one UPDATE that spends the presented token, and reads what the new access
+    token needs, only if the rotation may happen (`_one_statement_sql`); the token is signed
+    after it. No row: None, and the locked path decides (and audits) as for any other case.
+
+    The successor's generation is known before the row is read: a token whose digest is the
+    session's is of the session's generation (the digest covers the generation it names). If
+    signing fails after the write (a key-store outage), the presented token is made current
+    again (`_rotation_undo`), so the client's retry is not taken for a replay."""
+    now = issue.now
+    generation = parsed.generation + 1
+    value, new_digest = refresh_token_new(session_id=parsed.session_id, generation=generation)
+    idle_bound = now + timedelta(seconds=get_config().session_idle_timeout)
+    sql, split, session_names, user_names = _one_statement_sql(
+        connection.alias, issue.client_id is not None
+    )
+    # The presented token is spent at the instant of the write (see _successor_issue).
+    spent_at = now + timedelta(seconds=time.monotonic() - issue.started)
+    params = [new_digest, generation, spent_at, now, idle_bound, parsed.session_id, digest]
+    params += [parsed.generation, now, now]
+    if issue.client_id is not None:
+        params.append(issue.client_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    alias = connection.alias
+    session = Session.from_db(alias, session_names, row[:split])
+    session.user = _user_model().from_db(alias, user_names, row[split:])
+    session.refresh_digest = new_digest
+    session.rotations = generation
+    session.refresh_spent_at = spent_at
+    session.last_used_at = now
+    session.idle_expires_at = min(session.expires_at, idle_bound)
+    try:
+        access, expires_in = _access_token(session, now=now, lifetime=issue.lifetime)
+    except BaseException:
+        _rotation_undo(session.pk, presented=digest, generation=parsed.generation, new=new_digest)
+        raise
+    if connection.in_atomic_block:
+        _count_issued("refresh", issue.started)
+    else:  # committed already (autocommit): count now, without on_commit's bookkeeping
+        metrics.token_issued(flow="refresh", seconds=time.monotonic() - issue.started)
+    return TokenPair(
+        access_token=access,
+        refresh_token=value,
+        expires_in=expires_in,
+        scope=session.scope,
+        session=session,
+    )
+
+
+def _rotation_undo(pk: uuid.UUID, *, presented: bytes, generation: int, new: bytes) -> None:
+    """Make the presented token current again after a rotation whose successor was never
+    handed out (its access token could not be signed); only while the row still holds that
+    successor. The time the token before it was spent is not known any more: NULL, as after a
+    grace-window reissue (a replay of that one then counts as reuse, never as a lost race)."""
+    Session.objects.filter(pk=pk, refresh_digest=new).update(
+        refresh_digest=presented, rotations=generation, refresh_spent_at=None
+    )
+
+
+# What the one-statement rotation reads back: what the access token and the response need.
+_ONE_STATEMENT_SESSION_FIELDS = ("id", "user_id", "client_id", "scope", "audience")
+_ONE_STATEMENT_SESSION_FIELDS += ("expires_at", "amr")
+_ONE_STATEMENT_USER_FIELDS = ("id", "public_id")
+
+
+@functools.cache
+def _one_statement_sql(alias: str, with_client: bool) -> tuple[str, int, list[str], list[str]]:
+    """The one-statement rotation's UPDATE, where its row's session columns end, and the
+    attribute names of the session's and the user's columns in it.
+
+    Its conditions are the rules of the two-statement path, in SQL: the presented token is the
+    current one (its digest, which revoking a session clears: see _ROTATION_UPDATE_IF_CURRENT
+    for why there is no `revoked_at IS NULL` here), of the session's generation, the session
+    the client's, not expired by time or idleness (Session.is_live), its user active and
+    without a password change since it began (_user_may_continue). tests/sessions hold the two
+    paths to the same answers. Every column it sets is unindexed (a HOT update)."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    user = _user_model()
+    session_fields = [f for f in _columns(Session) if f.attname in _ONE_STATEMENT_SESSION_FIELDS]
+    user_fields = _user_columns(_ONE_STATEMENT_USER_FIELDS)
+    assert not any(hasattr(f, "from_db_value") for f in (*session_fields, *user_fields))  # noqa: S101
+    active = quote(user._meta.get_field("is_active").column)
+    changed = quote(user._meta.get_field("password_changed_at").column)
+    returning = ", ".join(
+        [f"s.{quote(f.column)}" for f in session_fields]
+        + [f"u.{quote(f.column)}" for f in user_fields]
+    )
+    sql = (
+        f"UPDATE {quote(Session._meta.db_table)} s SET refresh_digest = %s, rotations = %s, "  # noqa: S608
+        "refresh_spent_at = %s, last_used_at = %s, idle_expires_at = LEAST(s.expires_at, %s) "
+        f"FROM {quote(user._meta.db_table)} u "
+        "WHERE s.id = %s AND s.refresh_digest = %s AND s.rotations = %s "
+        f"AND u.{quote(user._meta.pk.column)} = s.user_id "
+        "AND s.expires_at > %s AND s.idle_expires_at > %s "
+        f"AND u.{active} AND (u.{changed} IS NULL OR u.{changed} <= s.created_at)"
+    )
+    if with_client:
+        sql += " AND s.client_id = %s"
+    sql += f" RETURNING {returning}"
+    return (
+        sql,
+        len(session_fields),
+        [f.attname for f in session_fields],
+        [f.attname for f in user_fields],
+    )
 
 
 def _rotate_locked(parsed: ParsedRefreshToken, digest: bytes, issue: _Issue) -> TokenPair:
@@ -847,53 +966,49 @@ _LIVENESS_SESSION_FIELDS = (
 _LIVENESS_USER_FIELDS = ("id", "is_active", "password_changed_at")
 
 
-def session_liveness_get(*, sid) -> Session | None:
-    """session_get with only what session_is_usable reads loaded (the other columns deferred:
-    reading one costs a query), for introspecting an access token: the user agent, scope,
-    digest and the user's password hash, names and email are neither fetched nor converted."""
+def session_usable_get(*, sid, now: datetime | None = None) -> bool | None:
+    """session_is_usable of the session `sid` as of `now`, or None if there is no such session,
+    for introspecting an access token: on PostgreSQL one statement that answers the question
+    itself (`_usable_sql`), so no row is converted or model built; nothing else is read."""
     try:
         pk = sid if isinstance(sid, uuid.UUID) else uuid.UUID(str(sid))
     except (ValueError, TypeError, AttributeError):
         return None
+    now = now or timezone.now()
     alias = router.db_for_read(Session)
-    if connections[alias].vendor != "postgresql":
-        return (
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        session = (
             Session.objects.select_related("user")
             .only(*_LIVENESS_SESSION_FIELDS, *(f"user__{f}" for f in _LIVENESS_USER_FIELDS))
             .filter(pk=pk)
             .first()
         )
-    sql, session_names, user_names = _liveness_sql(alias)
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, [pk])
+        return None if session is None else session_is_usable(session=session, now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(_usable_sql(alias), [now, now, pk])
         row = cursor.fetchone()
-    if row is None:
-        return None
-    split = len(session_names)
-    session = Session.from_db(alias, session_names, row[:split])
-    session.user = _user_model().from_db(alias, user_names, row[split:])
-    return session
+    return None if row is None else row[0] is True
 
 
 @functools.cache
-def _liveness_sql(alias: str) -> tuple[str, list[str], list[str]]:
-    """session_liveness_get's statement and the attribute names of its columns, in the models'
-    order (as Model.from_db wants a subset). None of these columns converts its value."""
+def _usable_sql(alias: str) -> str:
+    """session_is_usable in SQL (Session.is_live and _user_may_continue): not revoked, before
+    both deadlines, the user active and without a password change since the session began.
+    tests/sessions hold it to the Python rule in every state. The rule is in the select list,
+    not in WHERE: the session is found by primary key alone (see _ROTATION_UPDATE_IF_CURRENT on
+    partial-index predicates)."""
     quote = connections[alias].ops.quote_name
     user = _user_model()
-    session_fields = [f for f in _columns(Session) if f.attname in _LIVENESS_SESSION_FIELDS]
-    user_fields = _user_columns(_LIVENESS_USER_FIELDS)
-    assert not any(hasattr(f, "from_db_value") for f in (*session_fields, *user_fields))  # noqa: S101
-    columns = ", ".join(
-        [f"s.{quote(f.column)}" for f in session_fields]
-        + [f"u.{quote(f.column)}" for f in user_fields]
-    )
-    sql = (
-        f"SELECT {columns} FROM {quote(Session._meta.db_table)} s "  # noqa: S608 - names only
+    active = quote(user._meta.get_field("is_active").column)
+    changed = quote(user._meta.get_field("password_changed_at").column)
+    return (
+        "SELECT (s.revoked_at IS NULL AND s.expires_at > %s AND s.idle_expires_at > %s "  # noqa: S608 - names only
+        f"AND u.{active} AND (u.{changed} IS NULL OR u.{changed} <= s.created_at)) "
+        f"FROM {quote(Session._meta.db_table)} s "
         f"JOIN {quote(user._meta.db_table)} u ON u.{quote(user._meta.pk.column)} = s.user_id "
         "WHERE s.id = %s"
     )
-    return sql, [f.attname for f in session_fields], [f.attname for f in user_fields]
 
 
 def _session_for_rotation(pk: uuid.UUID, *, cursor: CursorWrapper) -> Session | None:

@@ -69,20 +69,21 @@ def test_parallel_refreshes_of_one_token_give_exactly_one_success(make_user, set
 
 
 def interleaved(monkeypatch, competitor) -> None:
-    """Run `competitor()` to completion, on its own connection, while the next refresh is
-    between its read of the token and its write (the access token is signed in between)."""
-    real = sessions._access_token
+    """Run `competitor()` to completion, on its own connection, while the next refresh has its
+    token in hand but has not written yet: it makes the successor just before the write (after
+    the read, on the path that reads the session first)."""
+    real = sessions.refresh_token_new
     ran = []
 
-    def sign_after_the_competitor(session, **kwargs):
+    def new_token_after_the_competitor(**kwargs):
         if not ran:
             ran.append(True)
             thread = threading.Thread(target=own_connection(competitor))
             thread.start()
             thread.join(timeout=60)
-        return real(session, **kwargs)
+        return real(**kwargs)
 
-    monkeypatch.setattr(sessions, "_access_token", sign_after_the_competitor)
+    monkeypatch.setattr(sessions, "refresh_token_new", new_token_after_the_competitor)
 
 
 def own_connection(call):

@@ -3,6 +3,7 @@ ORM would: same instances, same rows, fewer statements."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -52,30 +53,114 @@ def test_session_get_live_checks_the_user_filter(pair, make_user):
     assert session_get_live(sid=str(pair.session.id), user=make_user()) is None
 
 
-def test_a_rotation_is_two_statements_on_the_session_row_alone(pair):
+def test_a_rotation_is_one_statement_on_the_session_row_alone(pair):
     with CaptureQueriesContext(connection) as queries:
         second = refresh_token_rotate(
             value=pair.refresh_token, client_id=CLIENT, ip="192.0.2.8", user_agent="ua"
         )
     statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
-    # A read without a lock and one conditional write, both by primary key; no BEGIN/COMMIT.
-    assert statements == ["SELECT", "UPDATE"], statements
+    # One conditional write by primary key that reads back what the token needs; no lock, no
+    # BEGIN/COMMIT.
+    assert statements == ["UPDATE"], statements
     assert "FOR UPDATE" not in queries.captured_queries[0]["sql"]
-    assert "tokens_session" in queries.captured_queries[1]["sql"]
+    assert "tokens_session" in queries.captured_queries[0]["sql"]
     session = Session.objects.get(pk=pair.session.pk)
     assert bytes(session.refresh_digest) == refresh_token_digest(second.refresh_token)
+    assert bytes(second.session.refresh_digest) == bytes(session.refresh_digest)
     assert session.rotations == 1 and session.refresh_spent_at is not None
     assert session.last_used_at >= session.created_at
-    # The returned session is what the database now holds.
-    assert fields(second.session) | {"refresh_digest": None} == fields(session) | {
-        "refresh_digest": None
+    # The returned session is what the database now holds, for every field it loaded.
+    deferred = second.session.get_deferred_fields()
+    assert {"id", "scope", "audience", "expires_at", "rotations", "idle_expires_at"}.isdisjoint(
+        deferred
+    )
+    stored = fields(session)
+    assert {k: v for k, v in stored.items() if k not in deferred | {"refresh_digest"}} == {
+        k: getattr(second.session, k) for k in stored if k not in deferred | {"refresh_digest"}
     }
-    # The read took of the user only what a rotation needs (not the password hash).
+    # The write read back of the user only what a rotation needs (not the password hash).
     assert {"password", "email", "last_login"} <= second.session.user.get_deferred_fields()
     assert second.session.user.sub == str(session.user.public_id)
     # No row per token, and a routine rotation writes no audit row (issue 15.2).
     assert not RefreshToken.objects.exists()
     assert not AuthEvent.objects.filter(session_id=session.pk).exists()
+
+
+def test_the_one_statement_rotation_refuses_what_the_rules_refuse(pair, make_user):
+    """The one statement's conditions are Session.is_live and _user_may_continue in SQL (and
+    the client check): in every state either path refuses, it matches no row and changes
+    nothing, and the locked path then decides (the rest of tests/sessions covers what it
+    decides). Only the live session rotates in it."""
+    from datetime import timedelta
+
+    from sessions.refresh_tokens import refresh_token_parse
+
+    session, user = pair.session, pair.session.user
+    now = timezone.now()
+    original = fields(Session.objects.get(pk=session.pk))
+    digest = refresh_token_digest(pair.refresh_token)
+    parsed = refresh_token_parse(pair.refresh_token)
+
+    def reset():
+        Session.objects.filter(pk=session.pk).update(
+            **{k: original[k] for k in ("expires_at", "idle_expires_at", "revoked_at")}
+        )
+        type(user).objects.filter(pk=user.pk).update(is_active=True, password_changed_at=None)
+
+    later = session.created_at + timedelta(seconds=1)
+    states = [
+        ("expired", lambda: Session.objects.filter(pk=session.pk).update(expires_at=now)),
+        ("idle", lambda: Session.objects.filter(pk=session.pk).update(idle_expires_at=now)),
+        (
+            "password changed",
+            lambda: type(user).objects.filter(pk=user.pk).update(password_changed_at=later),
+        ),
+        ("user inactive", lambda: type(user).objects.filter(pk=user.pk).update(is_active=False)),
+    ]
+    issue = sessions._Issue(
+        presented_at=now, client_id=CLIENT, lifetime=None, ip=None, user_agent="", now=now,
+        started=0.0,
+    )  # fmt: skip
+    for name, change in states:
+        reset()
+        change()
+        row = Session.objects.select_related("user").get(pk=session.pk)
+        assert not sessions.session_is_usable(session=row, now=now), name
+        assert sessions._rotate_in_one_statement(parsed, digest, issue, connection) is None, name
+        assert Session.objects.get(pk=session.pk).rotations == 0, name
+    reset()
+    other = sessions._Issue(**{**issue.__dict__, "client_id": "someone-else"})
+    assert sessions._rotate_in_one_statement(parsed, digest, other, connection) is None
+    wrong = sessions._rotate_in_one_statement(parsed, b"x" * 32, issue, connection)
+    assert wrong is None
+    assert Session.objects.get(pk=session.pk).rotations == 0
+    rotated = sessions._rotate_in_one_statement(parsed, digest, issue, connection)
+    assert rotated is not None and Session.objects.get(pk=session.pk).rotations == 1
+
+
+def test_a_rotation_whose_token_cannot_be_signed_leaves_the_presented_token_current(pair):
+    """The one statement spends the token before the access token is signed: if signing fails
+    (a key-store outage, here a corrupt active key), the write is undone, so the client's retry
+    once signing works again is a normal rotation, not a replay that would end the session."""
+    from tokens import keys
+    from tokens.models import SigningKey
+    from tokens.rotation import signing_key_rotate
+
+    now = timezone.now()
+    SigningKey.objects.filter(kid=keys.active_signing_key(now).kid).update(
+        private_key_ciphertext=b"not a sealed key " * 8
+    )
+    keys.keyring_reset()
+    with pytest.raises(keys.KeyStoreUnavailable):
+        refresh_token_rotate(value=pair.refresh_token, client_id=CLIENT)
+    session = Session.objects.get(pk=pair.session.pk)
+    assert session.rotations == 0 and session.revoked_at is None
+    assert bytes(session.refresh_digest) == refresh_token_digest(pair.refresh_token)
+    signing_key_rotate(now=now, immediate=True)
+    keys.keyring_reset()
+    retry = refresh_token_rotate(value=pair.refresh_token, client_id=CLIENT)
+    assert retry.session.rotations == 1
+    assert Session.objects.get(pk=pair.session.pk).revoked_at is None
 
 
 def test_a_session_stays_one_row_however_often_it_refreshes(pair):
@@ -111,6 +196,9 @@ def test_the_rotation_finds_its_row_by_primary_key(pair):
     assert "tokens_session_pkey" in update, update
     read = plan(sessions._session_sql("default"), [pair.session.pk])
     assert "tokens_session_pkey" in read, read
+    sql = sessions._one_statement_sql("default", True)[0]
+    one = plan(sql, [b"x" * 32, 1, now, now, now, pair.session.pk, b"y" * 32, 0, now, now, CLIENT])
+    assert "tokens_session_pkey" in one, one
 
 
 def indexed_columns(table: str) -> set[str]:
@@ -133,16 +221,17 @@ def test_a_rotation_changes_no_indexed_column_so_postgres_can_update_in_place():
     """A HOT update needs no new index entries and its old version is pruned on the page: the
     table does not grow with refreshes (issue 15.1). PostgreSQL makes one only if no column that
     any index reads changed and the page has room (fillfactor below 100)."""
-    written = sessions._ROTATION_UPDATE.split(" SET ")[1].split(" WHERE ")[0]
-    set_columns = {part.split("=")[0].strip() for part in written.split(",")}
-    assert set_columns == {
-        "refresh_digest",
-        "rotations",
-        "refresh_spent_at",
-        "last_used_at",
-        "idle_expires_at",
-    }
-    assert not set_columns & indexed_columns("tokens_session")
+    for statement in (sessions._ROTATION_UPDATE, sessions._one_statement_sql("default", True)[0]):
+        written = statement.split(" SET ")[1].split(" WHERE ")[0].split(" FROM ")[0]
+        set_columns = set(re.findall(r"(\w+) = ", written))
+        assert set_columns == {
+            "refresh_digest",
+            "rotations",
+            "refresh_spent_at",
+            "last_used_at",
+            "idle_expires_at",
+        }, statement
+        assert not set_columns & indexed_columns("tokens_session")
     with connection.cursor() as cursor:
         cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'tokens_session'")
         assert "fillfactor=80" in cursor.fetchone()[0]
@@ -217,13 +306,13 @@ def test_sqlite_takes_the_orm_path(tmp_path):
     assert result.stdout.split("\n")[:3] == ["reuse: reuse_detected", "rotations: 2", "events: 1"]
 
 
-def test_the_liveness_read_decides_as_the_full_read_and_fetches_no_secret(pair):
-    """Introspection reads only what session_is_usable needs (session_liveness_get): in every
-    state it decides as session_get does, in one statement that reads neither the digest nor
-    the user's password hash, and the fields it loaded equal the ORM's."""
+def test_the_usable_read_decides_as_the_python_rule_and_fetches_no_secret(pair):
+    """Introspection asks the database whether the session is usable (session_usable_get): in
+    every state it answers as session_is_usable on the full row does, also at the instant of a
+    deadline, in one statement that reads neither the digest nor the user's password hash."""
     from datetime import timedelta
 
-    from sessions.services import session_is_usable, session_liveness_get
+    from sessions.services import session_is_usable, session_usable_get
 
     session, user = pair.session, pair.session.user
     now = timezone.now()
@@ -246,6 +335,31 @@ def test_the_liveness_read_decides_as_the_full_read_and_fetches_no_secret(pair):
             False,
         ),
         (
+            "at the idle deadline",
+            lambda: (
+                type(user).objects.filter(pk=user.pk).update(password_changed_at=None),
+                Session.objects.filter(pk=session.pk).update(idle_expires_at=now),
+            ),
+            False,
+        ),
+        (
+            "expired",
+            lambda: Session.objects.filter(pk=session.pk).update(
+                idle_expires_at=session.expires_at, expires_at=now - timedelta(seconds=1)
+            ),
+            False,
+        ),
+        (
+            "password changed at the start",
+            lambda: (
+                Session.objects.filter(pk=session.pk).update(expires_at=session.expires_at),
+                type(user)
+                .objects.filter(pk=user.pk)
+                .update(password_changed_at=session.created_at),
+            ),
+            True,
+        ),
+        (
             "user inactive",
             lambda: (
                 type(user)
@@ -258,16 +372,12 @@ def test_the_liveness_read_decides_as_the_full_read_and_fetches_no_secret(pair):
     for name, change, usable in states:
         change()
         with CaptureQueriesContext(connection) as queries:
-            narrow = session_liveness_get(sid=str(session.pk))
-            decided = session_is_usable(session=narrow, now=now)
+            decided = session_usable_get(sid=str(session.pk), now=now)
         assert decided is usable, name
         assert session_is_usable(session=session_get(sid=session.pk), now=now) is usable, name
         assert len(queries) == 1, name
         sql = queries[0]["sql"]
         assert "password" not in sql.replace("password_changed_at", "")
         assert "refresh_digest" not in sql and "user_agent" not in sql
-    full = session_get(sid=session.pk)
-    for loaded in narrow.get_deferred_fields() ^ {f.attname for f in Session._meta.concrete_fields}:
-        assert getattr(narrow, loaded) == getattr(full, loaded), loaded
-    assert session_liveness_get(sid="not-a-uuid") is None
-    assert session_liveness_get(sid=uuid.uuid4()) is None
+    assert session_usable_get(sid="not-a-uuid") is None
+    assert session_usable_get(sid=uuid.uuid4()) is None
