@@ -9,14 +9,14 @@ redis-server started by the test (tests/resilience/cluster.py), under steady loa
 4. SIGKILL again with the grace setting on: 0 sessions lost;
 5. Redis restarted; 6. PostgreSQL paused (SIGSTOP) for 8 s; 7. PostgreSQL restarted;
 8. three floods of 200 wrong-password sign-ins at once from 200 addresses (X-Forwarded-For via
-   nginx), after a quiet window measured the same way.
+   nginx), each after a quiet window measured the same way.
 
 Asserted throughout: no response 500; every fault recovered from within 2 s of its end; during
 the database pause every request answers within about 2 s (503 `temporarily_unavailable` with
 Retry-After where the database is needed) while the JWKS and /healthz answer as before and
 /readyz reports the stall; while the floods' sign-ins are in flight JWKS, refresh, token,
-introspection and /healthz keep p99 at most 200 ms (issue 19.2; see flood_checked for the one
-case it is reported instead).
+introspection and /healthz keep p99 at most 200 ms (issue 19.2; on a machine already overloaded
+by other work, at most 200 ms above their p99 between the floods: see flood_bound).
 Sessions lost are counted from the database (sessions revoked for reuse). The figures are
 printed (`pytest -s` shows them; `make resilience` runs this file alone).
 """
@@ -54,9 +54,9 @@ FLOOD_P99_SECONDS = 0.200
 # over 70-500 requests (one flood gives 25-50 of some: a p99 that is only their maximum).
 FLOODS = 3
 FLOOD_SIZE = 200
-QUIET_SECONDS = 3.0  # the window measured just before the floods, for comparison
+QUIET_SECONDS = 1.5  # the window measured before each flood, for comparison
 STALL_ANSWER_SECONDS = 2.5  # "within about 2 s": the 2.0 s client deadline plus the proxy hop
-OVERLOADED = 1.5  # load average per CPU
+OVERLOADED = 1.5  # load average per CPU (this test alone makes about 0.5-1 on 2 CPUs)
 PROXY_FAIL_TIMEOUT = 5.5  # deploy/nginx.conf: max_fails=2 fail_timeout=5s
 ENDPOINTS = ("refresh", "token", "introspect", "jwks", "healthz")
 
@@ -114,6 +114,14 @@ class Run:
 
     def kill(self, index: int) -> float:
         instance = self.cluster.instances[index]
+        # One instance down at a time: nginx takes a restarted instance back at most
+        # fail_timeout after it is up again (its last refused attempt may be just before), and
+        # until then the other one is all it has. (On a busy machine a restart outlasts
+        # fail_timeout and the settle time, so without this wait a SIGKILL of the other instance
+        # left nginx none: "no live upstreams", 502s for 2-3 s.)
+        for other in self.cluster.instances:
+            if other is not instance:
+                time.sleep(max(0.0, other.started_at + PROXY_FAIL_TIMEOUT - time.monotonic()))
         time.sleep(0.3)
         instance.kill()
         killed = time.monotonic()
@@ -157,13 +165,14 @@ class Run:
         return time.monotonic()
 
     def flood(self) -> float:
-        quiet_start = time.monotonic()
-        time.sleep(QUIET_SECONDS)
-        self.flood_quiet = (quiet_start, time.monotonic())
         self.flood_overload = os.getloadavg()[0] / (os.cpu_count() or 1)
         self.flood_statuses: dict[int, int] = {}
         self.flood_intervals: list[tuple[float, float]] = []
+        self.quiet_intervals: list[tuple[float, float]] = []
         for _ in range(FLOODS):
+            quiet_start = time.monotonic()
+            time.sleep(QUIET_SECONDS)
+            self.quiet_intervals.append((quiet_start, time.monotonic()))
             result = run_python(
                 str(Path(__file__).with_name("flood.py")),
                 self.cluster.base,
@@ -180,7 +189,7 @@ class Run:
             # The sign-ins themselves: from the moment all 200 were sent (their TLS connections
             # were opened before) until the last answer.
             self.flood_intervals.append((outcome["sent"], outcome["done"]))
-            time.sleep(1.0)
+            time.sleep(0.5)
         return time.monotonic()
 
     def during_floods(self, endpoint: str) -> list[Sample]:
@@ -192,18 +201,28 @@ class Run:
         ]
 
     def before_floods(self, endpoint: str) -> list[Sample]:
-        return self.load.between(*self.flood_quiet, endpoint)
+        """The requests to `endpoint` started in the quiet windows just before each flood."""
+        return [
+            s
+            for start, end in self.quiet_intervals
+            for s in self.load.between(start, end, endpoint)
+        ]
 
 
-def flood_checked(run: Run) -> bool:
-    """Whether the floods' 200 ms bound is asserted: always, except on a machine so busy with
-    other work that the bound is already broken without any flood. That is when both hold: the
-    load average per CPU was above OVERLOADED, and some endpoint's p99 in the quiet window just
-    before the floods was already above the bound. No server setting can undo a machine that
-    slows every request alike; there the bound is reported (with both figures), not asserted.
-    A server that is slow by itself (quiet p99 above the bound on an idle machine) still fails."""
-    too_slow_already = any(p99(run.before_floods(e)) > FLOOD_P99_SECONDS for e in ENDPOINTS)
-    return not (too_slow_already and run.flood_overload > OVERLOADED)
+def flood_overloaded(run: Run) -> bool:
+    return run.flood_overload > OVERLOADED
+
+
+def flood_bound(run: Run, endpoint: str) -> float:
+    """The p99 asserted for `endpoint` while the floods are in flight: issue 19.2's 200 ms. On a
+    shared machine already running far more than its CPUs (load average per CPU above
+    OVERLOADED before the floods) every request is slowed alike, flood or not, which no server
+    setting can undo: there the floods may add at most the same 200 ms to the endpoint's own
+    p99 in the quiet windows between them (which still catches a flood that starves the rest:
+    seconds before the hashing bound, 0.3-0.6 s with the refusals queued in gunicorn)."""
+    if not flood_overloaded(run):
+        return FLOOD_P99_SECONDS
+    return FLOOD_P99_SECONDS + p99(run.before_floods(endpoint))
 
 
 def recovery(load: Load, fault_end: float, endpoint: str) -> float:
@@ -296,14 +315,14 @@ def report(run: Run, load: Load, seconds: float) -> None:
             + ("met" if met else "NOT MET")
             + (
                 ", asserted"
-                if flood_checked(run)
-                else ", NOT ASSERTED: the machine was overloaded and slow before the floods"
+                if not flood_overloaded(run)
+                else ", asserted only as quiet p99 + 200 ms: the machine was overloaded"
             )
             + f" (load average per CPU {run.flood_overload:.1f} before the floods); in flight "
             + ", ".join(f"{end - start:.2f} s" for start, end in run.flood_intervals)
         )
         for label, pick in (
-            ("quiet before", run.before_floods),
+            ("quiet between", run.before_floods),
             ("during floods", run.during_floods),
         ):
             lines.append(
@@ -379,13 +398,14 @@ def check(run: Run, load: Load) -> None:
         failures.append(f"/readyz never reported the pause: {readyz}")
     if any(t > STALL_ANSWER_SECONDS for t, _s in readyz):
         failures.append(f"/readyz waited on the pause: {readyz}")
-    # The floods: while their sign-ins are in flight, the rest keeps p99 at most 200 ms (unless
-    # the machine was too busy to tell: see flood_checked).
-    for endpoint in ENDPOINTS if flood_checked(run) else ():
-        value = p99(run.during_floods(endpoint))
-        if value > FLOOD_P99_SECONDS:
+    # The floods: while their sign-ins are in flight, the rest keeps p99 at most 200 ms (on an
+    # overloaded machine, at most 200 ms above its p99 between them: see flood_bound).
+    for endpoint in ENDPOINTS:
+        value, bound = p99(run.during_floods(endpoint)), flood_bound(run, endpoint)
+        if not value <= bound:
             failures.append(
-                f"{endpoint} p99 {value * 1000:.0f} ms while the sign-in floods were in flight "
-                f"(p99 {p99(run.before_floods(endpoint)) * 1000:.0f} ms just before them)"
+                f"{endpoint} p99 {value * 1000:.0f} ms while the sign-in floods were in flight, "
+                f"above {bound * 1000:.0f} ms (p99 {p99(run.before_floods(endpoint)) * 1000:.0f}"
+                f" ms just before them; load average per CPU {run.flood_overload:.1f})"
             )
     assert not failures, "\n".join(failures)
