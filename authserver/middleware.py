@@ -238,6 +238,10 @@ def sign_in_busy_response() -> JsonResponse:
     response["Retry-After"] = str(BUSY_RETRY_AFTER)
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"
+    # No "Service Unavailable" ERROR line from django.request per refusal: in a flood that was
+    # one line per request, half the cost of the refusal, and a way to flood the log. The
+    # access log still has each one, and the busy count is the metric above.
+    response._has_been_logged = True  # read by django.utils.log.log_response
     return response
 
 

@@ -22,7 +22,10 @@ it, before any socket is opened. Command-line flags still override what is set h
 - gc.freeze() before each fork (pre_fork): the preloaded objects are not traversed by the
   workers' garbage collections.
 - Graceful timeouts: on SIGTERM workers finish in-flight requests for up to
-  AUTHSERVER_GRACEFUL_TIMEOUT seconds (keep it below the orchestrator's kill timeout).
+  AUTHSERVER_GRACEFUL_TIMEOUT seconds (keep it below the orchestrator's kill timeout). They
+  close their listening sockets at once (post_worker_init), after taking what the kernel had
+  already queued: a new connection is refused, which a proxy retries elsewhere, rather than
+  queued and reset unanswered when the last request is done.
 - Access log: one JSON object per response on stdout, with the request id and the path but
   never the query string (it can carry authorization codes, state or tokens).
 - forwarded_allow_ips is AUTHSERVER_TRUSTED_PROXIES, the same list the login rate limiter
@@ -291,3 +294,42 @@ def on_exit(server) -> None:
     created = os.environ.get("_AUTHSERVER_CREATED_METRICS_DIR")
     if created:
         shutil.rmtree(created, ignore_errors=True)
+
+
+def _drain_then_close_listeners(worker) -> None:
+    """A stopping gthread worker takes the connections the kernel already queued on its
+    listening sockets, then closes them, instead of keeping them open (and queueing more) until
+    its in-flight requests are done."""
+    from gunicorn.workers.gthread import TConn
+
+    for listener in worker.sockets:
+        with contextlib.suppress(OSError):
+            listener.setblocking(False)
+        while True:
+            try:
+                client, address = listener.accept()
+            except OSError:  # EAGAIN: nothing queued any more (or the socket is gone)
+                break
+            worker.nr_conns += 1
+            client.setblocking(True)
+            worker.enqueue_req(TConn(worker.cfg, client, address, listener.getsockname()))
+        listener.close()
+
+
+def post_worker_init(worker) -> None:
+    """Worker, once set up: on SIGTERM, stop listening at once. gunicorn's gthread worker stops
+    accepting on SIGTERM but closes its listening sockets only when its last request is done (up
+    to the graceful timeout); meanwhile the kernel kept completing new connections into the
+    backlog, the proxy sent requests on them, and they were reset at the close: a GET is retried
+    on another instance, a POST is lost (502). Closed at once, a new connection is refused, which
+    the proxy retries elsewhere whatever the method."""
+    enable = getattr(worker, "set_accept_enabled", None)
+    if enable is None:  # not a gthread worker
+        return
+
+    def set_accept_enabled(enabled: bool) -> None:
+        enable(enabled)
+        if not enabled and not worker.alive:
+            _drain_then_close_listeners(worker)
+
+    worker.set_accept_enabled = set_accept_enabled

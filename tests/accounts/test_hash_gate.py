@@ -7,6 +7,7 @@ gunicorn: a burst of wrong-password sign-ins leaves threads for the health probe
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -171,3 +172,16 @@ def test_a_sign_in_burst_leaves_threads_for_probes_and_jwks(child_env, settings)
         assert response.headers["Retry-After"]
     assert probes
     assert max(probes) < 1.0, f"a probe waited {max(probes):.2f} s behind the sign-ins"
+
+
+@pytest.mark.django_db
+def test_busy_refusals_write_no_error_line_each(client, gate_full, caplog):
+    """A flood's refusals are counted (metric, access log), not logged as one ERROR line each
+    by django.request: that was half of each refusal's cost, and a way to flood the log."""
+    caplog.set_level(logging.INFO, logger="django.request")
+    for _ in range(3):
+        response = client.post(
+            LOGIN, {"username": "x", "password": "y"}, content_type="application/json"
+        )
+        assert response.status_code == 503
+    assert [r for r in caplog.records if r.name == "django.request"] == []

@@ -4,11 +4,13 @@ instances (the compose layout, with loopback ports and a throwaway certificate).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -269,6 +271,87 @@ def test_an_instance_that_does_not_answer_in_time_is_a_json_504(tmp_path):
             assert SECRET not in front["output"]()
     finally:
         silent.close()
+
+
+def signin_cap() -> int:
+    """deploy/nginx.conf's cap on password sign-ins in flight to the instances."""
+    text = (vd.DEPLOY / "nginx.conf").read_text()
+    return int(re.search(r"limit_conn authserver_signin (\d+);", text).group(1))
+
+
+def test_sign_ins_beyond_the_cap_in_flight_are_refused_at_nginx_at_once(tmp_path):
+    """Issue 19.2: a sign-in flood is shed at the proxy. With the cap's worth of sign-ins in
+    flight (here to an instance that never answers), every further sign-in POST is answered
+    503 with Retry-After by nginx at once, whichever path (API or hosted form); the first ones,
+    all from one address, were passed on (no per-address limit: one office behind a NAT). Other
+    requests, and sign-in pages fetched with GET, are not counted."""
+    silent = socket.socket()  # accepts connections (the kernel's backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(256)
+    address = f"127.0.0.1:{silent.getsockname()[1]}"
+    cap = signin_cap()
+    held: list[http.client.HTTPSConnection] = []
+    try:
+        with nginx_running(
+            tmp_path,
+            [address, address],
+            edit=lambda text: text.replace(
+                "proxy_read_timeout 35s;", "proxy_read_timeout 5s;"
+            ).replace("max_fails=2", "max_fails=0"),
+        ) as front:
+            base, ca = front["https"], front["ca"]
+            context = ssl.create_default_context(cafile=ca)
+            port = front["https_port"]
+            body = json.dumps({"username": "someone", "password": "a guess"})
+            for _ in range(cap):
+                connection = http.client.HTTPSConnection("localhost", port, context=context)
+                connection.request(
+                    "POST",
+                    "/api/v1/auth/login",
+                    body=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                held.append(connection)
+            time.sleep(0.5)  # every one reached nginx and was passed on
+            started = time.monotonic()
+            api = requests.post(
+                base + "/api/v1/auth/login",
+                json={"username": "someone", "password": "a guess"},
+                verify=ca,
+                timeout=30,
+            )
+            form = requests.post(
+                base + "/login", data={"username": "someone", "password": "a guess"},
+                verify=ca, timeout=30,
+            )  # fmt: skip
+            signup = requests.post(base + "/signup", data={}, verify=ca, timeout=30)
+            took = time.monotonic() - started
+            # Not counted: a page view, and another POST path (both wait on the silent
+            # instance until the read timeout, 504).
+            page = requests.get(base + "/login", verify=ca, timeout=30)
+            token = requests.post(
+                base + "/oauth/token", data={"grant_type": "x"}, verify=ca, timeout=30
+            )
+            held_answered = []
+            for connection in held:
+                connection.sock.settimeout(10)
+                held_answered.append(connection.getresponse().status)
+    finally:
+        for connection in held:
+            connection.close()
+        silent.close()
+    assert took < 1.0, took
+    assert api.status_code == 503, api.text
+    assert api.headers["Content-Type"] == "application/json"
+    assert api.json()["error"] == "temporarily_unavailable"
+    assert api.headers["Retry-After"] == "5"
+    for response in (form, signup):
+        assert response.status_code == 503
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert response.headers["Retry-After"] == "5"
+    assert page.status_code == 504 and token.status_code == 504
+    # The held sign-ins were passed on, not refused: they waited for the instance (504).
+    assert held_answered == [504] * cap
 
 
 def restart(instance: Gunicorn) -> Gunicorn:

@@ -64,6 +64,7 @@ class Instance:
         self.workers = workers
         self.server: Gunicorn | None = None
         self.logs: list[str] = []
+        self.started_at = 0.0  # time.monotonic() when it last answered /healthz after a start
 
     @property
     def url(self) -> str:
@@ -77,6 +78,7 @@ class Instance:
         server.url = self.url
         server.__enter__()
         self.server = server
+        self.started_at = time.monotonic()
 
     def kill(self) -> None:
         """SIGKILL the master and its workers at once: in-flight requests get no answer."""

@@ -20,6 +20,7 @@ class Sample:
     started: float  # time.monotonic()
     ended: float
     status: int  # -1: no HTTP response (connection error, timeout)
+    error: str = ""  # a refusal's OAuth-style "error" code (its JSON body), "" otherwise
 
     @property
     def seconds(self) -> float:
@@ -52,8 +53,17 @@ class Load:
             response, status = None, -1
             if not self.errors:
                 self.errors.append(repr(exc))
+        ended = time.monotonic()
+        error = ""
+        if response is not None and status >= 400:
+            try:
+                error = str(response.json().get("error", ""))
+            except (ValueError, AttributeError):
+                error = "(not a JSON object)"
+            if status == 503 and not response.headers.get("Retry-After"):
+                error += " (no Retry-After)"
         with self._lock:
-            self.samples.append(Sample(endpoint, started, time.monotonic(), status))
+            self.samples.append(Sample(endpoint, started, ended, status, error))
         return response
 
     def between(self, start: float, end: float, endpoint: str | None = None) -> list[Sample]:

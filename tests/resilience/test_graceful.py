@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -65,3 +66,42 @@ def test_sigterm_lets_every_in_flight_request_finish(child_env, settings):
         assert body["access_token"] and body["refresh_token"]
     log = server.output()
     assert "Handling signal: term" in log or "Shutting down" in log, log[-2000:]
+
+
+def test_sigterm_stops_listening_at_once_so_no_new_connection_is_lost(child_env):
+    """After SIGTERM, while a request is still in flight (here: its body arrives slowly), a new
+    connection is either refused (the proxy then retries another instance, even a POST) or
+    answered; never accepted by the kernel into the backlog and then reset unanswered when the
+    worker finally exits, which the proxy cannot retry for a POST (deploy/gunicorn.conf.py,
+    post_worker_init)."""
+    server = Gunicorn({**child_env, "AUTHSERVER_THREADS": "2"}, workers=1)
+    with server:
+        held = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        held.sendall(
+            b"POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 18\r\n\r\n"
+            b"grant_type"
+        )
+        time.sleep(0.5)  # the worker is reading its body
+        os.kill(server.proc.pid, signal.SIGTERM)
+        time.sleep(0.5)  # the master and the worker have handled the signal
+        outcome = "refused"
+        try:
+            probe = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        except ConnectionRefusedError:
+            probe = None
+        if probe is not None:
+            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        held.sendall(b"=client_credentials")  # the held request completes; the worker exits
+        assert held.recv(65536).startswith(b"HTTP/1.1 ")
+        held.close()
+        if probe is not None:
+            try:
+                answer = probe.recv(65536)
+                outcome = "answered" if answer.startswith(b"HTTP/1.1 ") else "closed unanswered"
+            except ConnectionResetError:
+                outcome = "reset unanswered"
+            finally:
+                probe.close()
+        assert server.proc.wait(timeout=30) == 0
+    assert outcome in ("refused", "answered"), outcome

@@ -8,12 +8,15 @@ redis-server started by the test (tests/resilience/cluster.py), under steady loa
 3. a rolling restart into AUTHSERVER_REFRESH_REUSE_GRACE_SECONDS=30;
 4. SIGKILL again with the grace setting on: 0 sessions lost;
 5. Redis restarted; 6. PostgreSQL paused (SIGSTOP) for 8 s; 7. PostgreSQL restarted;
-8. 200 wrong-password sign-ins at once from 200 addresses (X-Forwarded-For via nginx).
+8. three floods of 200 wrong-password sign-ins at once from 200 addresses (X-Forwarded-For via
+   nginx), each after a quiet window measured the same way.
 
 Asserted throughout: no response 500; every fault recovered from within 2 s of its end; during
-the database pause every request answers within about 2 s (503 `temporarily_unavailable` where
-the database is needed) while the JWKS and /healthz answer as before and /readyz reports the
-stall; during the flood JWKS, refresh, token, introspection and /healthz keep p99 under 200 ms.
+the database pause every request answers within about 2 s (503 `temporarily_unavailable` with
+Retry-After where the database is needed) while the JWKS and /healthz answer as before and
+/readyz reports the stall; while the floods' sign-ins are in flight JWKS, refresh, token,
+introspection and /healthz keep p99 at most 200 ms (issue 19.2; on a machine already overloaded
+by other work, at most 200 ms above their p99 between the floods: see flood_bound).
 Sessions lost are counted from the database (sessions revoked for reuse). The figures are
 printed (`pytest -s` shows them; `make resilience` runs this file alone).
 """
@@ -42,14 +45,18 @@ PASSWORD = "resilience-Pa55word-only-for-this-test"
 CHAINS = [f"chain-{i}" for i in range(6)]
 VICTIMS = [f"victim-{i}" for i in range(10)]
 RECOVERY_SECONDS = 2.0
-FLOOD_P99_SECONDS = 0.200  # issue 19.2's target: printed as met or not, not asserted (see below)
-# What the test asserts during the flood: the rest of the server is never starved. Before the
-# hashing bound the other endpoints waited 6-30 s; on this 2-core machine with the bound their
-# p99 is 0.1-0.35 s, most of it the flood's 200 connections queued ahead of them in gunicorn's
-# accept queue (each answered 503 in a few ms). The 200 ms target is not met reliably here.
-FLOOD_GUARD_SECONDS = 1.0
+# Issue 19.2: during a sign-in flood the rest keeps p99 at most 200 ms. Before the hashing bound
+# the other endpoints waited 6-30 s; with the bound alone 0.2-0.6 s, the flood's refusals queued
+# ahead of them in gunicorn; with nginx's cap on sign-ins in flight (deploy/nginx.conf) about
+# 0.1-0.15 s on this shared 2-core machine at a load average of 7 per CPU.
+FLOOD_P99_SECONDS = 0.200
+# Three floods, one after another: their samples are pooled, so that the p99 of each endpoint is
+# over 70-500 requests (one flood gives 25-50 of some: a p99 that is only their maximum).
+FLOODS = 3
+FLOOD_SIZE = 200
+QUIET_SECONDS = 1.5  # the window measured before each flood, for comparison
 STALL_ANSWER_SECONDS = 2.5  # "within about 2 s": the 2.0 s client deadline plus the proxy hop
-OVERLOADED = 1.5  # load average per CPU
+OVERLOADED = 1.5  # load average per CPU (this test alone makes about 0.5-1 on 2 CPUs)
 PROXY_FAIL_TIMEOUT = 5.5  # deploy/nginx.conf: max_fails=2 fail_timeout=5s
 ENDPOINTS = ("refresh", "token", "introspect", "jwks", "healthz")
 
@@ -107,6 +114,14 @@ class Run:
 
     def kill(self, index: int) -> float:
         instance = self.cluster.instances[index]
+        # One instance down at a time: nginx takes a restarted instance back at most
+        # fail_timeout after it is up again (its last refused attempt may be just before), and
+        # until then the other one is all it has. (On a busy machine a restart outlasts
+        # fail_timeout and the settle time, so without this wait a SIGKILL of the other instance
+        # left nginx none: "no live upstreams", 502s for 2-3 s.)
+        for other in self.cluster.instances:
+            if other is not instance:
+                time.sleep(max(0.0, other.started_at + PROXY_FAIL_TIMEOUT - time.monotonic()))
         time.sleep(0.3)
         instance.kill()
         killed = time.monotonic()
@@ -151,30 +166,63 @@ class Run:
 
     def flood(self) -> float:
         self.flood_overload = os.getloadavg()[0] / (os.cpu_count() or 1)
-        result = run_python(
-            str(Path(__file__).with_name("flood.py")),
-            self.cluster.base,
-            self.cluster.ca,
-            "200",
-            ",".join(VICTIMS),
-            env=foreign_env(),
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
-        outcome = json.loads(result.stdout)
-        self.flood_statuses = {int(k): v for k, v in outcome["statuses"].items()}
-        # The sign-ins themselves: from the moment all 200 were sent (their TLS connections
-        # were opened before) until the last answer.
-        self.flood_sent, self.flood_done = outcome["sent"], outcome["done"]
+        self.flood_statuses: dict[int, int] = {}
+        self.flood_intervals: list[tuple[float, float]] = []
+        self.quiet_intervals: list[tuple[float, float]] = []
+        for _ in range(FLOODS):
+            quiet_start = time.monotonic()
+            time.sleep(QUIET_SECONDS)
+            self.quiet_intervals.append((quiet_start, time.monotonic()))
+            result = run_python(
+                str(Path(__file__).with_name("flood.py")),
+                self.cluster.base,
+                self.cluster.ca,
+                str(FLOOD_SIZE),
+                ",".join(VICTIMS),
+                env=foreign_env(),
+                timeout=120,
+            )
+            assert result.returncode == 0, result.stderr[-2000:]
+            outcome = json.loads(result.stdout)
+            for status, count in outcome["statuses"].items():
+                self.flood_statuses[int(status)] = self.flood_statuses.get(int(status), 0) + count
+            # The sign-ins themselves: from the moment all 200 were sent (their TLS connections
+            # were opened before) until the last answer.
+            self.flood_intervals.append((outcome["sent"], outcome["done"]))
+            time.sleep(0.5)
         return time.monotonic()
 
+    def during_floods(self, endpoint: str) -> list[Sample]:
+        """The requests to `endpoint` started while a flood's sign-ins were in flight."""
+        return [
+            s
+            for start, end in self.flood_intervals
+            for s in self.load.between(start, end, endpoint)
+        ]
 
-def flood_checked(run: Run) -> bool:
-    """The flood's 200 ms bound is about threads: sign-ins must not take the ones the rest
-    needs. A shared machine already running far more than its CPUs (load average per CPU above
-    OVERLOADED before the flood) slows every request alike, which no server setting can undo:
-    there the bound is reported, not asserted, and the report says so."""
-    return run.flood_overload <= OVERLOADED
+    def before_floods(self, endpoint: str) -> list[Sample]:
+        """The requests to `endpoint` started in the quiet windows just before each flood."""
+        return [
+            s
+            for start, end in self.quiet_intervals
+            for s in self.load.between(start, end, endpoint)
+        ]
+
+
+def flood_overloaded(run: Run) -> bool:
+    return run.flood_overload > OVERLOADED
+
+
+def flood_bound(run: Run, endpoint: str) -> float:
+    """The p99 asserted for `endpoint` while the floods are in flight: issue 19.2's 200 ms. On a
+    shared machine already running far more than its CPUs (load average per CPU above
+    OVERLOADED before the floods) every request is slowed alike, flood or not, which no server
+    setting can undo: there the floods may add at most the same 200 ms to the endpoint's own
+    p99 in the quiet windows between them (which still catches a flood that starves the rest:
+    seconds before the hashing bound, 0.3-0.6 s with the refusals queued in gunicorn)."""
+    if not flood_overloaded(run):
+        return FLOOD_P99_SECONDS
+    return FLOOD_P99_SECONDS + p99(run.before_floods(endpoint))
 
 
 def recovery(load: Load, fault_end: float, endpoint: str) -> float:
@@ -220,7 +268,7 @@ def test_resilience_under_crashes_deploys_stalls_and_floods(cluster):
         run.window("Redis restart", run.redis_restart)
         run.window("PostgreSQL paused 8 s", run.postgres_pause)
         run.window("PostgreSQL restart", run.postgres_restart)
-        run.window("sign-in flood (200)", run.flood, settle=1.0)
+        run.window(f"sign-in floods ({FLOODS} x {FLOOD_SIZE})", run.flood, settle=1.0)
     finally:
         load.stop()
     report(run, load, time.monotonic() - started)
@@ -260,29 +308,30 @@ def report(run: Run, load: Load, seconds: float) -> None:
     lines.append(f"chains refused (client side): {len(load.lost)}")
     lines.append(f"first transport error: {load.errors[:1]}")
     lines.append(f"flood statuses: {getattr(run, 'flood_statuses', {})}")
-    if hasattr(run, "flood_sent"):
+    if hasattr(run, "flood_intervals"):
+        met = all(p99(run.during_floods(e)) <= FLOOD_P99_SECONDS for e in ENDPOINTS)
         lines.append(
-            f"flood guard p99 < {FLOOD_GUARD_SECONDS * 1000:.0f} ms: "
-            + ("asserted" if flood_checked(run) else "NOT ASSERTED, the machine was overloaded")
-            + f"; issue 19.2's target p99 < {FLOOD_P99_SECONDS * 1000:.0f} ms: "
+            f"floods: p99 <= {FLOOD_P99_SECONDS * 1000:.0f} ms "
+            + ("met" if met else "NOT MET")
             + (
-                "met"
-                if all(
-                    p99(load.between(run.flood_sent, run.flood_done, e)) <= FLOOD_P99_SECONDS
+                ", asserted"
+                if not flood_overloaded(run)
+                else ", asserted only as quiet p99 + 200 ms: the machine was overloaded"
+            )
+            + f" (load average per CPU {run.flood_overload:.1f} before the floods); in flight "
+            + ", ".join(f"{end - start:.2f} s" for start, end in run.flood_intervals)
+        )
+        for label, pick in (
+            ("quiet between", run.before_floods),
+            ("during floods", run.during_floods),
+        ):
+            lines.append(
+                f"  {label} (p50/p99 ms): "
+                + ", ".join(
+                    f"{e} {p50(pick(e)) * 1000:.0f}/{p99(pick(e)) * 1000:.0f} (n={len(pick(e))})"
                     for e in ENDPOINTS
                 )
-                else "NOT MET"
             )
-            + f" (load average per CPU {run.flood_overload:.1f} before the flood)"
-        )
-        lines.append(
-            f"flood in flight {run.flood_done - run.flood_sent:.2f} s; p99 ms meanwhile: "
-            + ", ".join(
-                f"{e} {p99(load.between(run.flood_sent, run.flood_done, e)) * 1000:.0f}"
-                f" (n={len(load.between(run.flood_sent, run.flood_done, e))})"
-                for e in ENDPOINTS
-            )
-        )
     readyz = getattr(run, "readyz_during_pause", [])
     lines.append(
         "readyz during the pause (s, status): " + ", ".join(f"{t:.2f}/{s}" for t, s in readyz)
@@ -326,6 +375,17 @@ def check(run: Run, load: Load) -> None:
         if sample.seconds > STALL_ANSWER_SECONDS:
             failures.append(f"{sample.endpoint} took {sample.seconds:.2f} s during the pause")
             break
+    # Issue 19.3: what needs the database answers 503 temporarily_unavailable (with
+    # Retry-After), and nothing else, while it is stalled.
+    refused = [s for s in load.between(start, fault_end) if s.status != 200]
+    wrong = [s for s in refused if (s.status, s.error) != (503, "temporarily_unavailable")]
+    if wrong:
+        failures.append(
+            "during the pause: "
+            + ", ".join(f"{s.endpoint} {s.status} {s.error!r}" for s in wrong[:5])
+        )
+    if not any(s.endpoint == "refresh" and s.status == 503 for s in refused):
+        failures.append("no refresh answered 503 during the pause: was the database stalled?")
     # JWKS and /healthz do not wait on the database: most answer as fast as ever. (A few may
     # queue behind the requests that were waiting on it when it stopped, for at most one
     # deadline, until the breaker opens: authserver/db/base.py.)
@@ -338,10 +398,14 @@ def check(run: Run, load: Load) -> None:
         failures.append(f"/readyz never reported the pause: {readyz}")
     if any(t > STALL_ANSWER_SECONDS for t, _s in readyz):
         failures.append(f"/readyz waited on the pause: {readyz}")
-    # The flood: while its 200 sign-ins are in flight, the rest is never starved (p99 under the
-    # guard, on a machine that is not already running more than its CPUs can: see flood_checked).
-    for endpoint in ENDPOINTS if flood_checked(run) else ():
-        value = p99(load.between(run.flood_sent, run.flood_done, endpoint))
-        if value > FLOOD_GUARD_SECONDS:
-            failures.append(f"{endpoint} p99 {value * 1000:.0f} ms during the sign-in flood")
+    # The floods: while their sign-ins are in flight, the rest keeps p99 at most 200 ms (on an
+    # overloaded machine, at most 200 ms above its p99 between them: see flood_bound).
+    for endpoint in ENDPOINTS:
+        value, bound = p99(run.during_floods(endpoint)), flood_bound(run, endpoint)
+        if not value <= bound:
+            failures.append(
+                f"{endpoint} p99 {value * 1000:.0f} ms while the sign-in floods were in flight, "
+                f"above {bound * 1000:.0f} ms (p99 {p99(run.before_floods(endpoint)) * 1000:.0f}"
+                f" ms just before them; load average per CPU {run.flood_overload:.1f})"
+            )
     assert not failures, "\n".join(failures)
