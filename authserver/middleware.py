@@ -9,6 +9,7 @@ from collections.abc import Callable
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponsePermanentRedirect, HttpResponseRedirectBase
+from django.template.loader import render_to_string
 from django.urls import (
     NoReverseMatch,
     Resolver404,
@@ -96,7 +97,7 @@ class DatabaseUnavailableMiddleware:
         logger.error("database unavailable: %s", exception.__class__.__name__)
         if "text/html" in request.headers.get("Accept", ""):
             response = HttpResponse(
-                _UNAVAILABLE_PAGE, status=503, content_type="text/html; charset=utf-8"
+                _unavailable_page(), status=503, content_type="text/html; charset=utf-8"
             )
             response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         else:
@@ -116,6 +117,19 @@ _UNAVAILABLE_PAGE = (
     "<!doctype html><html lang=en><meta charset=utf-8><title>Temporarily unavailable</title>"
     "<h1>Temporarily unavailable</h1><p>Please try again in a few seconds.</p></html>"
 )
+
+
+def _unavailable_page() -> str:
+    """templates/503.html in the page's language and with the brand of the settings, rendered
+    without the request (no context processor) so that nothing reads the database or waits on
+    it; the bare English page if even that fails."""
+    from branding.selectors import brand_from_settings
+
+    try:
+        return render_to_string("503.html", {"brand": brand_from_settings()})
+    except Exception:
+        logger.warning("database unavailable: the 503 page did not render", exc_info=True)
+        return _UNAVAILABLE_PAGE
 
 
 class ExactPathViews:

@@ -51,6 +51,12 @@ def _from_settings() -> BrandValues:
     )
 
 
+def brand_from_settings() -> BrandValues:
+    """The brand of the settings alone (no cache, no database): for a page shown because the
+    database is unreachable, where the admin's Brand row cannot be read quickly."""
+    return _from_settings()
+
+
 def _cache_key(base: BrandValues) -> str:
     digest = hashlib.sha256(repr(asdict(base)).encode()).hexdigest()[:16]
     return f"branding:brand:{digest}"

@@ -11,6 +11,7 @@ stops and starts (never the machine's shared ones).
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -109,8 +110,25 @@ def test_postgres_stopped_token_endpoints_503_then_recover(throwaway_postgres, t
         token = first.json()["refresh_token"]
         assert requests.get(server.url + "/readyz", timeout=10).status_code == 200
 
+        browser = requests.Session()
+        page = browser.get(server.url + "/login", timeout=10)
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+
         throwaway_postgres.stop()
         assert_unavailable(*timed(lambda: login(server.url, "alice")))
+        # A person signing in on the hosted page gets a readable page in their language, not
+        # JSON and not a 500.
+        hosted = browser.post(
+            server.url + "/login",
+            data={"csrfmiddlewaretoken": csrf, "username": "alice", "password": PASSWORD},
+            headers={"Accept": "text/html", "Accept-Language": "de", "Referer": server.url},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert hosted.status_code == 503 and hosted.headers["Retry-After"]
+        assert "text/html" in hosted.headers["Content-Type"]
+        assert "<h1>Vorübergehend nicht verfügbar</h1>" in hosted.text
+        assert 'lang="de"' in hosted.text and "authserver" in hosted.text
         assert_unavailable(*timed(lambda: refresh(server.url, token)))
         ready = readyz_until(server.url, 503)
         assert ready.status_code == 503
