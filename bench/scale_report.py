@@ -174,12 +174,24 @@ def storage_text(storage: dict) -> str:
     for name, value in sorted(storage["breakdown"].items(), key=lambda kv: -kv[1]):
         lines.append(f"    {value:8.1f}  {name}")
     lines.append("refreshes of those sessions through the server (round robin):")
-    lines.append(f"    {'refreshes':>10}{'per session':>13}{'bytes/session':>15}{'database':>18}")
+    lines.append(
+        f"    {'refreshes':>10}{'per session':>13}{'bytes/session':>15}{'database':>18}"
+        f"{'non-HOT':>9}{'held':>6}"
+    )
     for point in storage["checkpoints"]:
+        cold = point["updates"] - point["hot_updates"] if "updates" in point else None
+        held = point.get("horizon", {}).get("other_databases_held_share")
         lines.append(
             f"    {point['refreshes']:>10,}{point['refreshes_per_session']:>13.1f}"
             f"{point['bytes_per_session']:>15.0f}{point['database']:>18,}"
+            f"{'-' if cold is None else f'{cold:,}':>9}"
+            f"{'-' if held is None else f'{held:.0%}':>6}"
         )
+    lines.append(
+        "    (non-HOT: updates of tokens_session in the window that moved the row to another "
+        "page; held: share of the window in which a transaction in another database held a "
+        "transaction id for over 1 s, which stops pruning here)"
+    )
     g = storage["growth"]
     lines.append(
         f"growth: {g['per_million'] / 1e6:.2f} MB per million refreshes (refreshes "
@@ -192,6 +204,15 @@ def storage_text(storage: dict) -> str:
         lines.append(
             f"tokens_session updates during the refreshes: {hot['all']:,}, of which HOT "
             f"{hot['hot']:,} ({hot['hot'] / hot['all']:.1%})"
+        )
+    horizon = storage.get("horizon")
+    if horizon and horizon.get("samples"):
+        lines.append(
+            "transaction ids held for over 1 s during the refreshes: in other databases "
+            f"{horizon['other_databases_held_share']:.0%} of the time (longest "
+            f"{horizon['other_databases_longest_s']:g} s), in this one "
+            f"{horizon['this_database_held_share']:.0%} (longest "
+            f"{horizon['this_database_longest_s']:g} s)"
         )
     grown = sorted(storage["after_refreshes_breakdown"].items(), key=lambda kv: -kv[1])[:6]
     lines.append(
