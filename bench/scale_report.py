@@ -102,7 +102,13 @@ def targets(report: dict) -> list[Target]:
                 f"purge >= {PURGE_RATE_LIMIT:,} ended sessions per second",
                 rate >= PURGE_RATE_LIMIT,
                 f"{rate:,.0f}/s: {purge['sessions_deleted']:,} sessions in {purge['seconds']} s"
-                + ("" if purge.get("completed", True) else " (stopped before the end)"),
+                + ("" if purge.get("completed", True) else " (stopped before the end)")
+                + (
+                    f"; --max-rate {purge['max_rate']:g}, "
+                    f"{purge['sessions_per_working_second']:,.0f}/s between its sleeps"
+                    if purge.get("max_rate")
+                    else ""
+                ),
             )
         )
         before, during = purge["refresh_before"]["p99_ms"], purge["refresh_during"]["p99_ms"]
@@ -234,6 +240,11 @@ def purge_text(purge: dict) -> str:
         f"{purge['purge_backend_cpu_seconds']} s of CPU "
         f"({_ms(purge['purge_backend_us_per_session'])} us per session deleted)"
     )
+    if purge.get("max_rate"):
+        lines.append(
+            f"  --max-rate {purge['max_rate']:g}: slept {purge['slept_seconds']:.1f} s between "
+            f"batches; {purge['sessions_per_working_second']:,.0f} sessions per second of work"
+        )
     lines.append(f"  refresh at c={purge['concurrency']}:")
     for when in ("before", "during", "after"):
         s = purge[f"refresh_{when}"]

@@ -15,6 +15,7 @@ import argparse
 import http.client
 import json
 import math
+import re
 import statistics
 import sys
 import threading
@@ -392,7 +393,7 @@ def purge(run, states: list[RoundRobin] | None) -> dict:
     baseline = refresh_window(run, server, scenario, states, args.purge_baseline)
     sessions_before = session_count(run)
     agent = run.agents["large"]
-    agent.start("purge")
+    agent.start("purge", args.purge_max_rate)
     started = time.monotonic()
     during = []
     backend = PurgeBackend(run)
@@ -411,7 +412,12 @@ def purge(run, states: list[RoundRobin] | None) -> dict:
         output = f"stopped after {seconds:.0f} s (--purge-timeout)"
     deleted = sessions_before - session_count(run)
     after = refresh_window(run, server, scenario, states, min(args.purge_baseline, 5.0))
+    slept = re.search(r"slept ([0-9.]+) s between batches", output)
+    working = seconds - (float(slept.group(1)) if slept else 0.0)
     return {
+        "max_rate": args.purge_max_rate,
+        "slept_seconds": float(slept.group(1)) if slept else 0.0,
+        "sessions_per_working_second": deleted / working if working > 0 else 0.0,
         "output": output,
         "completed": not output.startswith("stopped"),
         "seconds": round(seconds, 2),

@@ -969,18 +969,20 @@ def sessions_purge(
     dry_run: bool = False,
     order: str = "auto",
     max_rate: float | None = None,
+    stats: dict | None = None,
 ) -> tuple[int, int]:
     """Delete sessions that ended before `ended_before`, in batches; (sessions, old-format
     refresh tokens) counted. Each batch is its own short transaction. `order` (PostgreSQL):
     "index" walks the purge's indexes in key order, "heap" the table in physical order, "auto"
     picks the cheaper one for the estimated number of ended sessions (_PostgresPurge).
     `max_rate`: sessions deleted per second at most, on average from the start (the purge
-    sleeps between batches when it is ahead); None or 0 for no limit."""
+    sleeps between batches when it is ahead); None or 0 for no limit. `stats`, if given, gets
+    "slept_seconds": the time spent sleeping for it."""
     if order not in PURGE_ORDERS:
         raise ValueError(f"order must be one of {PURGE_ORDERS}")
     if max_rate is not None and max_rate < 0:
         raise ValueError("max_rate must not be negative")
-    pace = _Pace(max_rate or None)
+    pace = _Pace(max_rate or None, stats)
     ended = Session.objects.filter(_ended_before(ended_before))
     if dry_run:
         return ended.count(), RefreshToken.objects.filter(session__in=ended).count()
@@ -1005,10 +1007,11 @@ class _Pace:
     purge's batches write WAL and dirty pages at a rate the refreshes share the disk with
     (bench/README.md "Purge")."""
 
-    def __init__(self, max_rate: float | None):
+    def __init__(self, max_rate: float | None, stats: dict | None = None):
         self.max_rate = max_rate
         self.started = time.monotonic()
-        self.slept = 0.0
+        self.stats = stats if stats is not None else {}
+        self.stats["slept_seconds"] = 0.0
 
     def wait(self, deleted: int) -> None:
         if not self.max_rate:
@@ -1016,7 +1019,7 @@ class _Pace:
         ahead = deleted / self.max_rate - (time.monotonic() - self.started)
         if ahead > 0:
             time.sleep(ahead)
-            self.slept += ahead
+            self.stats["slept_seconds"] += ahead
 
 
 # The purge's batch scans must walk the index in key order and stop after a batch: a bitmap scan

@@ -57,12 +57,14 @@ class Command(BaseCommand):
             self.stderr.write("--max-rate must not be negative")
             raise SystemExit(2)
         cutoff = timezone.now() - timedelta(days=days)
+        stats: dict = {}
         sessions, tokens = sessions_purge(
             ended_before=cutoff,
             batch_size=options["batch_size"],
             dry_run=options["dry_run"],
             order=options["order"],
             max_rate=options["max_rate"],
+            stats=stats,
         )
         revoked = revoked_access_tokens_purge(dry_run=options["dry_run"])
         verb = "would delete" if options["dry_run"] else "deleted"
@@ -71,3 +73,8 @@ class Command(BaseCommand):
             f"{cutoff.isoformat()}"
         )
         self.stdout.write(f"{verb} {revoked} expired revoked access token(s)")
+        if options["max_rate"] and not options["dry_run"]:
+            self.stdout.write(
+                f"slept {stats['slept_seconds']:.1f} s between batches "
+                f"(--max-rate {options['max_rate']:g})"
+            )
