@@ -216,7 +216,7 @@ def storage_text(storage: dict) -> str:
         lines.append(
             "transaction ids held for over 1 s during the refreshes: in other databases "
             f"{horizon['other_databases_held_share']:.0%} of the time (longest "
-            f"{horizon['other_databases_longest_s']:g} s), in this one "
+            f"{horizon['other_databases_longest_s']:g} s), in this one (or a snapshot) "
             f"{horizon['this_database_held_share']:.0%} (longest "
             f"{horizon['this_database_longest_s']:g} s)"
         )

@@ -140,18 +140,25 @@ def http_post_json(port: int, path: str, body: dict) -> int:
 # (bench/README.md "Scale"). So the storage phase watches the server for such transactions.
 HOLD_SECONDS = 1.0  # a transaction id held longer than this counts as holding pruning back
 
+# Other databases: transactions holding a transaction id. This one: also a snapshot (an ANALYZE,
+# autovacuum's included, or a long query holds one), but not a plain VACUUM, which pruning
+# ignores.
 _HOLDERS = """
 SELECT coalesce(max(extract(epoch FROM now() - xact_start))
-                    FILTER (WHERE datname IS DISTINCT FROM current_database()), 0),
+                    FILTER (WHERE datname IS DISTINCT FROM current_database()
+                            AND backend_xid IS NOT NULL), 0),
        coalesce(max(extract(epoch FROM now() - xact_start))
-                    FILTER (WHERE datname = current_database()), 0)
-FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+                    FILTER (WHERE datname = current_database() AND NOT (
+                        query LIKE 'autovacuum: VACUUM %' AND query NOT LIKE '%ANALYZE%')), 0)
+FROM pg_stat_activity
+WHERE (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL) AND pid <> pg_backend_pid()
 """
 
 
 class HorizonWatch:
     """Samples, every `interval` seconds in a thread of its own, the oldest transaction that
-    holds a transaction id, in other databases of the server and in the measured one."""
+    holds a transaction id in other databases of the server, and the oldest that holds a
+    transaction id or a snapshot in the measured one."""
 
     def __init__(self, url: str, interval: float = 0.25):
         self.url, self.interval = url, interval
