@@ -108,6 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stop the purge after this many seconds (its rate so far is reported)",
     )
     parser.add_argument(
+        "--purge-max-rate",
+        type=float,
+        default=0.0,
+        help="purge_expired_sessions --max-rate (sessions/s; 0: no limit)",
+    )
+    parser.add_argument(
         "--phases",
         default="costs,storage,purge",
         help="which measurements to run (seeding always runs)",

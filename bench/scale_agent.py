@@ -255,15 +255,15 @@ def sign_ins(user_ids: list[int], user_agent: str, ip: str) -> list[str]:
     return tokens
 
 
-def purge() -> dict:
-    """`manage.py purge_expired_sessions`, in this process (so its time is the command's, not
-    the interpreter's start-up); its output and wall time."""
+def purge(max_rate: float = 0) -> dict:
+    """`manage.py purge_expired_sessions [--max-rate R]`, in this process (so its time is the
+    command's, not the interpreter's start-up); its output and wall time."""
     from django.core.management import call_command
     from django.db import connections
 
     out = io.StringIO()
     started = time.monotonic()
-    call_command("purge_expired_sessions", stdout=out)
+    call_command("purge_expired_sessions", "--max-rate", str(max_rate), stdout=out)
     seconds = time.monotonic() - started
     connections.close_all()
     return {"seconds": seconds, "output": out.getvalue()}

@@ -102,7 +102,13 @@ def targets(report: dict) -> list[Target]:
                 f"purge >= {PURGE_RATE_LIMIT:,} ended sessions per second",
                 rate >= PURGE_RATE_LIMIT,
                 f"{rate:,.0f}/s: {purge['sessions_deleted']:,} sessions in {purge['seconds']} s"
-                + ("" if purge.get("completed", True) else " (stopped before the end)"),
+                + ("" if purge.get("completed", True) else " (stopped before the end)")
+                + (
+                    f"; --max-rate {purge['max_rate']:g}, "
+                    f"{purge['sessions_per_working_second']:,.0f}/s between its sleeps"
+                    if purge.get("max_rate")
+                    else ""
+                ),
             )
         )
         before, during = purge["refresh_before"]["p99_ms"], purge["refresh_during"]["p99_ms"]
@@ -174,12 +180,24 @@ def storage_text(storage: dict) -> str:
     for name, value in sorted(storage["breakdown"].items(), key=lambda kv: -kv[1]):
         lines.append(f"    {value:8.1f}  {name}")
     lines.append("refreshes of those sessions through the server (round robin):")
-    lines.append(f"    {'refreshes':>10}{'per session':>13}{'bytes/session':>15}{'database':>18}")
+    lines.append(
+        f"    {'refreshes':>10}{'per session':>13}{'bytes/session':>15}{'database':>18}"
+        f"{'non-HOT':>9}{'held':>6}"
+    )
     for point in storage["checkpoints"]:
+        cold = point["updates"] - point["hot_updates"] if "updates" in point else None
+        held = point.get("horizon", {}).get("other_databases_held_share")
         lines.append(
             f"    {point['refreshes']:>10,}{point['refreshes_per_session']:>13.1f}"
             f"{point['bytes_per_session']:>15.0f}{point['database']:>18,}"
+            f"{'-' if cold is None else f'{cold:,}':>9}"
+            f"{'-' if held is None else f'{held:.0%}':>6}"
         )
+    lines.append(
+        "    (non-HOT: updates of tokens_session in the window that moved the row to another "
+        "page; held: share of the window in which a transaction in another database held a "
+        "transaction id for over 1 s, which stops pruning here)"
+    )
     g = storage["growth"]
     lines.append(
         f"growth: {g['per_million'] / 1e6:.2f} MB per million refreshes (refreshes "
@@ -192,6 +210,15 @@ def storage_text(storage: dict) -> str:
         lines.append(
             f"tokens_session updates during the refreshes: {hot['all']:,}, of which HOT "
             f"{hot['hot']:,} ({hot['hot'] / hot['all']:.1%})"
+        )
+    horizon = storage.get("horizon")
+    if horizon and horizon.get("samples"):
+        lines.append(
+            "transaction ids held for over 1 s during the refreshes: in other databases "
+            f"{horizon['other_databases_held_share']:.0%} of the time (longest "
+            f"{horizon['other_databases_longest_s']:g} s), in this one (or a snapshot) "
+            f"{horizon['this_database_held_share']:.0%} (longest "
+            f"{horizon['this_database_longest_s']:g} s)"
         )
     grown = sorted(storage["after_refreshes_breakdown"].items(), key=lambda kv: -kv[1])[:6]
     lines.append(
@@ -213,6 +240,11 @@ def purge_text(purge: dict) -> str:
         f"{purge['purge_backend_cpu_seconds']} s of CPU "
         f"({_ms(purge['purge_backend_us_per_session'])} us per session deleted)"
     )
+    if purge.get("max_rate"):
+        lines.append(
+            f"  --max-rate {purge['max_rate']:g}: slept {purge['slept_seconds']:.1f} s between "
+            f"batches; {purge['sessions_per_working_second']:,.0f} sessions per second of work"
+        )
     lines.append(f"  refresh at c={purge['concurrency']}:")
     for when in ("before", "during", "after"):
         s = purge[f"refresh_{when}"]

@@ -15,8 +15,10 @@ import argparse
 import http.client
 import json
 import math
+import re
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -127,6 +129,94 @@ def http_post_json(port: int, path: str, body: dict) -> int:
         conn.close()
 
 
+# --- What holds back pruning ----------------------------------------------------------------------
+
+# A refresh's new row version stays on its page (a HOT update) only while the page has room, and
+# the room comes back when PostgreSQL prunes the versions no snapshot can see any more. Which
+# versions those are is decided against the oldest transaction id still running in the whole
+# cluster, in any database (heap_page_prune_opt's quick test reads the snapshot's xmin): a
+# transaction in another database that holds a transaction id open stops the pruning here, and a
+# page then fills up and further refreshes move their rows to other pages, with new index entries
+# (bench/README.md "Scale"). So the storage phase watches the server for such transactions.
+HOLD_SECONDS = 1.0  # a transaction id held longer than this counts as holding pruning back
+
+# Other databases: transactions holding a transaction id. This one: also a snapshot (an ANALYZE,
+# autovacuum's included, or a long query holds one), but not a plain VACUUM, which pruning
+# ignores.
+_HOLDERS = """
+SELECT coalesce(max(extract(epoch FROM now() - xact_start))
+                    FILTER (WHERE datname IS DISTINCT FROM current_database()
+                            AND backend_xid IS NOT NULL), 0),
+       coalesce(max(extract(epoch FROM now() - xact_start))
+                    FILTER (WHERE datname = current_database() AND NOT (
+                        query LIKE 'autovacuum: VACUUM %' AND query NOT LIKE '%ANALYZE%')), 0)
+FROM pg_stat_activity
+WHERE (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL) AND pid <> pg_backend_pid()
+"""
+
+
+class HorizonWatch:
+    """Samples, every `interval` seconds in a thread of its own, the oldest transaction that
+    holds a transaction id in other databases of the server, and the oldest that holds a
+    transaction id or a snapshot in the measured one."""
+
+    def __init__(self, url: str, interval: float = 0.25):
+        self.url, self.interval = url, interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="horizon-watch", daemon=True)
+
+    def __enter__(self) -> HorizonWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                while not self._stop.is_set():
+                    other, own = conn.execute(_HOLDERS).fetchone()
+                    self.samples.append((float(other), float(own)))
+                    self._stop.wait(self.interval)
+        except psycopg.Error:  # a watch that cannot connect reports no samples
+            return
+
+    def mark(self) -> int:
+        return len(self.samples)
+
+    def summary(self, since: int = 0) -> dict:
+        samples = self.samples[since:]
+        if not samples:
+            return {"samples": 0}
+        other = [s[0] for s in samples]
+        own = [s[1] for s in samples]
+        return {
+            "samples": len(samples),
+            "other_databases_held_share": sum(o > HOLD_SECONDS for o in other) / len(samples),
+            "other_databases_longest_s": round(max(other), 1),
+            "this_database_held_share": sum(o > HOLD_SECONDS for o in own) / len(samples),
+            "this_database_longest_s": round(max(own), 1),
+        }
+
+
+def horizon_warning(summary: dict) -> str | None:
+    share = summary.get("other_databases_held_share", 0.0)
+    if not share:
+        return None
+    return (
+        f"storage: transactions in other databases of the server held a transaction id for more "
+        f"than {HOLD_SECONDS:g} s during {share:.0%} of the refresh windows (the longest "
+        f"{summary['other_databases_longest_s']:g} s): PostgreSQL prunes no row version newer "
+        "than the cluster's oldest running transaction, so refreshes moved rows to new pages. "
+        "The growth figures are not a deployment's; run on a server nothing else uses."
+    )
+
+
 # --- Storage ----------------------------------------------------------------------------------
 
 
@@ -184,28 +274,42 @@ def storage(run) -> tuple[dict, list[RoundRobin]]:
     breakdown = {k: v / count for k, v in created.minus(before).items()}
     checkpoints = [checkpoint(0, 0, count, before, created)]
     states = round_robin_states(tokens, args.refresh_concurrency)
-    updates_before = session_updates(url)
+    time.sleep(1.5)  # backends report their statistics at most once a second
+    updates_before = previous = session_updates(url)
     window = argparse.Namespace(**{**vars(args), "warmup": 0.0, "seconds": args.growth_window})
     done, cpu_rows = 0, []
     scenario = round_robin_refresh()
-    while done < args.refreshes:
-        row = bench_run.measure(server, scenario, states, len(states), window, run.warnings)
-        succeeded = row.requests - row.errors
-        if succeeded <= 0:
-            run.warnings.append("storage: a refresh window had no successful refresh")
-            break
-        done += succeeded
-        cpu_rows.append(row)
-        checkpoints.append(checkpoint(done, row.errors, count, before, footprint(url)))
-        print(
-            f"  storage: {done} refreshes, {checkpoints[-1]['bytes_per_session']:.0f} "
-            f"bytes per session, database {checkpoints[-1]['database']:,} bytes",
-            file=sys.stderr,
-            flush=True,
-        )
+    with HorizonWatch(url) as watch:
+        while done < args.refreshes:
+            mark = watch.mark()
+            row = bench_run.measure(server, scenario, states, len(states), window, run.warnings)
+            succeeded = row.requests - row.errors
+            if succeeded <= 0:
+                run.warnings.append("storage: a refresh window had no successful refresh")
+                break
+            done += succeeded
+            cpu_rows.append(row)
+            point = checkpoint(done, row.errors, count, before, footprint(url))
+            now = session_updates_wait(url, updates_before[0] + done)
+            point["updates"], point["hot_updates"] = now[0] - previous[0], now[1] - previous[1]
+            point["horizon"] = watch.summary(mark)
+            previous = now
+            checkpoints.append(point)
+            print(
+                f"  storage: {done} refreshes, {point['bytes_per_session']:.0f} "
+                f"bytes per session, database {point['database']:,} bytes, "
+                f"{point['updates'] - point['hot_updates']} non-HOT updates; other databases "
+                f"held a transaction id > {HOLD_SECONDS:g} s "
+                f"{point['horizon'].get('other_databases_held_share', 0):.0%} of the window",
+                file=sys.stderr,
+                flush=True,
+            )
+    horizon = watch.summary()
+    warning = horizon_warning(horizon)
+    if warning:
+        run.warnings.append(warning)
     end = footprint(url)
-    time.sleep(1.5)  # backends report their statistics at most once a second
-    updates = [a - b for a, b in zip(session_updates(url), updates_before, strict=True)]
+    updates = [a - b for a, b in zip(previous, updates_before, strict=True)]
     vacuumed = vacuum(url)
     return {
         "sign_ins": count,
@@ -221,6 +325,7 @@ def storage(run) -> tuple[dict, list[RoundRobin]]:
         else None,
         "after_refreshes_breakdown": {k: v / count for k, v in end.minus(before).items()},
         "session_updates": {"all": updates[0], "hot": updates[1]},
+        "horizon": horizon,
         "vacuum": vacuumed,
         "after_vacuum_bytes_per_session": (footprint(url).database - before.database) / count,
     }, states
@@ -246,6 +351,17 @@ def session_updates(url: str) -> tuple[int, int]:
             "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
             "WHERE relname = 'tokens_session'"
         ).fetchone()
+
+
+def session_updates_wait(url: str, expected: int, limit: float = 11.0) -> tuple[int, int]:
+    """session_updates() once `expected` updates are counted (each refresh updates its row
+    once), or after `limit` seconds: an idle backend reports its counts up to 10 s late."""
+    deadline = time.monotonic() + limit
+    while True:
+        counts = session_updates(url)
+        if counts[0] >= expected or time.monotonic() >= deadline:
+            return counts
+        time.sleep(0.2)
 
 
 def vacuum(url: str) -> list[str]:
@@ -284,7 +400,7 @@ def purge(run, states: list[RoundRobin] | None) -> dict:
     baseline = refresh_window(run, server, scenario, states, args.purge_baseline)
     sessions_before = session_count(run)
     agent = run.agents["large"]
-    agent.start("purge")
+    agent.start("purge", args.purge_max_rate)
     started = time.monotonic()
     during = []
     backend = PurgeBackend(run)
@@ -303,7 +419,12 @@ def purge(run, states: list[RoundRobin] | None) -> dict:
         output = f"stopped after {seconds:.0f} s (--purge-timeout)"
     deleted = sessions_before - session_count(run)
     after = refresh_window(run, server, scenario, states, min(args.purge_baseline, 5.0))
+    slept = re.search(r"slept ([0-9.]+) s between batches", output)
+    working = seconds - (float(slept.group(1)) if slept else 0.0)
     return {
+        "max_rate": args.purge_max_rate,
+        "slept_seconds": float(slept.group(1)) if slept else 0.0,
+        "sessions_per_working_second": deleted / working if working > 0 else 0.0,
         "output": output,
         "completed": not output.startswith("stopped"),
         "seconds": round(seconds, 2),

@@ -1082,20 +1082,32 @@ PURGE_ORDERS = ("auto", "index", "heap")
 
 
 def sessions_purge(
-    *, ended_before: datetime, batch_size: int = 5000, dry_run: bool = False, order: str = "auto"
+    *,
+    ended_before: datetime,
+    batch_size: int = 5000,
+    dry_run: bool = False,
+    order: str = "auto",
+    max_rate: float | None = None,
+    stats: dict | None = None,
 ) -> tuple[int, int]:
     """Delete sessions that ended before `ended_before`, in batches; (sessions, old-format
     refresh tokens) counted. Each batch is its own short transaction. `order` (PostgreSQL):
     "index" walks the purge's indexes in key order, "heap" the table in physical order, "auto"
-    picks the cheaper one for the estimated number of ended sessions (_PostgresPurge)."""
+    picks the cheaper one for the estimated number of ended sessions (_PostgresPurge).
+    `max_rate`: sessions deleted per second at most, on average from the start (the purge
+    sleeps between batches when it is ahead); None or 0 for no limit. `stats`, if given, gets
+    "slept_seconds": the time spent sleeping for it."""
     if order not in PURGE_ORDERS:
         raise ValueError(f"order must be one of {PURGE_ORDERS}")
+    if max_rate is not None and max_rate < 0:
+        raise ValueError("max_rate must not be negative")
+    pace = _Pace(max_rate or None, stats)
     ended = Session.objects.filter(_ended_before(ended_before))
     if dry_run:
         return ended.count(), RefreshToken.objects.filter(session__in=ended).count()
     alias = router.db_for_write(Session)
     if connections[alias].vendor == "postgresql":
-        return _PostgresPurge(alias, ended_before, batch_size, order).run()
+        return _PostgresPurge(alias, ended_before, batch_size, order, pace).run()
     sessions = tokens = 0
     while True:
         with transaction.atomic():
@@ -1104,7 +1116,29 @@ def sessions_purge(
                 break
             tokens += RefreshToken.objects.filter(session_id__in=ids).delete()[0]
             sessions += Session.objects.filter(pk__in=ids).delete()[0]
+        pace.wait(sessions)
     return sessions, tokens
+
+
+class _Pace:
+    """Keeps the purge at `max_rate` sessions a second on average (None: no limit): after each
+    batch, sleep until the sessions deleted so far are no more than the rate allows. The
+    purge's batches write WAL and dirty pages at a rate the refreshes share the disk with
+    (bench/README.md "Purge")."""
+
+    def __init__(self, max_rate: float | None, stats: dict | None = None):
+        self.max_rate = max_rate
+        self.started = time.monotonic()
+        self.stats = stats if stats is not None else {}
+        self.stats["slept_seconds"] = 0.0
+
+    def wait(self, deleted: int) -> None:
+        if not self.max_rate:
+            return
+        ahead = deleted / self.max_rate - (time.monotonic() - self.started)
+        if ahead > 0:
+            time.sleep(ahead)
+            self.stats["slept_seconds"] += ahead
 
 
 # The purge's batch scans must walk the index in key order and stop after a batch: a bitmap scan
@@ -1145,8 +1179,16 @@ class _PostgresPurge:
     to Python and back: the database does the whole batch.
     """
 
-    def __init__(self, alias: str, cutoff: datetime, batch_size: int, order: str = "auto"):
+    def __init__(
+        self,
+        alias: str,
+        cutoff: datetime,
+        batch_size: int,
+        order: str = "auto",
+        pace: _Pace | None = None,
+    ):
         self.alias, self.cutoff, self.batch_size, self.order = alias, cutoff, batch_size, order
+        self.pace = pace or _Pace(None)
         self.sessions = self.tokens = 0
 
     def run(self) -> tuple[int, int]:
@@ -1198,6 +1240,7 @@ class _PostgresPurge:
             found, last_key, sessions, tokens = cursor.fetchone()
         self.sessions += sessions
         self.tokens += tokens
+        self.pace.wait(self.sessions)
         return found, last_key
 
     def _scan(self, column: str) -> None:

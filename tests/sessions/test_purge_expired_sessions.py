@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from datetime import timedelta
 
 import pytest
@@ -156,6 +157,27 @@ def test_purge_works_in_batches(make_user, order):
         session_revoke(session=pair.session, reason="logout", now=old)
     assert "deleted 5 session(s)" in purge("--batch-size", "2", order=order)
     assert Session.objects.count() == 0
+
+
+def test_max_rate_spreads_the_batches_over_time(make_user, order):
+    """--max-rate 20 with batches of 2: six sessions take at least (6 - 2) / 20 = 0.2 s (each
+    batch after the first waits for its share of time; unpaced they take milliseconds)."""
+    user = make_user()
+    old = timezone.now() - timedelta(days=400)
+    for _ in range(6):
+        pair = start(user, old)
+        session_revoke(session=pair.session, reason="logout", now=old)
+    started = time.monotonic()
+    assert "deleted 6 session(s)" in purge("--batch-size", "2", "--max-rate", "20", order=order)
+    assert time.monotonic() - started >= 0.2
+    assert Session.objects.count() == 0
+
+
+def test_a_negative_max_rate_is_refused(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        call_command("purge_expired_sessions", "--max-rate", "-1")
+    assert stopped.value.code == 2
+    assert "--max-rate must not be negative" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,12 @@ class Command(BaseCommand):
             help="override AUTHSERVER_SESSION_RETENTION_DAYS",
         )
         parser.add_argument("--batch-size", type=int, default=5000)
+        parser.add_argument(
+            "--max-rate",
+            type=float,
+            default=0,
+            help="sessions deleted per second at most (it sleeps between batches); 0: no limit",
+        )
         parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
         parser.add_argument(
             "--order",
@@ -47,12 +53,18 @@ class Command(BaseCommand):
         if days < 0:
             self.stderr.write("--retention-days must not be negative")
             raise SystemExit(2)
+        if options["max_rate"] < 0:
+            self.stderr.write("--max-rate must not be negative")
+            raise SystemExit(2)
         cutoff = timezone.now() - timedelta(days=days)
+        stats: dict = {}
         sessions, tokens = sessions_purge(
             ended_before=cutoff,
             batch_size=options["batch_size"],
             dry_run=options["dry_run"],
             order=options["order"],
+            max_rate=options["max_rate"],
+            stats=stats,
         )
         revoked = revoked_access_tokens_purge(dry_run=options["dry_run"])
         verb = "would delete" if options["dry_run"] else "deleted"
@@ -61,3 +73,8 @@ class Command(BaseCommand):
             f"{cutoff.isoformat()}"
         )
         self.stdout.write(f"{verb} {revoked} expired revoked access token(s)")
+        if options["max_rate"] and not options["dry_run"]:
+            self.stdout.write(
+                f"slept {stats['slept_seconds']:.1f} s between batches "
+                f"(--max-rate {options['max_rate']:g})"
+            )
