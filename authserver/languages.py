@@ -21,6 +21,7 @@ staff tool whose own pages are not in the catalog, stays in LANGUAGE_CODE.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
@@ -28,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.urls import reverse
+from django.urls import NoReverseMatch, get_urlconf, reverse
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
 from django.utils.translation.trans_real import parse_accept_lang_header
@@ -78,17 +79,29 @@ def language_of_user(user) -> str | None:
     return supported_language(saved) if saved else None
 
 
+_FLOW_URL_NAMES = (
+    "oauth:authorize",
+    "oauth:consent",
+    "oauth:end-session",
+    "oauth:end-session-confirm",
+)
+
+
+@functools.cache
+def _flow_paths_of(urlconf: str) -> frozenset[str]:
+    paths = set()
+    for name in _FLOW_URL_NAMES:
+        try:
+            paths.add(reverse(name, urlconf=urlconf))
+        except NoReverseMatch:  # a URLconf without the OAuth app (a test's, a trimmed deployment)
+            continue
+    return frozenset(paths)
+
+
 def _flow_paths() -> frozenset[str]:
-    """Endpoints whose own parameters are an OpenID Connect request carrying ui_locales."""
-    return frozenset(
-        reverse(name)
-        for name in (
-            "oauth:authorize",
-            "oauth:consent",
-            "oauth:end-session",
-            "oauth:end-session-confirm",
-        )
-    )
+    """Endpoints whose own parameters are an OpenID Connect request carrying ui_locales (looked
+    up once per URLconf, not on every request)."""
+    return _flow_paths_of(get_urlconf() or settings.ROOT_URLCONF)
 
 
 def _params(request: HttpRequest) -> Iterable[QueryDict]:
