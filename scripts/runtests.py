@@ -4,9 +4,9 @@
 PostgreSQL, in this order: $DATABASE_URL; the local server on 127.0.0.1:5432; a throwaway cluster
 made from the PostgreSQL server binaries (initdb) when they are installed. Redis likewise:
 $REDIS_URL; 127.0.0.1:6379; a throwaway redis-server. With neither, stop with one line saying
-what to install. Without arguments the suite runs on one pytest-xdist worker per core plus one (3 to
-4), then tests/resilience alone; extra arguments go to one plain pytest run
-(`make test ARGS="-k jwks"`).
+what to install. Without arguments the suite runs on one pytest-xdist worker per core plus one (3
+to 4), then the tests marked `timing` (tests/resilience, the side-channel probes) alone; extra
+arguments go to one plain pytest run (`make test ARGS="-k jwks"`).
 """
 
 from __future__ import annotations
@@ -205,8 +205,9 @@ def main() -> None:
     if sys.argv[1:]:  # `make test ARGS=...`, `make resilience`: exactly what was asked, one process
         step("pytest", [sys.executable, "-m", "pytest", *sys.argv[1:]], env)
         return
-    # The whole suite on pytest-xdist workers (AUTHSERVER_TEST_WORKERS overrides),
-    # then the resilience test alone: it measures latency under faults and needs the machine quiet.
+    # The whole suite on pytest-xdist workers (AUTHSERVER_TEST_WORKERS overrides), then the tests
+    # that measure time alone (marker `timing`: the side-channel probes, and tests/resilience,
+    # which measures latency under faults): they need the machine quiet.
     # One more worker than cores (3 to 4): the slow tests spend much of their time waiting for the
     # processes they start (gunicorn, Chromium, pip), and a third worker fills that time on two
     # cores. Work stealing evens out the end (tests/conftest.py puts the slow tests first).
@@ -214,20 +215,15 @@ def main() -> None:
         max(3, min((os.cpu_count() or 2) + 1, 4))
     )
     step(
-        f"pytest on {workers} workers (all but tests/resilience)",
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-n",
-            workers,
-            "--dist",
-            "worksteal",
-            "--ignore=tests/resilience",
-        ],
+        f"pytest on {workers} workers (all but the timing tests)",
+        [sys.executable, "-m", "pytest", "-n", workers, "--dist", "worksteal", "-m", "not timing"],
         env,
     )
-    step("pytest tests/resilience", [sys.executable, "-m", "pytest", "tests/resilience", "-s"], env)
+    step(
+        "pytest, the timing tests alone (tests/resilience and the side-channel probes)",
+        [sys.executable, "-m", "pytest", "-m", "timing", "-s"],
+        env,
+    )
 
 
 if __name__ == "__main__":

@@ -191,6 +191,7 @@ def test_sign_up_answers_alike_whether_the_address_or_name_is_taken(open_server,
     assert new.links("/email/confirm?token=")
 
 
+@pytest.mark.timing
 def test_sign_up_timing_does_not_tell_a_known_address(open_server, mailbox):
     """Each path costs one password hash and one outbox row: medians of alternating probes for
     a new address and for one with an account stay within 25 % of each other."""

@@ -139,6 +139,7 @@ def test_failure_reason_is_audited_for_admins(failure_cases, make_user):
     assert unknown.details["login_digest"] == login_digest("nobody")
 
 
+@pytest.mark.timing
 def test_unknown_and_wrong_password_take_the_same_time(make_user, settings, loose_throttle):
     """The real hasher list: an unknown name must cost what a wrong password costs."""
     settings.PASSWORD_HASHERS = production_settings.PASSWORD_HASHERS

@@ -182,6 +182,7 @@ def _timed_post(base: str, login: str) -> tuple[float, str]:
     return took, page.text
 
 
+@pytest.mark.timing
 def test_the_answer_does_not_tell_accounts_apart_by_body_or_timing(live):
     server, _ = live
     for _ in range(10):  # warm both paths (connections, prepared statements)

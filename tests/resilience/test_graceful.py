@@ -20,7 +20,7 @@ from authserver import settings as app_settings
 from tests.conftest import PASSWORD
 from tests.live import Gunicorn
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 IN_FLIGHT = 4
 

@@ -39,7 +39,7 @@ from tests.resilience.cluster import Cluster
 from tests.resilience.load import Load, Sample
 from tests.scale.services import postgres_bindir
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 PASSWORD = "resilience-Pa55word-only-for-this-test"
 CHAINS = [f"chain-{i}" for i in range(6)]
