@@ -29,6 +29,7 @@ import os
 import shutil
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -102,26 +103,29 @@ class Run:
 
     # --- faults -------------------------------------------------------------------------------
 
+    def others_in_rotation(self, instance) -> None:
+        """Wait until nginx sends to every other instance again. One instance down at a time:
+        nginx takes a restarted instance back at most fail_timeout after it is up again (its
+        last refused attempt may be just before), and until then the other one is all it has.
+        (On a busy machine a restart outlasts fail_timeout and the settle time, so without this
+        wait stopping the other instance left nginx none: "no live upstreams", 502s for 2-3 s;
+        the rolling restart right after a SIGKILL window did exactly that.)"""
+        for other in self.cluster.instances:
+            if other is not instance:
+                time.sleep(max(0.0, other.started_at + PROXY_FAIL_TIMEOUT - time.monotonic()))
+
     def rolling_restart(self, **overrides: str) -> float:
         """One instance at a time, as a deploy does: the next one only once nginx sends to the
         restarted one again (its fail_timeout, 5 s, has passed)."""
-        for i, instance in enumerate(self.cluster.instances):
+        for instance in self.cluster.instances:
+            self.others_in_rotation(instance)
             instance.terminate()
             instance.start(**overrides)
-            if i + 1 < len(self.cluster.instances):
-                time.sleep(PROXY_FAIL_TIMEOUT)
         return time.monotonic()
 
     def kill(self, index: int) -> float:
         instance = self.cluster.instances[index]
-        # One instance down at a time: nginx takes a restarted instance back at most
-        # fail_timeout after it is up again (its last refused attempt may be just before), and
-        # until then the other one is all it has. (On a busy machine a restart outlasts
-        # fail_timeout and the settle time, so without this wait a SIGKILL of the other instance
-        # left nginx none: "no live upstreams", 502s for 2-3 s.)
-        for other in self.cluster.instances:
-            if other is not instance:
-                time.sleep(max(0.0, other.started_at + PROXY_FAIL_TIMEOUT - time.monotonic()))
+        self.others_in_rotation(instance)
         time.sleep(0.3)
         instance.kill()
         killed = time.monotonic()
@@ -360,6 +364,18 @@ def check(run: Run, load: Load) -> None:
     for name in ("rolling restart (strict)", "rolling restart into grace"):
         if run.lost[name]:
             failures.append(f"{run.lost[name]} sessions lost in the {name}")
+    # ... and no request of the steady load gets an error instead of its answer (a 502 from
+    # nginx with no instance left, a reset connection).
+    restarts = {name: (start, end) for name, start, _fault_end, end in run.windows}
+    for name in ("rolling restart (strict)", "rolling restart into grace"):
+        start, end = restarts[name]
+        failed = Counter(
+            f"{s.endpoint}:{s.status}"
+            for s in load.between(start, end)
+            if s.status >= 500 or s.status < 0
+        )
+        if failed:
+            failures.append(f"responses lost in the {name}: {dict(failed)}")
     for name in ("SIGKILL a (grace)", "SIGKILL b (grace)"):
         if run.lost[name]:
             failures.append(f"{run.lost[name]} sessions lost in {name} (grace on)")
