@@ -418,6 +418,25 @@ class AuthLoginApi(JsonApi):
         return _token_response(pair)
 
 
+def _mfa_token_accept(value: str, meta: dict, *, claim: bool) -> tuple[object, str]:
+    """(user, token id) of a valid mfa_token that is not spent: claimed for this attempt if
+    `claim`, else only checked. A refused token is audited and answered 401 invalid_grant;
+    CacheUnavailable goes to the caller."""
+    try:
+        user, jti = mfa_token_read(value)
+        spent = (not mfa_token_claim(jti)) if claim else mfa_token_used(jti)
+        if spent:
+            raise MfaTokenInvalid("token_used", user)
+    except MfaTokenInvalid as exc:
+        mfa_token_refused(user=exc.user, reason=exc.reason, **meta)
+        raise ApiError(
+            "invalid_grant",
+            "The mfa_token is invalid, expired or already used; sign in again.",
+            401,
+        ) from None
+    return user, jti
+
+
 @method_decorator(sensitive_post_parameters("code", "mfa_token"), name="dispatch")
 class AuthMfaApi(JsonApi):
     # Its own schema component (ref_name): two components named "Input" are drf_spectacular.W001,
@@ -479,17 +498,7 @@ class AuthMfaApi(JsonApi):
         serializer.is_valid(raise_exception=True)
         meta = _request_meta(request)
         try:
-            try:
-                user, jti = mfa_token_read(serializer.validated_data["mfa_token"])
-                if not mfa_token_claim(jti):
-                    raise MfaTokenInvalid("token_used", user)
-            except MfaTokenInvalid as exc:
-                mfa_token_refused(user=exc.user, reason=exc.reason, **meta)
-                raise ApiError(
-                    "invalid_grant",
-                    "The mfa_token is invalid, expired or already used; sign in again.",
-                    401,
-                ) from None
+            user, jti = _mfa_token_accept(serializer.validated_data["mfa_token"], meta, claim=True)
             data = serializer.validated_data
             if "credential" in data:
                 # The challenge was issued for this very token (its id is the binding) and
@@ -573,16 +582,7 @@ class AuthMfaPasskeyOptionsApi(JsonApi):
         serializer.is_valid(raise_exception=True)
         meta = _request_meta(request)
         try:
-            user, jti = mfa_token_read(serializer.validated_data["mfa_token"])
-            if mfa_token_used(jti):
-                raise MfaTokenInvalid("token_used", user)
-        except MfaTokenInvalid as exc:
-            mfa_token_refused(user=exc.user, reason=exc.reason, **meta)
-            raise ApiError(
-                "invalid_grant",
-                "The mfa_token is invalid, expired or already used; sign in again.",
-                401,
-            ) from None
+            user, jti = _mfa_token_accept(serializer.validated_data["mfa_token"], meta, claim=False)
         except CacheUnavailable:
             raise _api_login_refusal(LoginUnavailable()) from None
         if PASSKEY not in user_methods(user=user):
