@@ -292,19 +292,24 @@ def code_method(code: str) -> str:
     return selectors.TOTP if _TOTP_RE.match(_clean_code(code)) else selectors.RECOVERY_CODE
 
 
-def _mail_recovery_code_used(user, now: datetime, left: int) -> None:
+def _mail_owner(user, template: str, **context) -> None:
+    """Queue `template` to the account's address (if it has one), with the link to its
+    two-step verification page."""
     if not user.email:
         return
     mail_enqueue(
         to=user.email,
-        template="mfa_recovery_code_used",
+        template=template,
         context={
             "user": user,
-            "used_at": now,
-            "left": left,
             "account_url": get_config().issuer + reverse("account:mfa"),
+            **context,
         },
     )
+
+
+def _mail_recovery_code_used(user, now: datetime, left: int) -> None:
+    _mail_owner(user, "mfa_recovery_code_used", used_at=now, left=left)
 
 
 # What changed, for the notice to the account's address (templates/email/mfa_changed/).
@@ -319,18 +324,8 @@ def mfa_change_notify(*, user, change: str, passkey_name: str = "") -> None:
     """Tell the account's address that the owner changed how the account signs in, in the
     transaction that made the change: someone holding a stolen session who turns two-step
     verification off, or adds a passkey of their own, is seen by the owner."""
-    if not user.email:
-        return
-    mail_enqueue(
-        to=user.email,
-        template="mfa_changed",
-        context={
-            "user": user,
-            "change": change,
-            "passkey_name": passkey_name,
-            "changed_at": timezone.now(),
-            "account_url": get_config().issuer + reverse("account:mfa"),
-        },
+    _mail_owner(
+        user, "mfa_changed", change=change, passkey_name=passkey_name, changed_at=timezone.now()
     )
 
 
@@ -464,16 +459,7 @@ def second_factors_reset(*, user, actor, request=None) -> int:
             "actor_username": actor.get_username(),
         },
     )
-    if user.email:
-        mail_enqueue(
-            to=user.email,
-            template="mfa_reset",
-            context={
-                "user": user,
-                "reset_at": timezone.now(),
-                "account_url": get_config().issuer + reverse("account:mfa"),
-            },
-        )
+    _mail_owner(user, "mfa_reset", reset_at=timezone.now())
     return count
 
 
