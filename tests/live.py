@@ -21,12 +21,44 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+GUNICORN_BACKLOG = 2048  # gunicorn's default: it does not listen() again on a listening socket
 
 
 def free_port() -> int:
+    """A loopback port free now. Another process may take it before it is used: a server the
+    tests start themselves gets its port from `bound_socket` instead (ServerProcess)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def bound_socket(port: int = 0, wait: float = 5.0) -> socket.socket:
+    """A TCP socket listening on 127.0.0.1:`port` (0: any free one), inheritable. Listening,
+    because a socket only bound does not stop another one with SO_REUSEADDR (gunicorn's) from
+    binding the same port; a connection made before the server starts waits in the backlog.
+
+    Bound here and handed to gunicorn as fd://N, the port is this server's from the start. With
+    free_port() and a later `--bind`, two test workers could draw the same port within the second
+    a gunicorn takes to import the app: the later one failed to bind and retried, while its
+    readiness check got 200 from the other worker's server, and its test then ran against a
+    server that stopped under it (connection refused). A port given on purpose (a restart on the
+    same port) is retried for `wait` seconds while the previous process lets it go, as gunicorn
+    itself does."""
+    deadline = time.monotonic() + wait
+    while True:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.close()
+            if port == 0 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+            continue
+        sock.listen(GUNICORN_BACKLOG)
+        sock.set_inheritable(True)
+        return sock
 
 
 def base_env(**overrides: str) -> dict[str, str]:
@@ -92,7 +124,9 @@ class ServerProcess:
 
     def __init__(self, env: Mapping[str, str], port: int = 0, cwd: Path = ROOT):
         self.env = dict(env)
-        self.port = port or free_port()
+        # Held until the server starts (__enter__), so no other process can take the port.
+        self._reserved: socket.socket | None = bound_socket(port)
+        self.port = self._reserved.getsockname()[1]
         self.url = f"http://{self.host}:{self.port}"
         self.cwd = cwd
         self.log = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log", delete=False)  # noqa: SIM115
@@ -104,15 +138,31 @@ class ServerProcess:
     def ready(self, response: requests.Response) -> bool:
         return True
 
+    def listener(self) -> socket.socket:
+        """The bound socket for self.port: the one reserved at construction, or, when a caller
+        set another port since (a restart on an instance's fixed port), a new one."""
+        reserved, self._reserved = self._reserved, None
+        if reserved is not None and reserved.getsockname()[1] == self.port:
+            return reserved
+        if reserved is not None:
+            reserved.close()
+        return bound_socket(self.port)
+
     def __enter__(self):
-        self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), *self.arguments(), "--bind", f"127.0.0.1:{self.port}"],
-            cwd=self.cwd,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        listener = self.listener()
+        try:
+            self.proc = subprocess.Popen(
+                [str(BIN / "gunicorn"), *self.arguments(), "--bind", f"fd://{listener.fileno()}"],
+                cwd=self.cwd,
+                env=self.env,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(listener.fileno(),),
+            )
+        finally:
+            # gunicorn holds it now; a copy kept here would queue connections after it stopped.
+            listener.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -133,6 +183,9 @@ class ServerProcess:
         return Path(self.log.name).read_text(errors="replace")
 
     def __exit__(self, *exc: object) -> None:
+        if self._reserved is not None:  # never started
+            self._reserved.close()
+            self._reserved = None
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
