@@ -66,6 +66,9 @@ SIGN_IN_IP = "198.51.100.23"
 # --- Arguments ---------------------------------------------------------------------------------
 
 
+SERVER_THREADS = 4  # per gthread worker of each scale server (one worker)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/scale.py", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -149,6 +152,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.sign_ins < 1 or args.refreshes < 0 or args.refresh_concurrency < 1:
         parser.error("--sign-ins and --refresh-concurrency must be positive, --refreshes >= 0")
     args.profile = None  # bench/run.py's measure() reads it
+    # bench/run.py's server_environment and server arguments read these: the scale servers are
+    # one gthread worker of SERVER_THREADS threads (the hash gate sized to them, as in make bench).
+    args.worker_class, args.threads, args.workers = "gthread", SERVER_THREADS, 0
+    args.gunicorn_config = None
     return args
 
 
@@ -356,7 +363,7 @@ class ScaleRun:
         }
         report["server"] = {
             "workers": 1,
-            "threads": 4,
+            "threads": SERVER_THREADS,
             "settings": "bench/run.py's: AUTHSERVER_MODE=production, "
             "AUTHSERVER_SSL_REDIRECT=false, "
             f"log level {self.args.log_level}, login throttle lifted",
@@ -410,7 +417,7 @@ class ScaleRun:
         from tests.live import Gunicorn
 
         server_args = argparse.Namespace(
-            gunicorn_config=None, worker_class="gthread", threads=4, workers=0
+            gunicorn_config=None, worker_class="gthread", threads=SERVER_THREADS, workers=0
         )
         app_name = f"authserver-scale-{os.getpid()}-{label}"
         env = {**self.envs[label], "PGAPPNAME": app_name}

@@ -81,6 +81,18 @@ def test_arguments_are_bounded(capsys):
     assert scale.parse_args(["--smoke"]).rounds == 1
 
 
+def test_the_arguments_carry_what_the_shared_bench_functions_read():
+    """scale.py starts its servers with bench/run.py's functions; a setting one of them reads
+    and scale.py does not define stopped the full run at its first step (args.threads)."""
+    args = scale.parse_args([])
+    env = bench_run.server_environment("postgres://x@127.0.0.1/db", "redis://127.0.0.1/1", args)
+    assert env["AUTHSERVER_THREADS"] == str(scale.SERVER_THREADS)
+    assert env["AUTHSERVER_PASSWORD_HASH_CONCURRENCY"] == str(scale.SERVER_THREADS)
+    arguments = bench_run.gunicorn_args(args)
+    assert arguments[arguments.index("--threads") + 1] == str(scale.SERVER_THREADS)
+    assert bench_run.server_workers(args, bench_run.cpu.core_plan()) >= 1
+
+
 def test_make_bench_scale_dispatches_to_the_scale_benchmark(capsys):
     with pytest.raises(SystemExit):
         bench_run.main(["--scale", "--scale-factor", "0"])
