@@ -86,6 +86,36 @@ def test_a_rotation_is_one_statement_on_the_session_row_alone(pair):
     assert not AuthEvent.objects.filter(session_id=session.pk).exists()
 
 
+def test_instances_built_from_the_rotation_row_behave_as_from_db(pair):
+    """_model_from_row skips Model.__init__; what it builds must be from_db's instance."""
+    *_, session_names, user_names = sessions._one_statement_sql(connection.alias, False)
+    stored = Session.objects.select_related("user").get(pk=pair.session.pk)
+    row = [getattr(stored, name) for name in session_names]
+    user_row = [getattr(stored.user, name) for name in user_names]
+    for model, names, values in (
+        (Session, session_names, row),
+        (type(stored.user), user_names, user_row),
+    ):
+        ours = sessions._model_from_row(model, connection.alias, names, values)
+        django = model.from_db(connection.alias, names, values)
+        assert type(ours) is model
+        assert ours.__dict__.keys() - {"_state"} == django.__dict__.keys() - {"_state"}
+        assert all(ours.__dict__[n] == django.__dict__[n] for n in names)
+        assert ours.get_deferred_fields() == django.get_deferred_fields() != set()
+        assert (ours._state.adding, ours._state.db) == (False, connection.alias)
+        assert ours == django and hash(ours) == hash(django)
+    # A deferred field loads on first use; save() updates the row rather than inserting one.
+    ours = sessions._model_from_row(Session, connection.alias, session_names, row)
+    assert ours.created_at == stored.created_at and "created_at" in ours.__dict__
+    ours.scope = "changed"
+    with CaptureQueriesContext(connection) as queries:
+        ours.save(update_fields=["scope"])
+    assert queries.captured_queries[-1]["sql"].startswith("UPDATE")
+    assert Session.objects.get(pk=pair.session.pk).scope == "changed"
+    with pytest.raises(ValueError):  # a row that does not match its names is refused
+        sessions._model_from_row(Session, connection.alias, session_names, row[:-1])
+
+
 def test_the_one_statement_rotation_refuses_what_the_rules_refuse(pair, make_user):
     """The one statement's conditions are Session.is_live and _user_may_continue in SQL (and
     the client check): in every state either path refuses, it matches no row and changes
