@@ -53,6 +53,7 @@ from audit.events import EventType as events
 from audit.services import audit_event_record
 from authserver import metrics
 from authserver.conf import get_config
+from authserver.db.base import fetchone
 from mfa.policy import acr_for
 from sessions.models import BROWSER_CLIENT_ID, FIRST_PARTY_CLIENT_ID, RefreshToken, Session
 from sessions.refresh_tokens import (
@@ -444,9 +445,7 @@ def _rotate_in_one_statement(
     params += [parsed.generation, now, now]
     if issue.client_id is not None:
         params.append(issue.client_id)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = fetchone(connection, sql, params)
     if row is None:
         return None
     alias = connection.alias
@@ -1001,9 +1000,7 @@ def session_usable_get(*, sid, now: datetime | None = None) -> bool | None:
             .first()
         )
         return None if session is None else session_is_usable(session=session, now=now)
-    with connection.cursor() as cursor:
-        cursor.execute(_usable_sql(alias), [now, now, pk])
-        row = cursor.fetchone()
+    row = fetchone(connection, _usable_sql(alias), [now, now, pk])
     return None if row is None else row[0] is True
 
 

@@ -182,3 +182,33 @@ class DatabaseWrapper(base.DatabaseWrapper):
             yield
         finally:
             connection.authserver_wait_seconds = before
+
+
+def fetchone(connection, sql: str, params) -> tuple | None:
+    """`sql` run on `connection` (a Django DatabaseWrapper), its first row: for the statements
+    every token request runs (the refresh rotation, the introspection liveness read).
+
+    Django opens a cursor per `connection.cursor()`: the health check, the thread and
+    transaction checks, a new psycopg cursor with its adaptation context, the timezone-loader
+    check and a CursorWrapper, then the execute wrappers around the statement; about 30 us of
+    CPU of a 50 us statement, in-process (bench/README.md). Here the same checks run (the health
+    check, ensure_connection, thread sharing, a broken transaction) and errors are Django's
+    (wrap_database_errors, which also marks the connection for closing at the end of the
+    request), but the psycopg cursor is made once per connection (by Django's create_cursor,
+    its timezone check included) and kept on the wrapper until the connection is replaced.
+    With query logging (DEBUG, CaptureQueriesContext) or execute wrappers installed the
+    statement goes through Django's cursor, so both still see it."""
+    if connection.queries_logged or connection.execute_wrappers:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        cursor = connection.__dict__.get("_authserver_kept_cursor")
+        if cursor is None or cursor.connection is not connection.connection or cursor.closed:
+            cursor = connection._authserver_kept_cursor = connection.create_cursor()
+        cursor.execute(sql, params)
+        return cursor.fetchone()
