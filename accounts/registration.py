@@ -43,6 +43,7 @@ from audit.events import EventType
 from audit.services import audit_event_record
 from authserver.conf import get_config
 from authserver.counters import CacheUnavailable, cache_guard, counter_incr, shared_cache, window_at
+from authserver.languages import chosen_language
 from mail.services import mail_enqueue
 
 USERNAME_MAX_LENGTH = 150
@@ -212,6 +213,7 @@ def _account_create(*, username: str, email: str, hashed: str, request) -> User:
         username=username,
         email=email,
         is_active=not get_config().registration_require_verified,
+        language=chosen_language(request),
     )
     user.password = hashed
     with transaction.atomic():
@@ -309,7 +311,13 @@ def invite_accept(*, digest: str, username: str, password: str, request=None) ->
             raise InviteFailed("taken")
         if User.objects.matching("username", username).exists():
             raise InviteUsernameTaken(username)
-        user = User(username=username, email=email, email_verified=True, is_active=True)
+        user = User(
+            username=username,
+            email=email,
+            email_verified=True,
+            is_active=True,
+            language=chosen_language(request),
+        )
         try:
             password_validation.validate_password(password, user=user)
         except ValidationError:

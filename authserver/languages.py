@@ -171,6 +171,21 @@ def request_language(request: HttpRequest) -> str:
     return code or default_language()
 
 
+def chosen_language(request: HttpRequest | None) -> str:
+    """The language a new account starts with (User.language): the one the person asked for on
+    the page that created it, by the authorization request's ui_locales or the browser's
+    Accept-Language; empty when neither names one we serve (then it stays the browser's
+    choice). Saved, so the mails that reach the account later without a page of theirs (a
+    security notice, an admin's reset) are in the language they signed up in."""
+    if request is None:
+        return ""
+    return (
+        language_from_ui_locales(ui_locales_of_request(request))
+        or language_from_accept(request.META.get("HTTP_ACCEPT_LANGUAGE", ""))
+        or ""
+    )
+
+
 def default_language() -> str:
     return supported_language(settings.LANGUAGE_CODE) or settings.LANGUAGES[0][0]
 

@@ -148,6 +148,36 @@ def test_an_invitation_refused_for_its_password_stays_usable():
     assert accepted.user.email_verified and accepted.user.is_active
 
 
+@pytest.mark.parametrize(
+    ("headers", "path", "saved"),
+    [
+        ({"HTTP_ACCEPT_LANGUAGE": "de-DE,de;q=0.9,en;q=0.5"}, "/signup", "de"),
+        ({"HTTP_ACCEPT_LANGUAGE": "fr-FR,fr;q=0.9"}, "/signup", ""),  # not one we serve
+        ({}, "/signup", ""),  # no choice made: stays the browser's
+        # An authorization request's ui_locales, carried by `next`, comes first.
+        (
+            {"HTTP_ACCEPT_LANGUAGE": "en"},
+            "/signup?next=/oauth/authorize%3Fclient_id%3Dx%26ui_locales%3Dde",
+            "de",
+        ),
+    ],
+)
+def test_a_new_account_keeps_the_language_it_was_made_in(rf, headers, path, saved):
+    """Sign-up and an accepted invitation save the language the person asked for, so later
+    mails with no page of theirs behind them (security notices, an admin's reset) use it."""
+    user_signup(
+        username="lang", email="lang@example.org", password=NEW_PASSWORD,
+        request=rf.get(path, **headers),
+    )  # fmt: skip
+    assert User.objects.get(username="lang").language == saved
+    invite_send(email="ivy@example.org")
+    digest = digest_in(Outbox.objects.get(to="ivy@example.org"), "/invite")
+    accepted = invite_accept(
+        digest=digest, username="ivy", password=NEW_PASSWORD, request=rf.get(path, **headers)
+    )
+    assert User.objects.get(pk=accepted.user.pk).language == saved
+
+
 def test_sign_up_takes_a_hashing_slot_and_is_refused_when_none_is_free(client, settings):
     """A flood of sign-ups is bounded like one of sign-ins (accounts/hash_gate.py)."""
     from accounts.hash_gate import hash_gate
