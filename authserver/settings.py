@@ -456,6 +456,8 @@ if AUTHSERVER_CLIENT_AUTH_AUDIT_WINDOW_SECONDS > 86_400:
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("de", "Deutsch")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# DATETIME_FORMAT per language for the account pages (authserver/formats).
+FORMAT_MODULE_PATH = ["authserver.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -198,6 +198,20 @@ def test_signed_in_pages_in_german(dana, app, name, how):
     assert_german(english, german, data_of(dana, extra=(secret, *extra)))
 
 
+@pytest.mark.parametrize("name", ["account:sessions", "account:apps", "account:activity"])
+def test_moments_are_written_the_way_each_language_writes_dates(dana, app, name):
+    """DATETIME_FORMAT of authserver/formats: "6 Dec 2026, 04:30 UTC", and in German
+    "6. Dezember 2026, 04:30 UTC" (day with a dot, month in full), never "6 Dez 2026"."""
+    client = signed_in(dana)
+    consent_grant(user=dana, client=app, scopes=["openid"])
+    english, german = both(client, "get", reverse(name))
+    months_de = "Januar|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember"
+    assert re.search(r"\b\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC", english.content.decode())
+    page = german.content.decode()
+    assert re.search(rf"\b\d{{1,2}}\. (?:{months_de}) \d{{4}}, \d\d:\d\d UTC", page)
+    assert not re.search(r"\b\d{1,2} [A-Z][a-zä]{2} \d{4}", page)
+
+
 def test_account_page_states_in_german(dana, app):
     client = signed_in(dana)
     pages = [
