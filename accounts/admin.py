@@ -17,6 +17,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -29,7 +30,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from accounts.models import User
+from accounts.models import User, language_choices
 from accounts.password_reset import password_reset_send
 from accounts.registration import InviteRejected, invite_send
 from accounts.services import (
@@ -583,7 +584,12 @@ class UserAdmin(DjangoUserAdmin):
         form = InviteForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                invite_send(email=form.cleaned_data["email"], actor=request.user, request=request)
+                invite_send(
+                    email=form.cleaned_data["email"],
+                    actor=request.user,
+                    request=request,
+                    language=form.cleaned_data["language"] or None,
+                )
             except InviteRejected as exc:
                 form.add_error("email", str(exc))
             else:
@@ -601,6 +607,13 @@ class UserAdmin(DjangoUserAdmin):
 
 class InviteForm(forms.Form):
     email = forms.EmailField(label="Email address", max_length=254)
+    language = forms.ChoiceField(
+        label="Language of the invitation",
+        choices=language_choices,
+        initial=lambda: settings.LANGUAGE_CODE,
+        required=False,  # left out: LANGUAGE_CODE
+        help_text="The invitee has no saved language yet; their pages follow their browser.",
+    )
 
 
 admin.site.unregister(Group)

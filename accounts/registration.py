@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
@@ -240,11 +241,13 @@ def invite_url(token: str, request=None) -> str:
     return _absolute(request, reverse("invite_accept") + "?" + urlencode({"token": token}))
 
 
-def invite_send(*, email: str, actor=None, request=None) -> None:
-    """Mail a single-use invitation link to `email`, in one transaction with its audit row.
+def invite_send(*, email: str, actor=None, request=None, language: str | None = None) -> None:
+    """Mail a single-use invitation link to `email`, in one transaction with its audit row,
+    written in `language` (a code of settings.LANGUAGES; None: LANGUAGE_CODE, since the invitee
+    has no saved language and the admin's page is not theirs).
 
     Raises InviteRejected for a bad address or one that already has an account (an admin may
-    know that; the invitee page never says it)."""
+    know that; the invitee page never says it), or a language that is not served."""
     from accounts.emailaddr import EmailInvalid, email_normalize
 
     try:
@@ -253,6 +256,9 @@ def invite_send(*, email: str, actor=None, request=None) -> None:
         raise InviteRejected(str(exc)) from None
     if User.objects.matching("email", email).exists():
         raise InviteRejected("an account with this email address already exists")
+    served = [code for code, _ in settings.LANGUAGES]
+    if language is not None and language not in served:
+        raise InviteRejected(f"the language must be one of {', '.join(served)}")
     lifetime = get_config().invite_link_seconds
     with transaction.atomic():
         token = emaillinks.link_issue(
@@ -269,6 +275,7 @@ def invite_send(*, email: str, actor=None, request=None) -> None:
                 "inviter": inviter,
                 "days": max(1, lifetime // 86_400),
             },
+            language=language or settings.LANGUAGE_CODE,
         )
         audit_event_record(
             event=EventType.INVITE_SENT,

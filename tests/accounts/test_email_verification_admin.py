@@ -3,6 +3,8 @@ it sets, resends verification, and invites people."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from accounts.models import AccountLink, User
@@ -129,9 +131,22 @@ def test_invite_page(admin_client, make_user):
     (mail,) = Outbox.objects.all()
     assert (mail.template, mail.to) == ("invite", "new@example.org")
     assert "/invite?token=" in mail.body_text
+    assert "invited" in mail.subject  # English (LANGUAGE_CODE) unless another is chosen
     link = AccountLink.objects.get(purpose="invite")
     assert link.user is None and link.email == "new@example.org"
     assert AuthEvent.objects.filter(event_type="invite.sent").count() == 1
+    # The invitee has no saved language yet: the admin picks the invitation's.
+    assert 'name="language"' in page.content.decode()
+    german = admin_client.post(
+        "/admin/accounts/user/invite/", {"email": "neu@example.org", "language": "de"}
+    )
+    assert german.status_code == 302
+    mail = Outbox.objects.get(to="neu@example.org")
+    assert "Einladung" in mail.subject and "Der Link funktioniert einmal" in mail.body_text
+    unknown = admin_client.post(
+        "/admin/accounts/user/invite/", {"email": "x@example.org", "language": "xx"}
+    )
+    assert unknown.status_code == 200 and not Outbox.objects.filter(to="x@example.org").exists()
 
 
 def test_resending_to_a_pending_sign_up_still_activates_it(admin_client, make_user):
@@ -152,3 +167,15 @@ def test_resending_to_a_pending_sign_up_still_activates_it(admin_client, make_us
     assert email_confirm(digest=account_link_digest(token)).activated
     late.refresh_from_db()
     assert late.is_active and late.email_verified
+
+
+def test_invite_user_command_takes_the_invitation_language():
+    from django.core.management import CommandError, call_command
+
+    call_command("invite_user", "ada@example.org", "--language", "de", stdout=io.StringIO())
+    assert "Einladung" in Outbox.objects.get(to="ada@example.org").subject
+    call_command("invite_user", "bob@example.org", stdout=io.StringIO())
+    assert "invited" in Outbox.objects.get(to="bob@example.org").subject
+    with pytest.raises(CommandError, match="language must be one of en, de"):
+        call_command("invite_user", "cy@example.org", "--language", "xx", stdout=io.StringIO())
+    assert not Outbox.objects.filter(to="cy@example.org").exists()

@@ -1,4 +1,5 @@
-"""`python manage.py invite_user EMAIL`: mail a single-use invitation link to EMAIL.
+"""`python manage.py invite_user EMAIL [--language de]`: mail a single-use invitation link to
+EMAIL, in English unless another language of LANGUAGES is named.
 
 The invitee chooses a username and password on the link's page; the account is created active
 with its address verified. Works whatever AUTHSERVER_REGISTRATION says (invitations are how
@@ -19,10 +20,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("email")
+        parser.add_argument(
+            "--language",
+            default=None,
+            help="language of the invitation, a code of LANGUAGES (default: LANGUAGE_CODE)",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
-            invite_send(email=options["email"])
+            invite_send(email=options["email"], language=options["language"])
         except InviteRejected as exc:
             raise CommandError(str(exc)) from None
         days = max(1, get_config().invite_link_seconds // 86_400)
