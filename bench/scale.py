@@ -69,6 +69,14 @@ SIGN_IN_IP = "198.51.100.23"
 SERVER_THREADS = 4  # per gthread worker of each scale server (one worker)
 
 
+def agent_environment(env: dict[str, str], app_name: str) -> dict[str, str]:
+    """The agent process runs what management commands run in a deployment (the seed's set-up,
+    purge_expired_sessions): manage.py's database limits (AUTHSERVER_DB_COMMAND_*, none by
+    default), not a serving process's 1.5 s statement timeout, which cancelled a purge batch on
+    a slow disk."""
+    return {**env, "PGAPPNAME": app_name, "_AUTHSERVER_MANAGEMENT_COMMAND": "1"}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/scale.py", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -385,7 +393,7 @@ class ScaleRun:
             last = (migrated.stderr.strip().splitlines() or ["?"])[-1]
             raise ScaleError(f"migrate failed on {database_name(label)}: {last}")
         migrate_seconds = time.monotonic() - started
-        self.agents[label] = Agent({**env, "PGAPPNAME": self.agent_app(label)})
+        self.agents[label] = Agent(agent_environment(env, self.agent_app(label)))
         self.setup[label] = self.agent_call(label, "setup", self.password)
         sizes = self.sizes[label]
         print(f"bench: seeding {database_name(label)}: {sizes}", file=sys.stderr, flush=True)

@@ -93,6 +93,17 @@ def test_the_arguments_carry_what_the_shared_bench_functions_read():
     assert bench_run.server_workers(args, bench_run.cpu.core_plan()) >= 1
 
 
+def test_the_agent_has_the_database_limits_of_a_management_command():
+    """The purge runs in the agent as `manage.py purge_expired_sessions` runs: without the
+    serving processes' statement timeout (it cancelled a purge batch on a slow disk)."""
+    env = scale.agent_environment({"DATABASE_URL": "postgres://x@127.0.0.1/db"}, "agent")
+    assert env["_AUTHSERVER_MANAGEMENT_COMMAND"] == "1" and env["PGAPPNAME"] == "agent"
+    code = "import django; django.setup(); from django.conf import settings as s; "
+    code += "print(s.DATABASES['default']['OPTIONS']['options'])"
+    out = run_python("-c", code, env=base_env(**env))
+    assert "statement_timeout=0" in out.stdout, out.stdout + out.stderr
+
+
 def test_make_bench_scale_dispatches_to_the_scale_benchmark(capsys):
     with pytest.raises(SystemExit):
         bench_run.main(["--scale", "--scale-factor", "0"])
