@@ -137,6 +137,7 @@ def test_invite_page(admin_client, make_user):
     assert AuthEvent.objects.filter(event_type="invite.sent").count() == 1
     # The invitee has no saved language yet: the admin picks the invitation's.
     assert 'name="language"' in page.content.decode()
+    assert "The invitee has no saved language yet" in page.content.decode()  # its help shown
     german = admin_client.post(
         "/admin/accounts/user/invite/", {"email": "neu@example.org", "language": "de"}
     )
