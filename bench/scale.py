@@ -52,7 +52,7 @@ from bench import cpu, load  # noqa: E402
 from bench import run as bench_run  # noqa: E402
 from bench.scale_agent import Agent, AgentError, ScaleError  # noqa: E402
 from bench.scale_report import write  # noqa: E402
-from bench.scale_storage import purge, storage  # noqa: E402
+from bench.scale_storage import database_settings, purge, storage  # noqa: E402
 from bench.scratch import database_url_required, url_with_database  # noqa: E402
 from bench.seed import FULL, Sizes, one_line  # noqa: E402
 
@@ -369,6 +369,7 @@ class ScaleRun:
             "load_average_start": load_start,
             "load_average_end": cpu.load_average(),
         }
+        report["database"] = database_settings(self.servers["large"].admin)
         report["server"] = {
             "workers": 1,
             "threads": SERVER_THREADS,

@@ -245,6 +245,12 @@ def purge_text(purge: dict) -> str:
             f"  --max-rate {purge['max_rate']:g}: slept {purge['slept_seconds']:.1f} s between "
             f"batches; {purge['sessions_per_working_second']:,.0f} sessions per second of work"
         )
+    if "wal_bytes" in purge:
+        lines.append(
+            f"  WAL written meanwhile {purge['wal_bytes'] / 1e9:.2f} GB (server-wide); "
+            f"checkpoints {purge['checkpoints_requested']} requested by WAL volume, "
+            f"{purge['checkpoints_timed']} timed"
+        )
     lines.append(f"  refresh at c={purge['concurrency']}:")
     for when in ("before", "during", "after"):
         s = purge[f"refresh_{when}"]
@@ -266,6 +272,8 @@ def write(report: dict, args) -> None:
         f"large {sizes['large']}"
     )
     print(f"{report['machine']['cores']}; {report['machine'].get('disk', '')}")
+    if "database" in report:
+        print("PostgreSQL: " + ", ".join(f"{k} {v}" for k, v in report["database"].items()))
     print(
         "load average at start {:.2f} {:.2f} {:.2f}, at end {:.2f} {:.2f} {:.2f}".format(
             *report["machine"]["load_average_start"], *report["machine"]["load_average_end"]

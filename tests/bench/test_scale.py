@@ -409,3 +409,30 @@ def test_growth_counts_from_when_every_session_had_refreshed_once():
     assert g["from_refreshes"] == 10_000
     assert g["per_million"] == pytest.approx(4_000)
     assert g["first_refresh_bytes_per_session"] == pytest.approx(299.9)
+
+
+def test_the_purge_reports_the_wal_and_forced_checkpoints_and_the_server_settings():
+    """What explains the refreshes' p99 during a purge besides CPU (bench/README.md "Purge"):
+    read from the real server, and a checkpoint forced by WAL volume counted as requested."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        settings = scale_storage.database_settings(admin)
+        assert set(settings) == set(scale_storage.DATABASE_SETTINGS)
+        assert settings["max_wal_size"].endswith(("MB", "GB"))
+        before = scale_storage.wal_activity(admin)
+        probe = sql.Identifier(f"scale_wal_probe_{uuid.uuid4().hex[:12]}")
+        try:
+            admin.execute(sql.SQL("CREATE TABLE {} (n int)").format(probe))
+            admin.execute(sql.SQL("INSERT INTO {} SELECT generate_series(1, 1000)").format(probe))
+        finally:
+            admin.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(probe))
+        admin.execute("CHECKPOINT")
+        # A CHECKPOINT by hand counts as requested, as one forced by WAL volume does; the
+        # statistics may show it a moment late.
+        deadline = time.monotonic() + 10
+        delta = scale_storage.wal_delta(before, scale_storage.wal_activity(admin))
+        while delta["checkpoints_requested"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            delta = scale_storage.wal_delta(before, scale_storage.wal_activity(admin))
+    assert delta["wal_bytes"] > 8_000  # the table's thousand rows
+    assert delta["checkpoints_requested"] >= 1
+    assert delta["checkpoints_timed"] >= 0
