@@ -336,6 +336,7 @@ class ScaleRun:
         self.guns: dict = {}
         self.servers: dict[str, DbServer] = {}
         self.warnings: list[str] = []
+        self.database: dict[str, str] = {}  # database_settings of the large database's server
         self.rng = random.Random(15)
         self.setup: dict[str, dict] = {}
         self.password = secrets.token_urlsafe(18)
@@ -356,6 +357,8 @@ class ScaleRun:
             report["seeding"][label] = self.prepare(label)
         for label in LABELS:
             self.serve(label)
+        # Read once, before the phases: the purge's warning names max_wal_size.
+        self.database = database_settings(self.servers["large"].admin)
         if "costs" in self.args.phases:
             report["costs"] = self.costs()
         states = None  # the sessions the storage phase refreshes, refreshed on during the purge
@@ -369,7 +372,7 @@ class ScaleRun:
             "load_average_start": load_start,
             "load_average_end": cpu.load_average(),
         }
-        report["database"] = database_settings(self.servers["large"].admin)
+        report["database"] = self.database
         report["server"] = {
             "workers": 1,
             "threads": SERVER_THREADS,

@@ -399,7 +399,7 @@ def purge(run, states: list[RoundRobin] | None) -> dict:
     scenario = round_robin_refresh()
     baseline = refresh_window(run, server, scenario, states, args.purge_baseline)
     sessions_before = session_count(run)
-    wal_before = wal_activity(run.servers["large"].admin)
+    wal_before = wal_activity(server.admin)
     agent = run.agents["large"]
     agent.start("purge", args.purge_max_rate)
     started = time.monotonic()
@@ -419,12 +419,12 @@ def purge(run, states: list[RoundRobin] | None) -> dict:
         backend_gone_wait(run, run.agent_app("large"))
         output = f"stopped after {seconds:.0f} s (--purge-timeout)"
     deleted = sessions_before - session_count(run)
-    wal = wal_delta(wal_before, wal_activity(run.servers["large"].admin))
+    wal = wal_delta(wal_before, wal_activity(server.admin))
     if wal["checkpoints_requested"]:
-        max_wal = run.servers["large"].admin.execute("SHOW max_wal_size").fetchone()[0]
         run.warnings.append(
             f"{wal['checkpoints_requested']} checkpoint(s) forced by WAL volume during the purge "
-            f"({wal['wal_bytes'] / 1e9:.1f} GB of WAL, max_wal_size {max_wal}): pages written "
+            f"({wal['wal_bytes'] / 1e9:.1f} GB of WAL, max_wal_size "
+            f"{run.database['max_wal_size']}): pages written "
             "after each carry a full-page image, the refreshes' among them"
         )
     after = refresh_window(run, server, scenario, states, min(args.purge_baseline, 5.0))
@@ -446,9 +446,7 @@ def purge(run, states: list[RoundRobin] | None) -> dict:
         "purge_backend": "pinned to the load generator's core (a spare database core)",
         "purge_backend_cpu_seconds": round(backend.cpu_seconds(), 2),
         "purge_backend_us_per_session": backend.cpu_seconds() * 1e6 / deleted if deleted else None,
-        "wal_bytes": wal["wal_bytes"],
-        "checkpoints_requested": wal["checkpoints_requested"],
-        "checkpoints_timed": wal["checkpoints_timed"],
+        **wal,
     }
 
 
@@ -458,22 +456,22 @@ def wal_activity(admin) -> dict[str, int]:
     next carry full-page images again, the refreshes' commits among them (bench/README.md
     "Purge")."""
     lsn = admin.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0]
-    version = admin.execute("SHOW server_version_num").fetchone()[0]
     view = (
         "SELECT num_requested, num_timed FROM pg_stat_checkpointer"
-        if int(version) >= 170000
+        if admin.info.server_version >= 170000
         else "SELECT checkpoints_req, checkpoints_timed FROM pg_stat_bgwriter"
     )
     requested, timed = admin.execute(view).fetchone()
-    return {"wal_lsn": int(lsn), "requested": int(requested), "timed": int(timed)}
+    return {
+        "wal_bytes": int(lsn),
+        "checkpoints_requested": int(requested),
+        "checkpoints_timed": int(timed),
+    }
 
 
 def wal_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {
-        "wal_bytes": after["wal_lsn"] - before["wal_lsn"],
-        "checkpoints_requested": after["requested"] - before["requested"],
-        "checkpoints_timed": after["timed"] - before["timed"],
-    }
+    """What happened between two wal_activity readings (the same keys, as differences)."""
+    return {name: after[name] - before[name] for name in after}
 
 
 # What the purge's effect on refreshes depends on besides CPU: how often WAL forces a
