@@ -1161,7 +1161,14 @@ PURGE_SCAN_SETTINGS = ("SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_so
 # A purge batch lost in a crash is deleted again by the next purge: its commit need not wait for
 # the WAL flush (PostgreSQL's asynchronous commit keeps the database consistent; only the last
 # batches' deletions can be lost), and refreshes committing meanwhile share fewer flushes with it.
-PURGE_COMMIT_SETTINGS = ("SET LOCAL synchronous_commit = off",)
+# The pages a batch dirties and then evicts from shared_buffers are handed to the kernel to write
+# every 256 kB (backend_flush_after; 0, never, by default): otherwise gigabytes of them wait in
+# the page cache until the kernel's dirty limits make it write them all at once, and every
+# refresh's commit waits behind that flood for its WAL flush (bench/README.md "Purge").
+PURGE_COMMIT_SETTINGS = (
+    "SET LOCAL synchronous_commit = off",
+    "SET LOCAL backend_flush_after = '256kB'",
+)
 
 
 class _PostgresPurge:

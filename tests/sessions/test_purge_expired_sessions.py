@@ -173,6 +173,33 @@ def test_max_rate_spreads_the_batches_over_time(make_user, order):
     assert Session.objects.count() == 0
 
 
+def test_each_batch_commits_asynchronously_and_writes_its_pages_back_as_it_goes(make_user, order):
+    """A trigger records the settings in force where the purge deletes: the batch's commit does
+    not wait for the WAL flush, and the pages it evicts are handed to the kernel every 256 kB
+    instead of piling up in the page cache (sessions/services.py PURGE_COMMIT_SETTINGS)."""
+    user = make_user()
+    old = timezone.now() - timedelta(days=400)
+    for _ in range(3):
+        pair = start(user, old)
+        session_revoke(session=pair.session, reason="logout", now=old)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE purge_settings (sync text, flush text)")
+        cursor.execute(
+            "CREATE FUNCTION pg_temp.purge_settings_record() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN INSERT INTO purge_settings VALUES (current_setting('synchronous_commit'),"
+            " current_setting('backend_flush_after')); RETURN NULL; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER purge_settings_record AFTER DELETE ON tokens_session "
+            "FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.purge_settings_record()"
+        )
+    assert "deleted 3 session(s)" in purge("--batch-size", "2", order=order)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sync, flush FROM purge_settings")
+        recorded = cursor.fetchall()
+    assert recorded and set(recorded) == {("off", "256kB")}
+
+
 def test_a_negative_max_rate_is_refused(capsys):
     with pytest.raises(SystemExit) as stopped:
         call_command("purge_expired_sessions", "--max-rate", "-1")
