@@ -251,6 +251,11 @@ def purge_text(purge: dict) -> str:
             f"checkpoints {purge['checkpoints_requested']} requested by WAL volume, "
             f"{purge['checkpoints_timed']} timed"
         )
+    if purge.get("page_cache_dirty_peak_bytes") is not None:
+        lines.append(
+            f"  page cache waiting to be written: {purge['page_cache_dirty_before_bytes'] / 1e6:,.0f}"
+            f" MB before, at most {purge['page_cache_dirty_peak_bytes'] / 1e6:,.0f} MB meanwhile"
+        )
     lines.append(f"  refresh at c={purge['concurrency']}:")
     for when in ("before", "during", "after"):
         s = purge[f"refresh_{when}"]

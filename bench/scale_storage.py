@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench import cpu, load
 from bench import run as bench_run
@@ -401,10 +402,10 @@ def purge(run, states: list[RoundRobin] | None) -> dict:
     sessions_before = session_count(run)
     wal_before = wal_activity(server.admin)
     agent = run.agents["large"]
+    backend = PurgeBackend(run)
     agent.start("purge", args.purge_max_rate)
     started = time.monotonic()
     during = []
-    backend = PurgeBackend(run)
     while not agent.done() and time.monotonic() - started < args.purge_timeout:
         during.append(refresh_window(run, server, scenario, states, 2.0, purge=backend))
     if agent.done():
@@ -446,6 +447,8 @@ def purge(run, states: list[RoundRobin] | None) -> dict:
         "purge_backend": "pinned to the load generator's core (a spare database core)",
         "purge_backend_cpu_seconds": round(backend.cpu_seconds(), 2),
         "purge_backend_us_per_session": backend.cpu_seconds() * 1e6 / deleted if deleted else None,
+        "page_cache_dirty_before_bytes": backend.dirty_before,
+        "page_cache_dirty_peak_bytes": backend.dirty_peak,
         **wal,
     }
 
@@ -521,6 +524,8 @@ class PurgeBackend:
         self.run = run
         self.first: dict[int, int] = {}
         self.last: dict[int, int] = {}
+        self.dirty_before = page_cache_dirty_bytes()
+        self.dirty_peak = self.dirty_before
 
     def tick(self) -> None:
         rows = (
@@ -539,9 +544,26 @@ class PurgeBackend:
             if ticks is not None:
                 self.first.setdefault(pid, ticks)
                 self.last[pid] = ticks
+        dirty = page_cache_dirty_bytes()
+        if dirty is not None:
+            self.dirty_peak = max(self.dirty_peak or 0, dirty)
 
     def cpu_seconds(self) -> float:
         return sum(self.last[pid] - self.first[pid] for pid in self.last) / cpu.CLOCK_TICKS
+
+
+def page_cache_dirty_bytes(meminfo: str | None = None) -> int | None:
+    """The machine's page-cache bytes waiting to be written (Linux /proc/meminfo "Dirty"), or
+    None where that cannot be read. Pages a purge dirties that pile up there are written by the
+    kernel all at once when they pass vm.dirty_background_ratio, and the refreshes' WAL flushes
+    wait behind that (bench/README.md "Purge")."""
+    if meminfo is None:
+        try:
+            meminfo = Path("/proc/meminfo").read_text()
+        except OSError:
+            return None
+    match = re.search(r"^Dirty:\s+(\d+) kB$", meminfo, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else None
 
 
 def refresh_window(run, server, scenario, states, seconds, purge: PurgeBackend | None = None):

@@ -436,3 +436,13 @@ def test_the_purge_reports_the_wal_and_forced_checkpoints_and_the_server_setting
     assert delta["wal_bytes"] > 8_000  # the table's thousand rows
     assert delta["checkpoints_requested"] >= 1
     assert delta["checkpoints_timed"] >= 0
+
+
+def test_the_purge_reports_the_page_cache_waiting_to_be_written():
+    """Pages that pile up dirty in the page cache are written all at once past the kernel's
+    limit, and the refreshes' WAL flushes wait behind them (bench/README.md "Purge")."""
+    meminfo = "MemTotal:       24000000 kB\nDirty:              2312 kB\nWriteback:   0 kB\n"
+    assert scale_storage.page_cache_dirty_bytes(meminfo) == 2312 * 1024
+    assert scale_storage.page_cache_dirty_bytes("MemTotal: 1 kB\n") is None
+    here = scale_storage.page_cache_dirty_bytes()  # this machine's, read from /proc
+    assert here is None or here >= 0
