@@ -252,9 +252,10 @@ def purge_text(purge: dict) -> str:
             f"{purge['checkpoints_timed']} timed"
         )
     if purge.get("page_cache_dirty_peak_bytes") is not None:
+        before, peak = purge["page_cache_dirty_before_bytes"], purge["page_cache_dirty_peak_bytes"]
         lines.append(
-            f"  page cache waiting to be written: {purge['page_cache_dirty_before_bytes'] / 1e6:,.0f}"
-            f" MB before, at most {purge['page_cache_dirty_peak_bytes'] / 1e6:,.0f} MB meanwhile"
+            f"  page cache waiting to be written: {(before or 0) / 1e6:,.0f} MB before, "
+            f"at most {peak / 1e6:,.0f} MB meanwhile"
         )
     lines.append(f"  refresh at c={purge['concurrency']}:")
     for when in ("before", "during", "after"):
