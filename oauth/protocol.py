@@ -122,7 +122,7 @@ def form_parameters(request: HttpRequest) -> QueryDict:
         raise BadRequest("The request has too many parameters.") from None
     except DjangoBadRequest:
         raise BadRequest("The request body must be UTF-8 form data.") from None
-    if request.GET:
+    if request.META.get("QUERY_STRING") and request.GET:  # no QueryDict built for none
         # Credentials and codes never travel in the URL (RFC 6749 §3.2, RFC 6750 §5.3).
         raise BadRequest("Parameters must be sent in the request body, not the URL.")
     for key in form:

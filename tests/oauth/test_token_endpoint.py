@@ -81,14 +81,35 @@ def test_get_is_refused_as_json(http):
     assert response["Allow"] == "POST"
 
 
-def test_parameters_in_the_url_are_refused(http, machine):
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (TOKEN, "grant_type=client_credentials"),
+        ("/oauth/introspect", "token=x"),
+        ("/oauth/revoke", "token=x"),
+    ],
+)
+def test_parameters_in_the_url_are_refused(http, machine, path, body):
     response = http.post(
-        TOKEN + "?client_secret=" + machine.secret,
-        "grant_type=client_credentials",
+        path + "?client_secret=" + machine.secret,
+        body,
         content_type="application/x-www-form-urlencoded",
         HTTP_AUTHORIZATION=machine.basic(),
     )
-    assert_error(response, "invalid_request")
+    error = assert_error(response, "invalid_request")
+    assert error["error_description"] == "Parameters must be sent in the request body, not the URL."
+
+
+@pytest.mark.parametrize("query", ["?", "?&"])
+def test_a_url_with_an_empty_query_is_not_refused(http, machine, query):
+    response = http.post(
+        "/oauth/introspect" + query,
+        "token=x",
+        content_type="application/x-www-form-urlencoded",
+        HTTP_AUTHORIZATION=machine.basic(),
+    )
+    assert response.status_code == 200, response.content
+    assert response.json() == {"active": False}
 
 
 def test_repeated_parameter_is_invalid_request(http, machine):
