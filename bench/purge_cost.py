@@ -10,12 +10,19 @@ Creates (and afterwards drops) a scratch database, migrates it, fills it with en
 backend and of this process. Then it adds the four constraints the schema leaves out (DEFERRABLE
 INITIALLY DEFERRED, as Django would create them), fills and purges again. CPU time is what a
 dedicated database server would spend; wall time on a shared machine also counts waiting.
+
+`--orders heap,index` compares the purge's two orders instead, and `--flush-after 0,256kB`
+the purge (in heap order) with each value of `backend_flush_after` in its batches instead of
+the one it ships with (sessions/services.py PURGE_COMMIT_SETTINGS): what writing back its pages
+as it goes costs the purge's backend (bench/README.md "Purge").
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -99,6 +106,24 @@ def measure(sessions: int, batch_size: int, order: str = "auto", fill: str = FIL
     }
 
 
+@contextlib.contextmanager
+def backend_flush_after(value: str):
+    """The purge's batches with `backend_flush_after = value` instead of the shipped setting."""
+    from sessions import services
+
+    shipped = services.PURGE_COMMIT_SETTINGS
+    if not re.fullmatch(r"\d+(kB|MB)?", value):
+        raise SystemExit(f"purge_cost: --flush-after {value!r} is not a size (0, 256kB, 2MB)")
+    services.PURGE_COMMIT_SETTINGS = (
+        *(s for s in shipped if "backend_flush_after" not in s),
+        f"SET LOCAL backend_flush_after = '{value}'",
+    )
+    try:
+        yield
+    finally:
+        services.PURGE_COMMIT_SETTINGS = shipped
+
+
 def user_insert() -> int:
     """The one account the sessions belong to (written in SQL, no hash): its id."""
     from django.db import connection
@@ -123,6 +148,12 @@ def main() -> None:
         help="instead of the constraints: compare these purge orders (comma-separated, "
         "alternating --repeat times) on sessions laid out as a deployment does (FILL_SCATTERED)",
     )
+    parser.add_argument(
+        "--flush-after",
+        default="",
+        help="instead of the constraints: compare these backend_flush_after values of the "
+        "purge's batches (comma-separated, e.g. 0,256kB,2MB; alternating --repeat times)",
+    )
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -130,6 +161,15 @@ def main() -> None:
         from django.db import connection
 
         user_insert()
+        if args.flush_after:
+            results = {}
+            for i in range(args.repeat):
+                for value in args.flush_after.split(","):
+                    with backend_flush_after(value):
+                        row = measure(args.sessions, args.batch_size, "heap", FILL_SCATTERED)
+                    results[f"backend_flush_after={value} #{i + 1}"] = row
+                    print(value, row, file=sys.stderr, flush=True)
+            return report(args, results)
         if args.orders:
             results = {}
             for i in range(args.repeat):
