@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -112,8 +113,6 @@ def backend_flush_after(value: str):
     from sessions import services
 
     shipped = services.PURGE_COMMIT_SETTINGS
-    if not re.fullmatch(r"\d+(kB|MB)?", value):
-        raise SystemExit(f"purge_cost: --flush-after {value!r} is not a size (0, 256kB, 2MB)")
     services.PURGE_COMMIT_SETTINGS = (
         *(s for s in shipped if "backend_flush_after" not in s),
         f"SET LOCAL backend_flush_after = '{value}'",
@@ -156,27 +155,28 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
+    args.orders = [o for o in args.orders.split(",") if o]
+    args.flush_after = [v for v in args.flush_after.split(",") if v]
+    if any(not re.fullmatch(r"\d+(kB|MB)?", v) for v in args.flush_after):
+        parser.error("--flush-after takes sizes such as 0,256kB,2MB")
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     with django_scratch_database(base, prefix="authserver_purge_cost"):
         from django.db import connection
 
         user_insert()
-        if args.flush_after:
+        # (label, order, setting) of each variant compared, alternating --repeat times.
+        variants = [(f"order={o}", o, contextlib.nullcontext) for o in args.orders] + [
+            (f"backend_flush_after={v}", "heap", functools.partial(backend_flush_after, v))
+            for v in args.flush_after
+        ]
+        if variants:
             results = {}
             for i in range(args.repeat):
-                for value in args.flush_after.split(","):
-                    with backend_flush_after(value):
-                        row = measure(args.sessions, args.batch_size, "heap", FILL_SCATTERED)
-                    results[f"backend_flush_after={value} #{i + 1}"] = row
-                    print(value, row, file=sys.stderr, flush=True)
-            return report(args, results)
-        if args.orders:
-            results = {}
-            for i in range(args.repeat):
-                for order in args.orders.split(","):
-                    row = measure(args.sessions, args.batch_size, order, FILL_SCATTERED)
-                    results[f"order={order} #{i + 1}"] = row
-                    print(order, row, file=sys.stderr, flush=True)
+                for label, order, setting in variants:
+                    with setting():
+                        row = measure(args.sessions, args.batch_size, order, FILL_SCATTERED)
+                    results[f"{label} #{i + 1}"] = row
+                    print(label, row, file=sys.stderr, flush=True)
             return report(args, results)
         results = {"as shipped (no constraints)": measure(args.sessions, args.batch_size)}
         with connection.cursor() as cursor:
