@@ -12,10 +12,24 @@ Both go through tokens/jws.py rather than PyJWT: the header of each `typ` is ser
 key, a token is parsed once (the verifier reads `kid` from the same parse), and the claim rules
 are the ones PyJWT applied, written out below (tests/tokens/test_jws.py compares the two).
 Key objects are parsed once per process (tokens/keys.py) and used as they are.
+
+A backend remembers the tokens whose signature it has verified (`VERIFIED_MEMO_SIZE` of them,
+by a SHA-256 digest of the signed bytes and the signature): a resource server introspects the
+same access token on each of its API calls, and an app sends the same one to userinfo, so the
+public-key operation runs once per token and key snapshot rather than once per request. Only
+the signature's verdict is remembered, and only when it passed: every request still parses the
+token and checks its algorithm, its claims and their times, and reads its session. The memo
+lives and dies with the backend, which tokens/keys.py builds anew on every reload of the key
+snapshot (a key change, or at least every AUTHSERVER_KEY_CACHE_SECONDS), so a key that is
+removed stops verifying at once. The digest is of the bytes the signature covers and the
+signature itself, length-prefixed, so no other token maps to a remembered one; the memo holds
+no token.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +41,9 @@ from tokens import jws
 from tokens.jwk import PrivateKey, PublicKey
 
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti")
+# Verified signatures a backend remembers: 32-byte digests, about 100 bytes each with the dict's
+# own cost, so at most about 1 MB per published key. Beyond it the oldest half is forgotten.
+VERIFIED_MEMO_SIZE = 8192
 
 
 class SigningKeyBackend(TokenBackend):
@@ -50,6 +67,10 @@ class SigningKeyBackend(TokenBackend):
         self.kid = kid
         self._headers: dict[str, bytes] = {}
         self._leeway_seconds = self.get_leeway().total_seconds()
+        # Digests of the tokens whose signature this key verified (module docstring). Read
+        # without the lock (a dict lookup is atomic); added to and trimmed under it.
+        self._verified: dict[bytes, None] = {}
+        self._verified_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<SigningKeyBackend {self.algorithm} kid={self.kid}>"
@@ -85,7 +106,7 @@ class SigningKeyBackend(TokenBackend):
         """
         if token.header.get("alg") != self.algorithm:
             raise jwt.InvalidAlgorithmError("The specified alg value is not allowed")
-        if not jws.verify_signature(self.verifying_key, self.algorithm, token):
+        if not self._signature_valid(token):
             raise jwt.InvalidSignatureError("Signature verification failed")
         claims = jws.payload_claims(token)
         for name in REQUIRED_CLAIMS:
@@ -112,6 +133,24 @@ class SigningKeyBackend(TokenBackend):
         if "nbf" in claims and claims["nbf"] > moment + leeway:
             raise jwt.ImmatureSignatureError("not yet valid")
         return claims
+
+    def _signature_valid(self, token: jws.CompactJws) -> bool:
+        """`jws.verify_signature` with this key, remembered when it passed (module docstring)."""
+        digest = hashlib.sha256(
+            len(token.signing_input).to_bytes(8, "big") + token.signing_input + token.signature
+        ).digest()
+        if digest in self._verified:
+            return True
+        if not jws.verify_signature(self.verifying_key, self.algorithm, token):
+            return False
+        with self._verified_lock:
+            verified = self._verified
+            if len(verified) >= VERIFIED_MEMO_SIZE:
+                # Forget the oldest half (a dict keeps insertion order), not everything at once.
+                for old in list(verified)[: VERIFIED_MEMO_SIZE // 2]:
+                    del verified[old]
+            verified[digest] = None
+        return True
 
 
 def _audience_check(aud: Any, audience: str | list[str] | None) -> None:
