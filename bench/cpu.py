@@ -136,3 +136,18 @@ def pin(pids: Iterable[int], cores: frozenset[int]) -> int:
 
 def load_average() -> tuple[float, float, float]:
     return os.getloadavg()
+
+
+def cpu_model() -> str:
+    """The processor's name (Linux: /proc/cpuinfo's first `model name`), or "unknown". Runs on
+    different processors differ most in the RSA operations: the paths that sign compare with D
+    differently on each, so a report names the one it ran on."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                name, _, value = line.partition(":")
+                if name.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return "unknown"

@@ -263,9 +263,17 @@ def floors(password: str, seconds: float) -> dict:
     sign_ms = _cpu_per_call(
         lambda: key.sign(message, padding.PKCS1v15(), hashes.SHA256()), seconds / 3, 50
     )
+    public_key = key.public_key()
+    signature = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    verify_ms = _cpu_per_call(
+        lambda: public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256()),
+        seconds / 6,
+        200,
+    )
     check_ms = _cpu_per_call(lambda: check_password(password, encoded), seconds, 5)
     return {
         "rs256_sign_ms": sign_ms,
+        "rs256_verify_ms": verify_ms,
         "rs256_key_bits": key.key_size,
         "password_check_ms": check_ms,
         "password_hasher": f"{hasher.algorithm} ({params})",
@@ -651,6 +659,18 @@ FLOOR_TARGETS = (
 )
 
 
+def signature_in_d(rows: list[Row], floor: dict) -> str:
+    """The text " (= N D)": one RS256 signature in units of D, the plain Django view's CPU per
+    request at the lowest concurrency; "" without that row. client_credentials and a refresh
+    each sign once, so on a processor slow at RSA against Python their ratios to D are that
+    much higher."""
+    measured = _by(rows, DJANGO_FLOOR)
+    if not measured:
+        return ""
+    d = measured[min(measured)].cpu_ms_per_request
+    return f" (= {floor['rs256_sign_ms'] / d:.2f} D)" if d > 0 else ""
+
+
 def floor_targets(
     rows: list[Row], skipped: dict[str, str], runs: dict[tuple[str, int], list[Row]]
 ) -> list[Target]:
@@ -959,6 +979,7 @@ def run(
         "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:])]),
         "machine": {
             "nproc": os.cpu_count(),
+            "cpu_model": cpu.cpu_model(),
             "cores": plan.describe(),
             "load_average_start": load_start,
             "load_average_end": load_end,
@@ -1005,9 +1026,10 @@ def run(
     print(table(rows, skipped, args.concurrency, runs))
     print()
     print(
-        f"floors (CPU on the server core): RS256 sign ({floor['rs256_key_bits']}-bit, parsed key) "
-        f"{floor['rs256_sign_ms']:.3f} ms; password check {floor['password_hasher']} "
-        f"{floor['password_check_ms']:.1f} ms"
+        f"floors (CPU on the server core, {report['machine']['cpu_model']}): RS256 sign "
+        f"({floor['rs256_key_bits']}-bit, parsed key) {floor['rs256_sign_ms']:.3f} ms"
+        f"{signature_in_d(rows, floor)}, verify {floor['rs256_verify_ms']:.3f} ms; "
+        f"password check {floor['password_hasher']} {floor['password_check_ms']:.1f} ms"
     )
     print(
         "CPU ms/req = utime+stime of the gunicorn tree and its PostgreSQL backends / requests; "

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from bench import load
-from bench.cpu import CorePlan, process_tree
+from bench.cpu import CorePlan, cpu_model, process_tree
 from bench.run import (
     FLOOR_APPS,
     SCENARIOS,
@@ -19,6 +19,7 @@ from bench.run import (
     gunicorn_args,
     parse_args,
     server_workers,
+    signature_in_d,
     table,
     targets,
     visit_order,
@@ -249,7 +250,12 @@ def test_smoke_run_prints_the_table_targets_and_json(child_env, tmp_path):
         assert re.search(rf"^{name}\s+1\s+[\d.]+", result.stdout, re.M), name
     assert re.search(r"^django_floor\s+1\s+.*\s1\.00\s+[\d.]+\s", result.stdout, re.M)
     assert re.search(r"^(PASS|FAIL)\s+/healthz <= 1.2 D", result.stdout, re.M)
-    assert re.search(r"^floors .*RS256 sign .* ms; password check argon2", result.stdout, re.M)
+    assert re.search(
+        r"^floors \(CPU on the server core, .+\): RS256 sign .* ms \(= [\d.]+ D\), "
+        r"verify [\d.]+ ms; password check argon2",
+        result.stdout,
+        re.M,
+    )
     assert re.search(r"^(PASS|FAIL)\s+rotating refresh <= 4 ms", result.stdout, re.M)
     assert re.search(r"^(PASS|FAIL)\s+zero errors", result.stdout, re.M)
     report = json.loads(out.read_text())
@@ -266,6 +272,9 @@ def test_smoke_run_prints_the_table_targets_and_json(child_env, tmp_path):
         sum(r["connections_per_worker"]) == r["concurrency"] for r in report["rounds_measured"]
     ), report["rounds_measured"]
     assert report["floors"]["password_check_ms"] > report["floors"]["rs256_sign_ms"] > 0
+    # A signature costs more than its check (public exponent 65537), on any processor.
+    assert report["floors"]["rs256_sign_ms"] > report["floors"]["rs256_verify_ms"] > 0
+    assert report["machine"]["cpu_model"] == cpu_model() != ""
 
 
 def test_response_parser_reads_length_and_chunked_bodies_and_waits_for_the_rest():
@@ -283,3 +292,11 @@ def test_response_parser_reads_length_and_chunked_bodies_and_waits_for_the_rest(
     assert load.parse_response(two)[2] == len(fixed)  # the first response only
     with pytest.raises(load._BadResponse):
         load.parse_response(b"garbage\r\n\r\n")
+
+
+def test_the_report_names_the_processor_and_a_signature_in_units_of_d():
+    assert cpu_model() != ""
+    floor = {"rs256_sign_ms": 0.6}
+    rows = [row("django_floor", 8, 0.4), row("django_floor", 1, 0.5), row("healthz", 1, 0.3)]
+    assert signature_in_d(rows, floor) == " (= 1.20 D)"  # at the lowest concurrency
+    assert signature_in_d([row("healthz", 1, 0.3)], floor) == ""
