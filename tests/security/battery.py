@@ -225,6 +225,17 @@ def register(
     return OAuthClient(created.client.client_id, created.secret)
 
 
+def register_resource_server() -> OAuthClient:
+    """A resource server: a confidential client that may introspect any client's tokens."""
+    return register(
+        name="Resource server",
+        grants=("client_credentials",),
+        scopes=("api",),
+        redirect_uris=(),
+        is_resource_server=True,
+    )
+
+
 def make_person(username: str = "alice", **extra: Any) -> User:
     return user_create(
         username=username, email=f"{username}@example.com", password=PASSWORD, **extra

@@ -15,7 +15,7 @@ import pytest
 
 from accounts.models import User
 from accounts.services import user_deactivate
-from tests.security.battery import register, serve
+from tests.security.battery import register, register_resource_server, serve
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +30,7 @@ def _everything(server):
     """alice's credentials on every path: a first-party pair, an OAuth pair with openid, and a
     resource server able to introspect them."""
     app = register()
-    inspector = register(
-        name="Resource server",
-        grants=("client_credentials",),
-        scopes=("api",),
-        redirect_uris=(),
-        is_resource_server=True,
-    )
+    inspector = register_resource_server()
     first_party = server.tokens()
     oauth = server.oauth_tokens(server.browser(), app)
     # Before: every credential works, so the refusals after are caused by the deactivation.
@@ -89,13 +83,7 @@ def test_sessionless_user_token_of_a_deactivated_user_is_inactive(server, child_
     `issue_access_token --sub <user>`) whose subject is a deactivated user is not active."""
     from tests.live import manage
 
-    inspector = register(
-        name="Resource server",
-        grants=("client_credentials",),
-        scopes=("api",),
-        redirect_uris=(),
-        is_resource_server=True,
-    )
+    inspector = register_resource_server()
     alice = User.objects.get(username="alice")
     printed = manage("issue_access_token", "--sub", alice.sub, env=child_env)
     assert printed.returncode == 0, printed.stderr

@@ -18,7 +18,7 @@ import requests
 
 from accounts.services import user_create
 from tests.conftest import PASSWORD
-from tests.security.battery import TIMEOUT, form_fields, register, serve
+from tests.security.battery import TIMEOUT, form_fields, register, register_resource_server, serve
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +31,7 @@ def server(child_env, settings):
 
 @pytest.fixture
 def inspector(server):
-    return register(
-        name="Resource server",
-        grants=("client_credentials",),
-        scopes=("api",),
-        redirect_uris=(),
-        is_resource_server=True,
-    )
+    return register_resource_server()
 
 
 def _sid(access_token: str) -> str:

@@ -22,7 +22,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings as django_settings
 
 from accounts.models import User
-from tests.security.battery import b64url, claims_for, forge, register, serve
+from tests.security.battery import (
+    b64url,
+    claims_for,
+    forge,
+    register,
+    register_resource_server,
+    serve,
+)
 from tokens.keys import active_signing_key, keyring_reset, published_key
 
 pytestmark = pytest.mark.slow
@@ -42,13 +49,7 @@ def world(server):
     keyring_reset()
     key = active_signing_key()
     sid = jwt.decode(first["access_token"], options={"verify_signature": False})["sid"]
-    inspector = register(
-        name="Resource server",
-        grants=("client_credentials",),
-        scopes=("api",),
-        redirect_uris=(),
-        is_resource_server=True,
-    )
+    inspector = register_resource_server()
     return server, inspector, _Alice(User.objects.get(username="alice"), sid), key
 
 

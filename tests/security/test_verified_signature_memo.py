@@ -18,7 +18,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from accounts.models import User
-from tests.security.battery import b64url, claims_for, make_person, register, serve
+from tests.security.battery import b64url, claims_for, make_person, register_resource_server, serve
 from tokens.keys import active_signing_key, keyring_reset
 from tokens.rotation import signing_key_revoke, signing_key_rotate
 
@@ -36,13 +36,7 @@ def world(child_env, settings):
         first = server.tokens()  # the server creates its first key and alice's session
         keyring_reset()
         sid = jwt.decode(first["access_token"], options={"verify_signature": False})["sid"]
-        inspector = register(
-            name="Resource server",
-            grants=("client_credentials",),
-            scopes=("api",),
-            redirect_uris=(),
-            is_resource_server=True,
-        )
+        inspector = register_resource_server()
         yield server, inspector, User.objects.get(username="alice"), sid
 
 
