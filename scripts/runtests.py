@@ -4,8 +4,8 @@
 PostgreSQL, in this order: $DATABASE_URL; the local server on 127.0.0.1:5432; a throwaway cluster
 made from the PostgreSQL server binaries (initdb) when they are installed. Redis likewise:
 $REDIS_URL; 127.0.0.1:6379; a throwaway redis-server. With neither, stop with one line saying
-what to install. Without arguments the suite runs on one pytest-xdist worker per core plus one (3
-to 4), then the tests marked `timing` (tests/resilience, the side-channel probes) alone; extra
+what to install. Without arguments the suite runs on two pytest-xdist workers more than cores (3
+to 6), then the tests marked `timing` (tests/resilience, the side-channel probes) alone; extra
 arguments go to one plain pytest run (`make test ARGS="-k jwks"`).
 """
 
@@ -208,11 +208,13 @@ def main() -> None:
     # The whole suite on pytest-xdist workers (AUTHSERVER_TEST_WORKERS overrides), then the tests
     # that measure time alone (marker `timing`: the side-channel probes, and tests/resilience,
     # which measures latency under faults): they need the machine quiet.
-    # One more worker than cores (3 to 4): the slow tests spend much of their time waiting for the
-    # processes they start (gunicorn, Chromium, pip), and a third worker fills that time on two
-    # cores. Work stealing evens out the end (tests/conftest.py puts the slow tests first).
+    # Two more workers than cores (3 to 6): the slow tests spend much of their time waiting for
+    # the processes they start (gunicorn, Chromium, pip), and the extra workers fill that time.
+    # On two cores (2026-12-06, an AMD EPYC VM) the parallel part took 13:33 on three workers and
+    # 12:40 on four, both cores then busy 98 % of the time. Work stealing evens out the end
+    # (tests/conftest.py puts the slow tests first).
     workers = os.environ.get("AUTHSERVER_TEST_WORKERS") or str(
-        max(3, min((os.cpu_count() or 2) + 1, 4))
+        max(3, min((os.cpu_count() or 2) + 2, 6))
     )
     step(
         f"pytest on {workers} workers (all but the timing tests)",
