@@ -12,7 +12,7 @@ from django.utils import timezone
 from tests.tokens.conftest import AUDIENCE, b64
 from tokens import backends, jws
 from tokens.issuance import access_token_issue
-from tokens.keys import published_key
+from tokens.keys import keyring_reset_snapshot, published_key
 from tokens.rotation import signing_key_revoke, signing_key_rotate
 from tokens.verification import TokenInvalid, access_token_verify
 
@@ -61,8 +61,9 @@ def test_the_remembered_signature_on_other_bytes_is_refused(signing_key):
     token = issue()
     access_token_verify(token, audience=AUDIENCE)
     head, _, signature = token.split(".")
-    changed = jws.parse(token).payload.replace(b'"sub":"s"', b'"sub":"t"')
-    assert changed != jws.parse(token).payload
+    payload = jws.parse(token).payload
+    changed = payload.replace(b'"sub":"s"', b'"sub":"t"')
+    assert changed != payload
     with pytest.raises(TokenInvalid, match="bad signature"):
         access_token_verify(f"{head}.{b64(changed)}.{signature}", audience=AUDIENCE)
 
@@ -71,9 +72,8 @@ def test_no_other_split_of_the_same_bytes_is_taken_for_a_remembered_token(signin
     """The digest covers the signed bytes' length: the same bytes cut elsewhere between signing
     input and signature (which parse() would not produce, but verify() must not rely on) do not
     match the remembered entry."""
-    token = issue()
-    key = published_key(jws.parse(token).header["kid"])
-    parsed = jws.parse(token)
+    parsed = jws.parse(issue())
+    key = published_key(parsed.header["kid"])
     key.backend.verify(parsed, audience=AUDIENCE, now=timezone.now())
     shifted = jws.CompactJws(
         parsed.header,
@@ -111,8 +111,6 @@ def test_the_memo_is_the_snapshots_and_a_reload_starts_it_afresh(signing_key, rs
     access_token_verify(token, audience=AUDIENCE)
     access_token_verify(token, audience=AUDIENCE)
     assert len(rsa_checks) == 1
-    from tokens.keys import keyring_reset_snapshot
-
     keyring_reset_snapshot()
     access_token_verify(token, audience=AUDIENCE)
     assert len(rsa_checks) == 2
