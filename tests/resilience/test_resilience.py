@@ -172,6 +172,7 @@ class Run:
         self.flood_overload = os.getloadavg()[0] / (os.cpu_count() or 1)
         self.flood_statuses: dict[int, int] = {}
         self.flood_intervals: list[tuple[float, float]] = []
+        self.flood_cpu: list[float] = []  # the flood client's own CPU after sending (flood.py)
         self.quiet_intervals: list[tuple[float, float]] = []
         for _ in range(FLOODS):
             quiet_start = time.monotonic()
@@ -193,6 +194,7 @@ class Run:
             # The sign-ins themselves: from the moment all 200 were sent (their TLS connections
             # were opened before) until the last answer.
             self.flood_intervals.append((outcome["sent"], outcome["done"]))
+            self.flood_cpu.append(outcome["cpu"])
             time.sleep(0.5)
         return time.monotonic()
 
@@ -324,6 +326,8 @@ def report(run: Run, load: Load, seconds: float) -> None:
             )
             + f" (load average per CPU {run.flood_overload:.1f} before the floods); in flight "
             + ", ".join(f"{end - start:.2f} s" for start, end in run.flood_intervals)
+            + "; the flood client's CPU after sending "
+            + ", ".join(f"{cpu:.3f} s" for cpu in run.flood_cpu)
         )
         for label, pick in (
             ("quiet between", run.before_floods),
