@@ -24,6 +24,19 @@ GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 GUNICORN_BACKLOG = 2048  # gunicorn's default: it does not listen() again on a listening socket
 
 
+def window_with_room(window_seconds: float, needed_seconds: float) -> None:
+    """Wait for the next fixed window if the current one ends within `needed_seconds`.
+
+    The throttles count in fixed windows aligned to the epoch (authserver.counters.window_at):
+    every count restarts at a boundary, so a test that counts N attempts and expects the next
+    one refused fails when a boundary falls between them (a 401 where a 429 was due, seen in
+    CI). Call it right before the counted attempts, with room for all of them on a loaded
+    machine; it sleeps at most `needed_seconds`, and only that close to a boundary."""
+    left = window_seconds - time.time() % window_seconds
+    if left < needed_seconds:
+        time.sleep(left + 0.5)
+
+
 def free_port() -> int:
     """A loopback port free now. Another process may take it before it is used: a server the
     tests start themselves gets its port from `bound_socket` instead (ServerProcess)."""

@@ -12,6 +12,7 @@ from django.test import Client
 from accounts.views import LOGIN_FAILED_MESSAGE, safe_next_url
 from audit.models import AuthEvent
 from tests.conftest import PASSWORD
+from tests.live import window_with_room
 
 pytestmark = pytest.mark.django_db
 
@@ -215,6 +216,7 @@ def test_throttled_login_is_429_with_retry_after_and_a_readable_message(
 ):
     settings.AUTHSERVER_LOGIN_THROTTLE_PER_LOGIN = 3
     make_user("alice")
+    window_with_room(settings.AUTHSERVER_LOGIN_THROTTLE_WINDOW_SECONDS, 30)
     for _ in range(3):
         assert client.post("/login", {"username": "alice", "password": "nope"}).status_code == 200
     throttled = client.post("/login", {"username": "alice", "password": PASSWORD})

@@ -28,7 +28,7 @@ from authserver import settings as app_settings
 from mail.models import Outbox
 from tests.accounts.mailbox import Mailbox, deliver, mail_worker
 from tests.conftest import PASSWORD
-from tests.live import Gunicorn, manage
+from tests.live import Gunicorn, manage, window_with_room
 
 pytestmark = pytest.mark.slow
 
@@ -304,6 +304,7 @@ def test_sign_up_is_throttled_per_ip(child_env, settings, mailbox):
         AUTHSERVER_REGISTRATION="open",
         AUTHSERVER_REGISTRATION_THROTTLE_PER_IP="3",
     ) as server:
+        window_with_room(3600, 60)  # the registration throttle's window (the default)
         statuses = [
             signup(server, requests.Session(), username=f"u{i}", email=f"u{i}@example.org")
             for i in range(4)

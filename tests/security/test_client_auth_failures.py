@@ -30,7 +30,7 @@ from oauth.client_auth import client_auth_failure_record
 from oauth.clients import client_cache_clear_local, client_create, client_get, client_register
 from oauth.models import Client
 from tests.accounts.conftest import T0
-from tests.live import Gunicorn, base_env, free_port, manage
+from tests.live import Gunicorn, base_env, free_port, manage, window_with_room
 from tests.oauth.conftest import form_post
 
 pytestmark = pytest.mark.django_db
@@ -78,6 +78,7 @@ def server(child_env, tmp_path) -> Iterator[Gunicorn]:
         "AUTHSERVER_CLIENT_AUTH_AUDIT_WINDOW_SECONDS": "86400",
         "AUTHSERVER_METRICS_DIR": str(tmp_path / "metrics"),
     }
+    window_with_room(86400, 300)  # a boundary (midnight UTC) only near the end of a day
     with Gunicorn(env, workers=2) as running:
         yield running
 

@@ -13,10 +13,13 @@ import secrets
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.live import window_with_room
 from tests.security.battery import serve
 
 pytestmark = pytest.mark.slow
 
+# The login throttle's window (the default): each test's counted attempts fit in one.
+WINDOW = 300
 # A handful of attempts per IP and a generous per-name limit: only the IP bucket can trip.
 LIMITS = {
     "AUTHSERVER_LOGIN_THROTTLE_PER_IP": "4",
@@ -58,6 +61,7 @@ def test_spoofed_forwarded_for_does_not_escape_the_ip_throttle(child_env, settin
     rotating fake addresses (and garbage) still counts every attempt against the real peer, so
     the per-IP limit answers 429 with Retry-After."""
     with serve(child_env, settings, **LIMITS) as server:
+        window_with_room(WINDOW, 60)
         statuses = [_attempt(server, _spoofed()).status_code for _ in range(4)]
         assert statuses == [401] * 4, statuses
         for xff in (_spoofed(), "garbage", "", "127.0.0.1", "::1"):
@@ -72,6 +76,7 @@ def test_behind_a_trusted_proxy_only_the_proxys_entry_counts(child_env, settings
     are ignored, so rotating them stays in one bucket, while another real client address (the
     proxy's entry) has its own."""
     with serve(child_env, settings, AUTHSERVER_TRUSTED_PROXIES="127.0.0.1", **LIMITS) as server:
+        window_with_room(WINDOW, 60)
         real = "203.0.113.7"
         for _ in range(4):
             response = _attempt(server, f"{_spoofed()}, {real}")

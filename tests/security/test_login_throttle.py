@@ -29,7 +29,7 @@ from authserver import settings as app_settings
 from tests.accounts.conftest import T0
 from tests.accounts.hashers import CountingMD5PasswordHasher
 from tests.conftest import PASSWORD
-from tests.live import Gunicorn
+from tests.live import Gunicorn, window_with_room
 
 WRONG = "not the password at all"  # test-only credential
 OFFICE = "203.0.113.50"  # one NAT address in front of a whole office
@@ -163,14 +163,6 @@ def in_parallel(calls, threads: int = 8) -> list:
         return list(pool.map(lambda call: call(), calls))
 
 
-def window_with_room(seconds: float) -> None:
-    """Wait for a fresh throttle window if this one ends within `seconds`, so every failure a
-    test counts falls into one window (they are fixed: counts restart at each boundary)."""
-    left = WINDOW - time.time() % WINDOW
-    if left < seconds:
-        time.sleep(left + 0.5)
-
-
 @pytest.mark.slow
 def test_one_user_signs_in_200_times_in_one_window(server):
     """Issue 13.11: successful sign-ins of one account are not counted (it was refused at the
@@ -224,7 +216,7 @@ def test_30_wrong_passwords_for_one_account_are_refused_after_the_10th(server):
     """Issue 13.11: the budget per login name still holds, whatever addresses the guesses come
     from; past it even the right password gets 429 without being checked."""
     (victim,) = users_create(1, prefix="victim")
-    window_with_room(60)
+    window_with_room(WINDOW, 60)
     statuses = [api_login(server, victim, f"{WRONG} {n}", f"198.51.100.{n + 1}") for n in range(30)]
     assert statuses == [401] * PER_LOGIN + [429] * (30 - PER_LOGIN)
     assert api_login(server, victim, PASSWORD, "192.0.2.1") == 429
@@ -240,7 +232,7 @@ def test_credential_stuffing_from_one_address_is_refused_after_50_failures(serve
     overshoot), on the API and the form alike; other addresses are unaffected."""
     people = users_create(20)
     names = [*people, *(f"nobody{n}" for n in range(60))]  # real accounts and guessed names
-    window_with_room(90)
+    window_with_room(WINDOW, 90)
     statuses = in_parallel(
         [lambda name=name: api_login(server, name, WRONG, "198.51.100.66") for name in names],
         threads=16,
