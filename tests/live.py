@@ -30,8 +30,9 @@ def window_with_room(window_seconds: float, needed_seconds: float) -> None:
     The throttles count in fixed windows aligned to the epoch (authserver.counters.window_at):
     every count restarts at a boundary, so a test that counts N attempts and expects the next
     one refused fails when a boundary falls between them (a 401 where a 429 was due, seen in
-    CI). Call it right before the counted attempts, with room for all of them on a loaded
-    machine; it sleeps at most `needed_seconds`, and only that close to a boundary."""
+    CI). TOTP codes change at 30 s steps aligned the same way. Call it right before the counted
+    attempts (or the code's use), with room for all of them on a loaded machine; it sleeps at
+    most `needed_seconds`, and only that close to a boundary."""
     left = window_seconds - time.time() % window_seconds
     if left < needed_seconds:
         time.sleep(left + 0.5)
